@@ -1,0 +1,1 @@
+"""Network applications and the `ndt` command line."""

@@ -1,0 +1,315 @@
+"""The `ndt` command line: one entry point, subcommands per part of the data flow.
+
+Every command that prints data has --json. Every error is one line on stderr and a non-zero
+exit code, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from typing import Any, NoReturn
+
+from controller_app.client import ControllerClient, ControllerError
+from ptwin.errors import LabError
+from topologies import Topology, TopologyError
+from topologies import builtin as builtin_topos
+from topologies.resolve import load, search_dirs, zoo_files
+
+from . import demo as demo_mod
+from .table import print_table
+
+
+class CliError(Exception):
+    """A user-facing error raised by a command."""
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        print(f"{self.prog}: error: {message} (see {self.prog} --help)", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def emit(data: Any, as_json: bool, render: Callable[[Any], None]) -> None:
+    if as_json:
+        print(json.dumps(data, indent=1, default=str))
+    else:
+        render(data)
+
+
+# -- topo ---------------------------------------------------------------------------------------
+def topo_summary(topo: Topology) -> dict[str, Any]:
+    caps = [lk.capacity_mbps for lk in topo.links]
+    delays = [lk.delay_ms for lk in topo.links]
+    return {
+        "name": topo.name,
+        "nodes": [{"id": n.id, "name": n.name, "lat": n.lat, "lon": n.lon} for n in topo.nodes],
+        "links": [{"id": lk.id, "a": lk.a, "b": lk.b, "a_name": topo.nodes[lk.a].name,
+                   "b_name": topo.nodes[lk.b].name, "capacity_mbps": lk.capacity_mbps,
+                   "delay_ms": round(lk.delay_ms, 4)} for lk in topo.links],
+        "capacity_mbps": {"min": min(caps), "max": max(caps)},
+        "delay_ms": {"min": round(min(delays), 4), "max": round(max(delays), 4)},
+        "diameter": topo.diameter(),
+        "notes": list(topo.notes),
+    }
+
+
+def cmd_topo_list(args: argparse.Namespace) -> None:
+    rows = [{"name": name, "kind": "built-in", "nodes": len(m().nodes), "links": len(m().links)}
+            for name, m in builtin_topos.CATALOGUE.items()]
+    rows += [{"name": alias, "kind": f"alias of {target}", "nodes": None, "links": None}
+             for alias, target in builtin_topos.ALIASES.items()]
+    for path in zoo_files():
+        rows.append({"name": path.stem, "kind": f"file {path}", "nodes": None, "links": None})
+    rows.append({"name": "random:N:M:SEED", "kind": "generator", "nodes": None, "links": None})
+    emit(rows, args.json, lambda r: print_table(r, ["name", "kind", "nodes", "links"]))
+    if not args.json:
+        print(f"\nfiles are searched in: {', '.join(str(d) for d in search_dirs()) or '(none)'}"
+              " (NDT_TOPOLOGY_PATH); any .gml/.graphml/.json path works too")
+
+
+def cmd_topo_show(args: argparse.Namespace) -> None:
+    info = topo_summary(load(args.topo))
+
+    def render(d: dict[str, Any]) -> None:
+        print(f"{d['name']}: {len(d['nodes'])} nodes, {len(d['links'])} links, "
+              f"diameter {d['diameter']['hops']} hops / {d['diameter']['delay_ms']} ms")
+        print(f"capacity {d['capacity_mbps']['min']:g}-{d['capacity_mbps']['max']:g} Mbit/s, "
+              f"delay {d['delay_ms']['min']:g}-{d['delay_ms']['max']:g} ms")
+        for note in d["notes"]:
+            print(f"note: {note}")
+        print()
+        print_table(d["nodes"], ["id", "name", "lat", "lon"])
+        print()
+        print_table(d["links"], ["id", "a", "b", "a_name", "b_name", "capacity_mbps", "delay_ms"])
+
+    emit(info, args.json, render)
+
+
+# -- lab ----------------------------------------------------------------------------------------
+def _progress(msg: str) -> None:
+    print(f"... {msg}", file=sys.stderr, flush=True)
+
+
+def cmd_lab_up(args: argparse.Namespace) -> None:
+    from ptwin.control import lab_up
+    from ptwin.lab import LabConfig
+
+    topo = load(args.topo)
+    config = LabConfig(delay_backend=args.delay_backend, capacity_scale=args.capacity_scale,
+                       of_port=args.of_port, rest_port=args.rest_port,
+                       ready_timeout=args.timeout, flow_idle_timeout=args.idle_timeout)
+    state = lab_up(topo, config, progress=_progress if not args.json else (lambda m: None))
+    info = dict(state.get("info", {}), ready_seconds=round(state["ready_at"] - state["started_at"], 2))
+    emit(info, args.json, render_lab_info)
+
+
+def render_lab_info(info: dict[str, Any]) -> None:
+    print(f"lab up: {info.get('topology')} with {info.get('switches')} switches, {info.get('links')} links"
+          + (f", ready in {info['ready_seconds']} s" if "ready_seconds" in info else ""))
+    print(f"datapath {info.get('datapath')}, delay backend {info.get('delay_backend')}, "
+          f"capacity scale {info.get('capacity_scale')}")
+    ctl = info.get("controller", {})
+    print(f"controller REST {ctl.get('rest')}, OpenFlow port {ctl.get('ofp_port')}")
+    if info.get("links_down"):
+        print(f"links down: {', '.join(info['links_down'])}")
+
+
+def cmd_lab_status(args: argparse.Namespace) -> None:
+    from ptwin.control import lab_status
+
+    st = lab_status()
+
+    def render(s: dict[str, Any]) -> None:
+        print(f"status: {s['status']}")
+        if s.get("hint"):
+            print(s["hint"])
+        if s.get("error"):
+            print(f"error: {s['error']}")
+        if s.get("info"):
+            render_lab_info(s["info"])
+
+    emit(st, args.json, render)
+
+
+def cmd_lab_down(args: argparse.Namespace) -> None:
+    from ptwin.control import lab_down
+
+    res = lab_down()
+
+    def render(r: dict[str, Any]) -> None:
+        if not r["was_running"] and not r.get("removed_leftovers"):
+            print("no lab was running" if "removed_leftovers" not in r else "cleared a dead lab")
+        else:
+            print("lab down")
+        for item in r.get("removed_leftovers", []):
+            print(f"removed leftover {item}")
+
+    emit(res, args.json, render)
+
+
+def _link_id(ref: str) -> str:
+    """A link id (L3) or a pair of node references 'A,B' resolved on the running lab's topology."""
+    if "," not in ref:
+        return ref
+    from ptwin.control import request
+    from topologies.resolve import load_json
+
+    info = request("status")
+    topo = load_json(__import__("pathlib").Path(info["topology_file"]))
+    a, b = ref.split(",", 1)
+    return topo.link_between(topo.node(a.strip()).id, topo.node(b.strip()).id).id
+
+
+def cmd_lab_link(args: argparse.Namespace) -> None:
+    from ptwin.control import request
+
+    res = request("link", link=_link_id(args.link), up=args.state == "up")
+    emit(res, args.json, lambda r: print(f"link {r['link']} {'up' if r['up'] else 'down'}"))
+
+
+def cmd_lab_capacity(args: argparse.Namespace) -> None:
+    from ptwin.control import request
+
+    res = request("capacity", link=_link_id(args.link), capacity_mbps=args.mbps)
+    emit(res, args.json, lambda r: print(f"link {r['link']} shaped to {r['emulated_mbps']:g} Mbit/s"))
+
+
+def cmd_lab_pingall(args: argparse.Namespace) -> None:
+    from ptwin.control import request
+
+    res = request("pingall", timeout=1800, count=args.count)
+
+    def render(r: dict[str, Any]) -> None:
+        print(f"pingall: {r['pairs']} pairs, {r['received']}/{r['sent']} received, "
+              f"{r['loss_pct']}% loss, {r['seconds']} s")
+        if r["failed"]:
+            print(f"failed: {', '.join(r['failed'][:20])}")
+
+    emit(res, args.json, render)
+    if res["loss_pct"] > 0:
+        raise CliError(f"pingall lost {res['loss_pct']}% of pings")
+
+
+# -- ctl ----------------------------------------------------------------------------------------
+CTL_COLUMNS = {
+    "switches": ["dpid", "name", "node_name", "connected", "ready"],
+    "links": ["id", "a_switch", "b_switch", "capacity_mbps", "delay_ms", "up", "load_bps", "utilization"],
+    "hosts": ["name", "ip", "mac", "switch", "dpid", "port", "node_name"],
+    "flows": ["id", "src", "dst", "proto", "sport", "dport", "links", "packets", "bytes", "rate_bps"],
+    "ports": ["dpid", "port", "name", "link", "host", "up", "tx_bytes", "rx_bytes", "tx_bps", "tx_dropped"],
+}
+
+
+def cmd_ctl(args: argparse.Namespace) -> None:
+    client = ControllerClient(args.url)
+    if args.what == "path":
+        if len(args.args) != 2:
+            raise CliError("usage: ndt ctl path SRC DST")
+        info = client.path(*args.args)
+        emit(info, args.json, lambda p: print(
+            f"{p['src']} -> {p['dst']}: {' -> '.join(p['switch_names'])} "
+            f"via {', '.join(p['links']) or '(same switch)'}; {p['hops']} hops, {p['delay_ms']:g} ms"))
+        return
+    if args.args:
+        raise CliError(f"ndt ctl {args.what} takes no arguments")
+    data = client.flows(include_expired=args.all) if args.what == "flows" else getattr(client, args.what)()
+    emit(data, args.json, lambda rows: print_table(rows, CTL_COLUMNS[args.what]))
+
+
+# -- parser -------------------------------------------------------------------------------------
+def build_parser() -> Parser:
+    p = Parser(prog="ndt", description="Self-adaptive network digital twin lab.")
+    sub = p.add_subparsers(dest="cmd", required=True, parser_class=Parser)
+
+    topo = sub.add_parser("topo", help="list and show topologies")
+    tsub = topo.add_subparsers(dest="sub", required=True, parser_class=Parser)
+    t = tsub.add_parser("list", help="built-in topologies, generators and Zoo files")
+    t.add_argument("--json", action="store_true")
+    t.set_defaults(func=cmd_topo_list)
+    t = tsub.add_parser("show", help="nodes, links, capacities, delays, diameter")
+    t.add_argument("topo", metavar="TOPO")
+    t.add_argument("--json", action="store_true")
+    t.set_defaults(func=cmd_topo_show)
+
+    lab = sub.add_parser("lab", help="the emulated network")
+    lsub = lab.add_subparsers(dest="sub", required=True, parser_class=Parser)
+    t = lsub.add_parser("up", help="build and start the lab; returns when it is ready")
+    t.add_argument("topo", metavar="TOPO", nargs="?", default=builtin_topos.DEFAULT)
+    t.add_argument("--delay-backend", default="auto", choices=["auto", "netem", "relay", "none"])
+    t.add_argument("--capacity-scale", default="auto", type=_scale,
+                   help="factor from topology capacity to emulated rate (default auto: "
+                        "the fastest link at most 100 Mbit/s)")
+    t.add_argument("--of-port", type=int, default=6653)
+    t.add_argument("--rest-port", type=int, default=8080)
+    t.add_argument("--idle-timeout", type=int, default=30, help="seconds before an idle flow expires")
+    t.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for the lab")
+    t.add_argument("--json", action="store_true")
+    t.set_defaults(func=cmd_lab_up)
+    for name, func, hlp in (("status", cmd_lab_status, "what is running"),
+                            ("down", cmd_lab_down, "remove everything the lab created")):
+        t = lsub.add_parser(name, help=hlp)
+        t.add_argument("--json", action="store_true")
+        t.set_defaults(func=func)
+    t = lsub.add_parser("link", help="take a link down or up (LINK is an id like L3 or 'A,B')")
+    t.add_argument("link", metavar="LINK")
+    t.add_argument("state", choices=["up", "down"])
+    t.add_argument("--json", action="store_true")
+    t.set_defaults(func=cmd_lab_link)
+    t = lsub.add_parser("capacity", help="reshape a link to a new capacity (Mbit/s, topology units)")
+    t.add_argument("link", metavar="LINK")
+    t.add_argument("mbps", type=float)
+    t.add_argument("--json", action="store_true")
+    t.set_defaults(func=cmd_lab_capacity)
+    t = lsub.add_parser("pingall", help="ping between every pair of hosts")
+    t.add_argument("--count", type=int, default=1)
+    t.add_argument("--json", action="store_true")
+    t.set_defaults(func=cmd_lab_pingall)
+
+    ctl = sub.add_parser("ctl", help="query the controller's REST API")
+    ctl.add_argument("what", choices=["switches", "links", "hosts", "flows", "ports", "path"])
+    ctl.add_argument("args", nargs="*", metavar="SRC DST")
+    ctl.add_argument("--all", action="store_true", help="flows: include expired ones")
+    ctl.add_argument("--url", default=None, help="controller URL (default $NDT_CONTROLLER or "
+                                                 "http://127.0.0.1:8080)")
+    ctl.add_argument("--json", action="store_true")
+    ctl.set_defaults(func=cmd_ctl)
+
+    d = sub.add_parser("demo", help="bring up the default lab, show it, pingall, take it down")
+    d.add_argument("topo", metavar="TOPO", nargs="?", default=builtin_topos.DEFAULT)
+    d.add_argument("--json", action="store_true")
+    d.set_defaults(func=demo_mod.run)
+    return p
+
+
+def _scale(text: str) -> str | float:
+    if text == "auto":
+        return text
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number or 'auto': {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError("must be positive")
+    return value
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except (CliError, LabError, TopologyError, ControllerError) as exc:
+        print(f"ndt: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("ndt: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The controller app: os-ken routing application, its launcher, REST API and client."""

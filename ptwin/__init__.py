@@ -1,0 +1,1 @@
+"""The physical twin: the emulated network (Mininet, Open vSwitch), delay elements, faults, cleanup."""

@@ -1,0 +1,344 @@
+"""The emulated network: a `Lab` you `up()` and `down()`, built with Mininet from a Topology.
+
+One Open vSwitch switch per node (kernel datapath when the module is loaded, userspace
+otherwise), one host per switch, every inter-switch link shaped to its capacity with HTB
+(TCLink) and given its propagation delay by netem, by the userspace relay (ptwin.relay), or not
+at all. The controller (controller_app) runs as a separate process that the lab starts first.
+
+Every resource is reported to `record` the moment its name is known, so a crashed lab can still
+be removed exactly (ptwin.cleanup).
+"""
+
+from __future__ import annotations
+
+import math
+import select
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from topologies import Topology
+from topologies.addressing import Plan
+
+from . import system
+from .errors import LabError
+from .state import process_record, stop_process
+
+DELAY_BACKENDS = ("auto", "netem", "relay", "none")
+#: Mininet's HTB settings are only valid up to this rate (Mbit/s).
+MAX_SHAPED_MBPS = 1000.0
+#: With capacity scale "auto", the fastest link is emulated at no more than this (Mbit/s).
+AUTO_MAX_MBPS = 100.0
+
+
+@dataclass
+class LabConfig:
+    delay_backend: str = "auto"
+    capacity_scale: str | float = "auto"
+    of_port: int = 6653
+    rest_port: int = 8080
+    ready_timeout: float = 120.0
+    flow_idle_timeout: int = 30
+    stats_interval: float = 1.0
+
+
+def choose_scale(topo: Topology, requested: str | float) -> float:
+    """Factor from the topology's capacities to the emulated rates."""
+    biggest = max(lk.capacity_mbps for lk in topo.links)
+    if requested == "auto":
+        if biggest <= AUTO_MAX_MBPS:
+            return 1.0
+        return 10.0 ** -math.ceil(math.log10(biggest / AUTO_MAX_MBPS))
+    scale = float(requested)
+    if not scale > 0:
+        raise LabError(f"capacity scale must be positive, got {requested}")
+    if biggest * scale > MAX_SHAPED_MBPS:
+        raise LabError(f"largest link would be {biggest * scale:g} Mbit/s, above the "
+                       f"{MAX_SHAPED_MBPS:g} Mbit/s the lab can shape; lower --capacity-scale")
+    return scale
+
+
+def scaled(topo: Topology, scale: float) -> Topology:
+    if scale == 1.0:
+        return topo
+    links = tuple(replace(lk, capacity_mbps=round(lk.capacity_mbps * scale, 6)) for lk in topo.links)
+    notes = (*topo.notes, f"capacities scaled by {scale:g} for emulation")
+    return Topology(name=topo.name, nodes=topo.nodes, links=links, notes=notes)
+
+
+class Lab:
+    """A running emulated network. `up()` builds and starts it; `down()` removes it."""
+
+    def __init__(self, topo: Topology, config: LabConfig, workdir: Path,
+                 record: Callable[[str, Any], None] = lambda kind, item: None,
+                 progress: Callable[[str], None] = lambda msg: None) -> None:
+        if config.delay_backend not in DELAY_BACKENDS:
+            raise LabError(f"unknown delay backend {config.delay_backend!r}; "
+                           f"use one of {', '.join(DELAY_BACKENDS)}")
+        self.nominal = topo
+        self.scale = choose_scale(topo, config.capacity_scale)
+        self.topo = scaled(topo, self.scale)
+        self.plan = Plan(self.topo)
+        self.config = config
+        self.workdir = workdir
+        self.record = record
+        self.progress = progress
+        self.net: Any = None
+        self.datapath = "kernel" if system.kernel_datapath_available() else "user"
+        self.delay_backend = config.delay_backend
+        self.controller: subprocess.Popen | None = None
+        self.controller_rec: dict[str, Any] | None = None
+        self.relay: subprocess.Popen | None = None
+        self.relay_rec: dict[str, Any] | None = None
+        self.relay_nodes: dict[str, Any] = {}
+        self.link_up: dict[str, bool] = {lk.id: True for lk in self.topo.links}
+
+    # -- names ------------------------------------------------------------------------------------
+    def switch_intf(self, link_id: str, node: int) -> str:
+        return f"{Plan.switch_name(node)}-eth{self.plan.out_port(link_id, node)}"
+
+    def relay_name(self, link_id: str) -> str:
+        return "r" + link_id[1:]
+
+    def bridges(self) -> list[str]:
+        return [Plan.switch_name(n.id) for n in self.topo.nodes]
+
+    def root_interfaces(self) -> list[str]:
+        """Every interface this lab creates in the root namespace."""
+        names = []
+        for n in self.topo.nodes:
+            names.append(f"{Plan.switch_name(n.id)}-eth1")
+        for lk in self.topo.links:
+            names += [self.switch_intf(lk.id, lk.a), self.switch_intf(lk.id, lk.b)]
+            if self.delay_backend == "relay":
+                names += [f"{self.relay_name(lk.id)}-eth0", f"{self.relay_name(lk.id)}-eth1"]
+        return names
+
+    @property
+    def rest_url(self) -> str:
+        return f"http://127.0.0.1:{self.config.rest_port}"
+
+    # -- bring up ---------------------------------------------------------------------------------
+    def check(self) -> None:
+        """Refuse to start when something we would create already exists."""
+        system.require_root()
+        system.require_packages()
+        system.require_ovs()
+        if self.delay_backend in ("auto", "netem"):
+            has_netem = system.netem_available()
+            if self.delay_backend == "netem" and not has_netem:
+                raise LabError("--delay-backend netem: this kernel has no netem (sch_netem); "
+                               "use relay or auto")
+            self.delay_backend = "netem" if has_netem else "relay"
+        clash = set(self.bridges()) & system.existing_bridges()
+        if clash:
+            raise LabError(f"Open vSwitch bridge(s) already exist: {', '.join(sorted(clash))} "
+                           "(another lab or Mininet run?); remove them first")
+        clash = set(self.root_interfaces()) & system.existing_interfaces()
+        if clash:
+            raise LabError(f"interface(s) already exist: {', '.join(sorted(clash)[:5])} "
+                           "(another lab or Mininet run?); remove them first")
+        for port in (self.config.of_port, self.config.rest_port):
+            if system.port_in_use(port):
+                raise LabError(f"TCP port {port} on 127.0.0.1 is in use; stop what holds it "
+                               "or choose another port")
+
+    def up(self) -> None:
+        self.check()
+        self.record("bridges", self.bridges())
+        self.record("interfaces", self.root_interfaces())
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        topo_file = self.workdir / "topology.json"
+        topo_file.write_text(self.topo.to_json())
+        self.progress("starting the controller")
+        self._start_controller(topo_file)
+        self.progress(f"building {len(self.topo.nodes)} switches, {len(self.topo.links)} links "
+                      f"({self.datapath} datapath, delay {self.delay_backend})")
+        self._build()
+        self.progress("starting switches")
+        self.net.start()
+        self._configure_hosts()
+        if self.delay_backend == "relay":
+            self._start_relay()
+        self.progress("waiting for every switch to connect to the controller")
+        self._wait_switches()
+
+    def _start_controller(self, topo_file: Path) -> None:
+        log = open(self.workdir / "controller.log", "ab")
+        cmd = [sys.executable, "-m", "controller_app.launcher", "--topology", str(topo_file),
+               "--ofp-port", str(self.config.of_port), "--rest-port", str(self.config.rest_port),
+               "--idle-timeout", str(self.config.flow_idle_timeout),
+               "--stats-interval", str(self.config.stats_interval)]
+        self.controller = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
+                                           stdin=subprocess.DEVNULL)
+        log.close()
+        self.controller_rec = process_record(self.controller.pid, "controller")
+        self.record("process", self.controller_rec)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.controller.poll() is not None:
+                raise LabError(f"the controller exited with code {self.controller.returncode}; "
+                               f"see {self.workdir / 'controller.log'}")
+            if system.port_in_use(self.config.of_port) and self._rest_ok():
+                return
+            time.sleep(0.2)
+        raise LabError(f"the controller did not start within 30 s; see {self.workdir / 'controller.log'}")
+
+    def _rest_ok(self) -> bool:
+        try:
+            return requests.get(self.rest_url + "/health", timeout=1).ok
+        except requests.RequestException:
+            return False
+
+    def _build(self) -> None:
+        from functools import partial
+
+        from mininet.link import Link, TCLink
+        from mininet.log import setLogLevel
+        from mininet.net import Mininet
+        from mininet.node import Host, Node, OVSSwitch, RemoteController
+
+        setLogLevel("warning")
+        switch_cls = partial(OVSSwitch, datapath=self.datapath, protocols="OpenFlow13",
+                             failMode="secure")
+        net = Mininet(topo=None, build=False, switch=switch_cls, host=Host, controller=None,
+                      link=Link, autoSetMacs=False, autoStaticArp=False, waitConnected=False)
+        self.net = net
+        net.addController("c0", controller=RemoteController, ip="127.0.0.1", port=self.config.of_port)
+        for n in self.topo.nodes:
+            net.addSwitch(Plan.switch_name(n.id), dpid=Plan.dpid_str(n.id))
+        for h in self.plan.hosts:
+            net.addHost(h.name, ip=f"{h.ip}/8", mac=h.mac)
+            net.addLink(h.name, h.switch, port1=0, port2=h.port, cls=Link)
+        for lk in self.topo.links:
+            ports = self.plan.link_ports[lk.id]
+            sa, sb = Plan.switch_name(lk.a), Plan.switch_name(lk.b)
+            shaping = {"bw": lk.capacity_mbps, "txo": False}
+            if self.delay_backend == "netem":
+                net.addLink(sa, sb, port1=ports.a_port, port2=ports.b_port, cls=TCLink,
+                            delay=f"{lk.delay_ms:.3f}ms", **shaping)
+            elif self.delay_backend == "relay":
+                relay = Node(self.relay_name(lk.id), inNamespace=False)
+                self.relay_nodes[lk.id] = relay
+                self.record("process", process_record(relay.pid, f"relay shell {relay.name}"))
+                net.addLink(sa, relay, port1=ports.a_port, port2=0, cls=TCLink, **shaping)
+                net.addLink(relay, sb, port1=1, port2=ports.b_port, cls=TCLink, **shaping)
+            else:
+                net.addLink(sa, sb, port1=ports.a_port, port2=ports.b_port, cls=TCLink, **shaping)
+        for h in net.hosts:
+            self.record("process", process_record(h.pid, f"host {h.name}"))
+
+    def _configure_hosts(self) -> None:
+        for h in self.net.hosts:
+            # Userspace datapath + veth: checksums must be computed by the sender (DESIGN.md).
+            h.cmd(f"ethtool -K {h.defaultIntf().name} tx off")
+            h.cmd("sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1")
+        for intf in self.root_interfaces():
+            knob = Path(f"/proc/sys/net/ipv6/conf/{intf}/disable_ipv6")
+            if knob.exists():
+                knob.write_text("1")
+
+    def _start_relay(self) -> None:
+        pairs = []
+        for lk in self.topo.links:
+            r = self.relay_name(lk.id)
+            for intf in (f"{r}-eth0", f"{r}-eth1"):
+                system.run(["ethtool", "-K", intf, "tx", "off", "tso", "off", "gso", "off", "gro", "off"])
+                system.run(["ip", "link", "set", "dev", intf, "promisc", "on", "up"])
+            pairs.append(f"{r}-eth0,{r}-eth1,{lk.delay_ms}")
+        log = open(self.workdir / "relay.log", "ab")
+        self.relay = subprocess.Popen([sys.executable, "-m", "ptwin.relay", *pairs], stdout=subprocess.PIPE,
+                                      stderr=log, stdin=subprocess.DEVNULL, text=True)
+        log.close()
+        self.relay_rec = process_record(self.relay.pid, "relay")
+        self.record("process", self.relay_rec)
+        ready, _, _ = select.select([self.relay.stdout], [], [], 30)
+        line = self.relay.stdout.readline() if ready else ""
+        if not line.startswith("relay ready"):
+            raise LabError(f"the delay relay did not start; see {self.workdir / 'relay.log'}")
+
+    def _wait_switches(self) -> None:
+        want = len(self.topo.nodes)
+        deadline = time.monotonic() + self.config.ready_timeout
+        seen = 0
+        while time.monotonic() < deadline:
+            if self.controller and self.controller.poll() is not None:
+                raise LabError("the controller exited while switches were connecting")
+            if self.relay and self.relay.poll() is not None:
+                raise LabError(f"the delay relay exited; see {self.workdir / 'relay.log'}")
+            try:
+                switches = requests.get(self.rest_url + "/switches", timeout=2).json()
+                seen = sum(1 for s in switches if s.get("connected") and s.get("ready"))
+            except (requests.RequestException, ValueError):
+                seen = 0
+            if seen == want:
+                return
+            time.sleep(0.3)
+        raise LabError(f"only {seen} of {want} switches connected to the controller within "
+                       f"{self.config.ready_timeout:g} s")
+
+    # -- faults -----------------------------------------------------------------------------------
+    def set_link(self, link_id: str, up: bool) -> None:
+        """Take a link down or up at both switch ports (the controller sees the port status)."""
+        lk = self.topo.link(link_id)
+        state = "up" if up else "down"
+        for node in (lk.a, lk.b):
+            r = system.run(["ip", "link", "set", "dev", self.switch_intf(lk.id, node), state])
+            if r.returncode != 0:
+                raise LabError(f"could not set link {link_id} {state}: {r.stderr.strip()}")
+        self.link_up[link_id] = up
+        self._tell_controller(link_id, {"up": up})
+
+    def set_capacity(self, link_id: str, capacity_mbps: float) -> float:
+        """Reshape a link to `capacity_mbps` (topology units); returns the emulated rate."""
+        lk = self.topo.link(link_id)
+        if not capacity_mbps > 0:
+            raise LabError(f"capacity must be positive, got {capacity_mbps}")
+        rate = capacity_mbps * self.scale
+        if rate > MAX_SHAPED_MBPS:
+            raise LabError(f"{rate:g} Mbit/s is above the {MAX_SHAPED_MBPS:g} Mbit/s the lab can shape")
+        for intf in self._shaped_intfs(lk.id):
+            intf.config(bw=rate, txo=False)
+        self.topo = Topology(name=self.topo.name, nodes=self.topo.nodes, notes=self.topo.notes,
+                             links=tuple(replace(x, capacity_mbps=rate) if x.id == link_id else x
+                                         for x in self.topo.links))
+        self._tell_controller(link_id, {"capacity_mbps": rate})
+        return rate
+
+    def _shaped_intfs(self, link_id: str) -> list[Any]:
+        names = {self.switch_intf(link_id, n) for n in (self.topo.link(link_id).a, self.topo.link(link_id).b)}
+        if self.delay_backend == "relay":
+            r = self.relay_name(link_id)
+            names |= {f"{r}-eth0", f"{r}-eth1"}
+        return [intf for link in self.net.links for intf in (link.intf1, link.intf2)
+                if intf is not None and intf.name in names]
+
+    def _tell_controller(self, link_id: str, body: dict[str, Any]) -> None:
+        try:
+            requests.post(f"{self.rest_url}/links/{link_id}", json=body, timeout=5).raise_for_status()
+        except requests.RequestException as exc:
+            raise LabError(f"the controller did not take the change to {link_id}: {exc}") from None
+
+    # -- tear down --------------------------------------------------------------------------------
+    def down(self) -> None:
+        """Stop everything this lab started; safe to call on a half-built lab."""
+        if self.relay_rec:
+            stop_process(self.relay_rec)
+        if self.net is not None:
+            try:
+                self.net.stop()
+            except Exception:  # noqa: BLE001 - keep tearing down; cleanup removes leftovers
+                pass
+        for relay in self.relay_nodes.values():
+            try:
+                relay.terminate()
+            except Exception:  # noqa: BLE001
+                pass
+        if self.controller_rec:
+            stop_process(self.controller_rec)

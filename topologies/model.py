@@ -1,0 +1,183 @@
+"""The `Topology` value: nodes, links with capacity and propagation delay, validation, JSON form.
+
+Everything downstream (the lab, the controller, the virtual twin) reads a topology through this
+module. Node ids are small integers 0..N-1 in the order the nodes were given; link ids are
+"L<index>" in link order. Link endpoints are node ids, stored with `a < b`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from functools import cached_property
+from typing import Any
+
+import networkx as nx
+
+
+class TopologyError(ValueError):
+    """A topology that cannot be loaded or is not usable (one clear message)."""
+
+
+@dataclass(frozen=True)
+class Node:
+    id: int
+    name: str
+    lat: float | None = None
+    lon: float | None = None
+
+    @property
+    def has_coordinates(self) -> bool:
+        return self.lat is not None and self.lon is not None
+
+
+@dataclass(frozen=True)
+class Link:
+    id: str
+    a: int
+    b: int
+    capacity_mbps: float
+    delay_ms: float
+
+
+@dataclass(frozen=True)
+class Topology:
+    name: str
+    nodes: tuple[Node, ...]
+    links: tuple[Link, ...]
+    notes: tuple[str, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        validate(self)
+
+    # -- lookups ---------------------------------------------------------------------------------
+    def node(self, ref: int | str) -> Node:
+        """A node by id (int or digit string) or by exact name."""
+        if isinstance(ref, int) or (isinstance(ref, str) and ref.isdigit()):
+            idx = int(ref)
+            if 0 <= idx < len(self.nodes):
+                return self.nodes[idx]
+        for n in self.nodes:
+            if n.name == ref:
+                return n
+        raise TopologyError(f"no node {ref!r} in topology {self.name}")
+
+    def link(self, ref: str) -> Link:
+        for link in self.links:
+            if link.id == ref:
+                return link
+        raise TopologyError(f"no link {ref!r} in topology {self.name}")
+
+    @cached_property
+    def _by_pair(self) -> dict[tuple[int, int], Link]:
+        return {(lk.a, lk.b): lk for lk in self.links}
+
+    def link_between(self, u: int, v: int) -> Link:
+        link = self._by_pair.get((min(u, v), max(u, v)))
+        if link is not None:
+            return link
+        raise TopologyError(f"no link between nodes {u} and {v} in topology {self.name}")
+
+    def graph(self) -> nx.Graph:
+        """An undirected networkx graph; edges carry `id`, `capacity_mbps` and `delay_ms`."""
+        g = nx.Graph(name=self.name)
+        for n in self.nodes:
+            g.add_node(n.id, name=n.name)
+        for link in self.links:
+            g.add_edge(link.a, link.b, id=link.id, capacity_mbps=link.capacity_mbps,
+                       delay_ms=link.delay_ms)
+        return g
+
+    def diameter(self) -> dict[str, float]:
+        """Hop diameter and delay diameter (largest shortest-path propagation delay, ms)."""
+        g = self.graph()
+        hops = nx.diameter(g)
+        delay = max(max(d.values()) for _, d in nx.all_pairs_dijkstra_path_length(g, weight="delay_ms"))
+        return {"hops": hops, "delay_ms": round(delay, 3)}
+
+    # -- JSON form -------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "nodes": [asdict(n) for n in self.nodes],
+            "links": [asdict(link) for link in self.links],
+            "notes": list(self.notes),
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=1)
+
+    @staticmethod
+    def from_dict(data: Any) -> Topology:
+        if not isinstance(data, dict) or "nodes" not in data or "links" not in data:
+            raise TopologyError("topology JSON must be an object with 'nodes' and 'links'")
+        try:
+            nodes = tuple(
+                Node(id=int(n["id"]), name=str(n.get("name", n["id"])),
+                     lat=_opt_float(n.get("lat")), lon=_opt_float(n.get("lon")))
+                for n in data["nodes"]
+            )
+            links = tuple(
+                Link(id=str(lk.get("id", f"L{i}")), a=min(int(lk["a"]), int(lk["b"])),
+                     b=max(int(lk["a"]), int(lk["b"])),
+                     capacity_mbps=float(lk["capacity_mbps"]), delay_ms=float(lk["delay_ms"]))
+                for i, lk in enumerate(data["links"])
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise TopologyError(f"malformed topology JSON: {type(exc).__name__}: {exc}") from None
+        return Topology(name=str(data.get("name", "topology")), nodes=nodes, links=links,
+                        notes=tuple(str(x) for x in data.get("notes", ())))
+
+
+def _opt_float(x: Any) -> float | None:
+    return None if x is None else float(x)
+
+
+def validate(topo: Topology) -> None:
+    """Raise TopologyError unless the topology is usable by the lab and the twin."""
+    if not topo.nodes:
+        raise TopologyError(f"topology {topo.name} has no nodes")
+    if not topo.links:
+        raise TopologyError(f"topology {topo.name} has no links")
+    for i, n in enumerate(topo.nodes):
+        if n.id != i:
+            raise TopologyError(f"node ids must be 0..{len(topo.nodes) - 1} in order; node {i} has id {n.id}")
+    names = [n.name for n in topo.nodes]
+    if len(set(names)) != len(names):
+        raise TopologyError(f"topology {topo.name} has duplicate node names")
+    seen_ids: set[str] = set()
+    seen_pairs: set[tuple[int, int]] = set()
+    for link in topo.links:
+        if link.id in seen_ids:
+            raise TopologyError(f"duplicate link id {link.id}")
+        seen_ids.add(link.id)
+        for end in (link.a, link.b):
+            if not 0 <= end < len(topo.nodes):
+                raise TopologyError(f"link {link.id} names unknown node {end}")
+        if link.a == link.b:
+            raise TopologyError(f"link {link.id} is a self-loop on node {link.a}")
+        if link.a > link.b:
+            raise TopologyError(f"link {link.id} endpoints must be ordered (a < b)")
+        if (link.a, link.b) in seen_pairs:
+            raise TopologyError(f"parallel links between nodes {link.a} and {link.b}; merge them first")
+        seen_pairs.add((link.a, link.b))
+        if not link.capacity_mbps > 0:
+            raise TopologyError(f"link {link.id} has non-positive capacity {link.capacity_mbps}")
+        if not link.delay_ms >= 0:
+            raise TopologyError(f"link {link.id} has negative delay {link.delay_ms}")
+    g = nx.Graph()
+    g.add_nodes_from(range(len(topo.nodes)))
+    g.add_edges_from((lk.a, lk.b) for lk in topo.links)
+    if not nx.is_connected(g):
+        raise TopologyError(f"topology {topo.name} is not connected")
+
+
+def build(name: str, node_names: list[str], edges: list[tuple[int, int, float, float]],
+          coords: list[tuple[float | None, float | None]] | None = None,
+          notes: tuple[str, ...] = ()) -> Topology:
+    """Make a Topology from names and (a, b, capacity_mbps, delay_ms) edges; assigns link ids."""
+    coords = coords or [(None, None)] * len(node_names)
+    nodes = tuple(Node(i, nm, coords[i][0], coords[i][1]) for i, nm in enumerate(node_names))
+    links = tuple(Link(f"L{i}", min(a, b), max(a, b), float(c), float(d))
+                  for i, (a, b, c, d) in enumerate(edges))
+    return Topology(name=name, nodes=nodes, links=links, notes=notes)

@@ -1,0 +1,156 @@
+"""Loader for Topology Zoo GML and GraphML files.
+
+Rules (also in the README):
+- propagation delay from the great-circle distance between node coordinates (5 us per km);
+  a link with an endpoint lacking coordinates gets DEFAULT_DELAY_MS;
+- capacity from `LinkSpeedRaw` or a speed label; unlabeled links get the file's most common
+  labeled capacity, or DEFAULT_CAPACITY_MBPS when no link in the file names a speed;
+- parallel edges merge into one link: capacities add, the shorter delay is kept;
+- self-loops are dropped; a disconnected file is reduced to its largest component with a note
+  (or refused with `strict=True`);
+- node names come from labels, made unique with a " #k" suffix; they are data, never shell words.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from pathlib import Path
+
+import networkx as nx
+
+from .geo import great_circle_km, propagation_delay_ms
+from .linkspeed import capacity_from_attrs
+from .model import Topology, TopologyError, build
+
+DEFAULT_DELAY_MS = 1.0
+DEFAULT_CAPACITY_MBPS = 10.0
+
+
+def read_graph(path: Path) -> nx.MultiGraph:
+    """Parse a .gml or .graphml file into an undirected multigraph, with one-line errors."""
+    if not path.exists():
+        raise TopologyError(f"topology file not found: {path}")
+    if not path.is_file():
+        raise TopologyError(f"not a file: {path}")
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".gml":
+            text = path.read_text(encoding="utf-8", errors="replace")
+            if not re.search(r"^\s*graph\s*\[", text, flags=re.M):
+                raise TopologyError(f"{path.name}: not a GML graph (no 'graph [' block)")
+            # Zoo files have parallel edges without declaring a multigraph; declare it.
+            text = re.sub(r"^(\s*graph\s*\[)", r"\1\n  multigraph 1", text, count=1, flags=re.M)
+            g = nx.parse_gml(text, label="id")
+        elif suffix == ".graphml":
+            g = nx.read_graphml(path, force_multigraph=True)
+        else:
+            raise TopologyError(f"{path.name}: unknown topology format {suffix or '(none)'}; "
+                                "use .gml, .graphml or .json")
+    except TopologyError:
+        raise
+    except Exception as exc:  # networkx raises many types for malformed input
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise TopologyError(f"{path.name}: not a readable graph: {msg}") from None
+    return nx.MultiGraph(g.to_undirected() if g.is_directed() else g)
+
+
+def load_zoo(path: str | Path, strict: bool = False) -> Topology:
+    """Load a Zoo GML/GraphML file into a Topology."""
+    path = Path(path)
+    g = read_graph(path)
+    name = str(g.graph.get("label") or g.graph.get("Network") or path.stem)
+    if g.number_of_nodes() == 0:
+        raise TopologyError(f"{path.name}: the graph is empty")
+    notes: list[str] = []
+    loops = list(nx.selfloop_edges(g, keys=True))
+    if loops:
+        g.remove_edges_from(loops)
+        notes.append(f"dropped {len(loops)} self-loop(s)")
+    if g.number_of_edges() == 0:
+        raise TopologyError(f"{path.name}: the graph has no edges")
+    comps = sorted(nx.connected_components(g), key=len, reverse=True)
+    if len(comps) > 1:
+        if strict:
+            raise TopologyError(f"{path.name}: disconnected ({len(comps)} components)")
+        dropped = sum(len(c) for c in comps[1:])
+        g = g.subgraph(comps[0]).copy()
+        notes.append(f"disconnected: kept the largest component ({len(comps[0])} nodes), "
+                     f"dropped {dropped} node(s) in {len(comps) - 1} other component(s)")
+        if g.number_of_edges() == 0:
+            raise TopologyError(f"{path.name}: no component has an edge")
+
+    order = sorted(g.nodes, key=_node_sort_key)
+    index = {n: i for i, n in enumerate(order)}
+    names = _unique_names([_label(n, g.nodes[n]) for n in order])
+    coords = [_coords(g.nodes[n]) for n in order]
+
+    labeled = [c for _, _, d in g.edges(data=True) if (c := capacity_from_attrs(d)) is not None]
+    if labeled:
+        default_cap = Counter(round(c, 3) for c in labeled).most_common(1)[0][0]
+        cap_rule = f"the file's most common labeled capacity, {default_cap:g} Mbit/s"
+    else:
+        default_cap = DEFAULT_CAPACITY_MBPS
+        cap_rule = f"the default {DEFAULT_CAPACITY_MBPS:g} Mbit/s"
+
+    merged: dict[tuple[int, int], list[float]] = {}
+    no_coord = unlabeled = parallel = 0
+    for u, v, d in g.edges(data=True):
+        a, b = sorted((index[u], index[v]))
+        cap = capacity_from_attrs(d)
+        if cap is None:
+            unlabeled += 1
+            cap = default_cap
+        (la, oa), (lb, ob) = coords[a], coords[b]
+        if la is None or lb is None or oa is None or ob is None:
+            no_coord += 1
+            delay = DEFAULT_DELAY_MS
+        else:
+            delay = propagation_delay_ms(great_circle_km(la, oa, lb, ob))
+        if (a, b) in merged:
+            parallel += 1
+            merged[(a, b)][0] += cap
+            merged[(a, b)][1] = min(merged[(a, b)][1], delay)
+        else:
+            merged[(a, b)] = [cap, delay]
+    if parallel:
+        notes.append(f"merged {parallel} parallel edge(s): capacities added, shorter delay kept")
+    if unlabeled:
+        notes.append(f"{unlabeled} edge(s) without a speed label got {cap_rule}")
+    if no_coord:
+        notes.append(f"{no_coord} edge(s) touching a node without coordinates got the default "
+                     f"delay {DEFAULT_DELAY_MS:g} ms")
+    edges = [(a, b, round(c, 6), round(dl, 6)) for (a, b), (c, dl) in sorted(merged.items())]
+    return build(name, names, edges, coords=coords, notes=tuple(notes))
+
+
+def _node_sort_key(n: object) -> tuple[int, object]:
+    try:
+        return (0, int(n))  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        return (1, str(n))
+
+
+def _label(node: object, attrs: dict) -> str:
+    label = attrs.get("label")
+    text = str(label).strip() if label is not None else ""
+    return text or f"n{node}"
+
+
+def _unique_names(names: list[str]) -> list[str]:
+    counts: Counter[str] = Counter()
+    out = []
+    for nm in names:
+        counts[nm] += 1
+        out.append(nm if counts[nm] == 1 else f"{nm} #{counts[nm]}")
+    return out
+
+
+def _coords(attrs: dict) -> tuple[float | None, float | None]:
+    try:
+        lat, lon = attrs.get("Latitude"), attrs.get("Longitude")
+        if lat is None or lon is None:
+            return (None, None)
+        return (float(lat), float(lon))
+    except (TypeError, ValueError):
+        return (None, None)
