@@ -1,0 +1,54 @@
+# ndt: `sudo make demo` runs the main job on the built-in default topology; `sudo make test` runs
+# the tests. Both install what is missing first (apt packages, Open vSwitch daemons, the venv and
+# its Python packages), idempotently. As root, plain `make demo` / `make test` work the same.
+
+VENV      := .venv
+PY        := $(VENV)/bin/python
+APT_PKGS  := mininet openvswitch-switch openvswitch-testcontroller d-itg iputils-ping ethtool \
+             iproute2 procps python3-venv python3-pip
+PYTEST_ARGS ?=
+
+.PHONY: install apt ovs venv demo test lint bench clean-venv root
+
+root:
+	@[ "$$(id -u)" = 0 ] || { echo "make: this needs root (Mininet, Open vSwitch): use sudo make $(MAKECMDGOALS)" >&2; exit 1; }
+
+install: root apt ovs venv
+
+apt: root
+	@missing=""; for p in $(APT_PKGS); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+
+# Open vSwitch daemons; the init script works without systemd and without the kernel module.
+ovs: root apt
+	@ovs-vsctl --timeout=3 show >/dev/null 2>&1 || /etc/init.d/openvswitch-switch start
+	@ovs-vsctl --timeout=3 show >/dev/null
+
+# The venv must see Debian's Mininet module: Debian's python3 with --system-site-packages.
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: setup.cfg pyproject.toml
+	@[ -x $(PY) ] || /usr/bin/python3 -m venv --system-site-packages $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	@touch $@
+
+demo: install
+	$(VENV)/bin/ndt demo
+
+test: install
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: venv
+	$(VENV)/bin/ruff check .
+
+bench: install
+	$(PY) bench/lab_scale.py
+
+clean-venv:
+	rm -rf $(VENV)

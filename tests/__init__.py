@@ -1,0 +1,1 @@
+"""Tests: real labs, real controllers and real traffic where the component can run here."""
