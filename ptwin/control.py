@@ -41,6 +41,8 @@ def lab_up(topo: Topology, config: LabConfig, progress: Callable[[str], None] = 
     system.require_packages()
     if config.delay_backend not in DELAY_BACKENDS:
         raise LabError(f"unknown delay backend {config.delay_backend!r}; use one of {', '.join(DELAY_BACKENDS)}")
+    if config.delay_backend == "netem" and not system.netem_available():
+        raise LabError("--delay-backend netem: this kernel has no netem (sch_netem); use relay or auto")
     d = lab_dir()
     d.mkdir(parents=True, exist_ok=True)
     with open(d / ".lock", "w") as lock:
