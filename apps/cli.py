@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from collections.abc import Callable
 from typing import Any, NoReturn
 
@@ -89,8 +90,11 @@ def cmd_topo_show(args: argparse.Namespace) -> None:
 
 
 # -- lab ----------------------------------------------------------------------------------------
+_T0 = time.monotonic()
+
+
 def _progress(msg: str) -> None:
-    print(f"... {msg}", file=sys.stderr, flush=True)
+    print(f"... [{time.monotonic() - _T0:5.1f} s] {msg}", file=sys.stderr, flush=True)
 
 
 def cmd_lab_up(args: argparse.Namespace) -> None:

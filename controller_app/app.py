@@ -38,6 +38,9 @@ CONF.register_opts([
 ], group="ndt")
 
 FLOW_PRIORITY = 100
+#: Cookie bit of a flow's rule at its ingress switch: stats requests ask only for these rules,
+#: one per flow, instead of one per flow per hop.
+INGRESS = 1 << 63
 DROP_PRIORITY = 10
 MAX_PORT = 0xFF00
 LOG = logging.getLogger("ndt.controller")
@@ -171,7 +174,7 @@ class NdtController(app_manager.OSKenApp):
             parser, ofp = dp.ofproto_parser, dp.ofproto
             ingress = i == 0
             self._add(dp, FLOW_PRIORITY, self._match(parser, flow.key), [parser.OFPActionOutput(port)],
-                      cookie=flow.id, idle=CONF.ndt.idle_timeout,
+                      cookie=flow.id | INGRESS if ingress else flow.id, idle=CONF.ndt.idle_timeout,
                       flags=ofp.OFPFF_SEND_FLOW_REM if ingress else 0)
         return hops
 
@@ -226,11 +229,12 @@ class NdtController(app_manager.OSKenApp):
     @set_ev_cls(ofp_event.EventOFPFlowRemoved, MAIN_DISPATCHER)
     def on_flow_removed(self, ev) -> None:
         msg = ev.msg
-        if msg.cookie and msg.reason == msg.datapath.ofproto.OFPRR_IDLE_TIMEOUT:
-            self.net.update_flow_counters(msg.cookie, msg.packet_count, msg.byte_count, time.time())
-            self.net.expire(msg.cookie)
+        if msg.cookie & INGRESS and msg.reason == msg.datapath.ofproto.OFPRR_IDLE_TIMEOUT:
+            flow_id = msg.cookie & ~INGRESS
+            self.net.update_flow_counters(flow_id, msg.packet_count, msg.byte_count, time.time())
+            self.net.expire(flow_id)
             with self.route_lock:
-                flow = self.net.by_id.get(msg.cookie)
+                flow = self.net.by_id.get(flow_id)
                 if flow is not None and not flow.active:
                     self._remove(flow, {Plan.dpid(n) for n in flow.nodes})
 
@@ -246,20 +250,18 @@ class NdtController(app_manager.OSKenApp):
                     continue
                 parser, ofp = dp.ofproto_parser, dp.ofproto
                 dp.send_msg(parser.OFPFlowStatsRequest(dp, table_id=ofp.OFPTT_ALL, out_port=ofp.OFPP_ANY,
-                                                       out_group=ofp.OFPG_ANY, cookie=0, cookie_mask=0))
+                                                       out_group=ofp.OFPG_ANY, cookie=INGRESS,
+                                                       cookie_mask=INGRESS))
                 dp.send_msg(parser.OFPPortStatsRequest(dp, 0, ofp.OFPP_ANY))
             hub.sleep(CONF.ndt.stats_interval)
 
     @set_ev_cls(ofp_event.EventOFPFlowStatsReply, MAIN_DISPATCHER)
     def on_flow_stats(self, ev) -> None:
-        dpid, now = ev.msg.datapath.id, time.time()
+        now = time.time()
         for stat in ev.msg.body:
-            if not stat.cookie:
-                continue
-            flow = self.net.by_id.get(stat.cookie)
             # A flow's counters are read at its ingress switch (the source host's switch).
-            if flow is not None and Plan.dpid(flow.nodes[0]) == dpid:
-                self.net.update_flow_counters(stat.cookie, stat.packet_count, stat.byte_count, now)
+            if stat.cookie & INGRESS:
+                self.net.update_flow_counters(stat.cookie & ~INGRESS, stat.packet_count, stat.byte_count, now)
 
     @set_ev_cls(ofp_event.EventOFPPortStatsReply, MAIN_DISPATCHER)
     def on_port_stats(self, ev) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 
 from topologies import Topology
 from topologies.addressing import HOST_PORT, Plan
-from topologies.routing import path_delay_ms, path_links, shortest_path
+from topologies.routing import path_delay_ms, path_links, shortest_paths_from
 
 PROTO_NAMES = {1: "icmp", 6: "tcp", 17: "udp"}
 
@@ -73,13 +73,19 @@ class NetworkState:
         self.port_up: dict[tuple[int, int], bool] = {}
         self.routing_version = 0
         self._next_id = 1
+        self._routes: dict[int, dict[int, list[int]]] = {}
 
     # -- routing ----------------------------------------------------------------------------------
     def down_links(self) -> list[str]:
         return [k for k, v in self.link_up.items() if not v]
 
     def route(self, src_node: int, dst_node: int) -> list[int] | None:
-        return shortest_path(self.topo, src_node, dst_node, down=self.down_links())
+        """Shortest-delay path on the links that are up (cached per source until a link changes)."""
+        with self.lock:
+            tree = self._routes.get(src_node)
+            if tree is None:
+                tree = self._routes[src_node] = shortest_paths_from(self.topo, src_node, self.down_links())
+            return tree.get(dst_node)
 
     def hops(self, nodes: list[int], dst_node: int) -> list[tuple[int, int]]:
         """(dpid, out_port) for every switch on a node path ending at dst_node's host."""
@@ -193,6 +199,7 @@ class NetworkState:
             if up is None or self.link_up[link_id] == up:
                 return False
             self.link_up[link_id] = up
+            self._routes.clear()
             return True
 
     # -- views for REST ---------------------------------------------------------------------------

@@ -6,7 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from . import system
-from .state import is_alive, stop_process
+from .shaping import run_batch
+from .state import is_alive, stop_processes
 
 
 def remove_recorded(state: dict[str, Any]) -> list[str]:
@@ -14,21 +15,23 @@ def remove_recorded(state: dict[str, Any]) -> list[str]:
     removed = []
     procs = state.get("processes", [])
     # Controller last: switches and relays go first, so nothing reconnects.
-    for rec in sorted(procs, key=lambda r: r.get("what") == "controller"):
-        if is_alive(rec):
-            stop_process(rec)
-            removed.append(f"process {rec['pid']} ({rec.get('what')})")
-    bridges = set(state.get("bridges", []))
+    first = [r for r in procs if r.get("what") != "controller" and is_alive(r)]
+    last = [r for r in procs if r.get("what") == "controller" and is_alive(r)]
+    for group in (first, last):
+        stop_processes(group)
+        removed += [f"process {r['pid']} ({r.get('what')})" for r in group]
+    bridges = sorted(system.existing_bridges() & set(state.get("bridges", [])))
     if bridges:
-        present = system.existing_bridges() & bridges
-        for br in sorted(present):
-            system.run(["ovs-vsctl", "--timeout=10", "--if-exists", "del-br", br], timeout=20)
-            removed.append(f"bridge {br}")
-    present_intfs = system.existing_interfaces()
-    for intf in state.get("interfaces", []):
-        if intf in present_intfs:
-            system.run(["ip", "link", "del", "dev", intf])
-            removed.append(f"interface {intf}")
+        args = ["ovs-vsctl", "--timeout=30"]
+        for br in bridges:
+            args += ["--", "--if-exists", "del-br", br]
+        system.run(args, timeout=60)
+        removed += [f"bridge {br}" for br in bridges]
+    present = system.existing_interfaces()
+    intfs = [i for i in state.get("interfaces", []) if i in present]
+    # Deleting one end of a veth pair deletes the other: -force goes on past those.
+    run_batch("ip", [f"link del dev {i}" for i in intfs], force=True)
+    removed += [f"interface {i}" for i in intfs]
     return removed
 
 

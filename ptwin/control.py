@@ -57,7 +57,7 @@ def lab_up(topo: Topology, config: LabConfig, progress: Callable[[str], None] = 
         nominal.write_text(topo.to_json())
         write_state({"status": "starting", "progress": "starting", "topology": topo.name,
                      "started_at": time.time(), "processes": [], "bridges": [], "interfaces": []})
-        log = open(d / "daemon.log", "ab")
+        log = open(d / "daemon.log", "wb")
         cmd = [sys.executable, "-m", "ptwin.daemon", "--topology", str(nominal),
                "--delay-backend", config.delay_backend, "--capacity-scale", str(config.capacity_scale),
                "--of-port", str(config.of_port), "--rest-port", str(config.rest_port),

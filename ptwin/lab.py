@@ -27,8 +27,10 @@ from topologies import Topology
 from topologies.addressing import Plan
 
 from . import system
+from .cleanup import remove_recorded
 from .errors import LabError
-from .state import process_record, stop_process
+from .shaping import htb_commands, rate_commands, run_batch
+from .state import process_record
 
 DELAY_BACKENDS = ("auto", "netem", "relay", "none")
 #: Mininet's HTB settings are only valid up to this rate (Mbit/s).
@@ -96,7 +98,7 @@ class Lab:
         self.controller_rec: dict[str, Any] | None = None
         self.relay: subprocess.Popen | None = None
         self.relay_rec: dict[str, Any] | None = None
-        self.relay_nodes: dict[str, Any] = {}
+        self.resources: dict[str, list] = {"processes": [], "bridges": [], "interfaces": []}
         self.link_up: dict[str, bool] = {lk.id: True for lk in self.topo.links}
 
     # -- names ------------------------------------------------------------------------------------
@@ -151,8 +153,8 @@ class Lab:
 
     def up(self) -> None:
         self.check()
-        self.record("bridges", self.bridges())
-        self.record("interfaces", self.root_interfaces())
+        self._record("bridges", self.bridges())
+        self._record("interfaces", self.root_interfaces())
         self.workdir.mkdir(parents=True, exist_ok=True)
         topo_file = self.workdir / "topology.json"
         topo_file.write_text(self.topo.to_json())
@@ -163,14 +165,23 @@ class Lab:
         self._build()
         self.progress("starting switches")
         self.net.start()
+        self.progress("shaping links and configuring hosts")
+        self._shape()
         self._configure_hosts()
         if self.delay_backend == "relay":
             self._start_relay()
         self.progress("waiting for every switch to connect to the controller")
         self._wait_switches()
 
+    def _record(self, kind: str, item: Any) -> None:
+        if kind == "process":
+            self.resources["processes"].append(item)
+        else:
+            self.resources[kind] = list(item)
+        self.record(kind, item)
+
     def _start_controller(self, topo_file: Path) -> None:
-        log = open(self.workdir / "controller.log", "ab")
+        log = open(self.workdir / "controller.log", "wb")
         cmd = [sys.executable, "-m", "controller_app.launcher", "--topology", str(topo_file),
                "--ofp-port", str(self.config.of_port), "--rest-port", str(self.config.rest_port),
                "--idle-timeout", str(self.config.flow_idle_timeout),
@@ -179,7 +190,7 @@ class Lab:
                                            stdin=subprocess.DEVNULL)
         log.close()
         self.controller_rec = process_record(self.controller.pid, "controller")
-        self.record("process", self.controller_rec)
+        self._record("process", self.controller_rec)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.controller.poll() is not None:
@@ -199,10 +210,10 @@ class Lab:
     def _build(self) -> None:
         from functools import partial
 
-        from mininet.link import Link, TCLink
+        from mininet.link import Intf, Link
         from mininet.log import setLogLevel
         from mininet.net import Mininet
-        from mininet.node import Host, Node, OVSSwitch, RemoteController
+        from mininet.node import Host, OVSSwitch, RemoteController
 
         setLogLevel("warning")
         switch_cls = partial(OVSSwitch, datapath=self.datapath, protocols="OpenFlow13",
@@ -211,53 +222,69 @@ class Lab:
                       link=Link, autoSetMacs=False, autoStaticArp=False, waitConnected=False)
         self.net = net
         net.addController("c0", controller=RemoteController, ip="127.0.0.1", port=self.config.of_port)
-        for n in self.topo.nodes:
-            net.addSwitch(Plan.switch_name(n.id), dpid=Plan.dpid_str(n.id))
+        switches = {n.id: net.addSwitch(Plan.switch_name(n.id), dpid=Plan.dpid_str(n.id)) for n in self.topo.nodes}
         for h in self.plan.hosts:
             net.addHost(h.name, ip=f"{h.ip}/8", mac=h.mac)
-            net.addLink(h.name, h.switch, port1=0, port2=h.port, cls=Link)
-        for lk in self.topo.links:
-            ports = self.plan.link_ports[lk.id]
-            sa, sb = Plan.switch_name(lk.a), Plan.switch_name(lk.b)
-            shaping = {"bw": lk.capacity_mbps, "txo": False}
-            if self.delay_backend == "netem":
-                net.addLink(sa, sb, port1=ports.a_port, port2=ports.b_port, cls=TCLink,
-                            delay=f"{lk.delay_ms:.3f}ms", **shaping)
-            elif self.delay_backend == "relay":
-                relay = Node(self.relay_name(lk.id), inNamespace=False)
-                self.relay_nodes[lk.id] = relay
-                self.record("process", process_record(relay.pid, f"relay shell {relay.name}"))
-                net.addLink(sa, relay, port1=ports.a_port, port2=0, cls=TCLink, **shaping)
-                net.addLink(relay, sb, port1=1, port2=ports.b_port, cls=TCLink, **shaping)
-            else:
-                net.addLink(sa, sb, port1=ports.a_port, port2=ports.b_port, cls=TCLink, **shaping)
+            net.addLink(h.name, h.switch, port1=0, port2=h.port)
+        if self.delay_backend == "relay":
+            # Each link is cut in two: switch a <-> relay <-> switch b, veth pairs made in one batch.
+            cmds = []
+            for lk in self.topo.links:
+                r = self.relay_name(lk.id)
+                cmds.append(f"link add name {self.switch_intf(lk.id, lk.a)} type veth peer name {r}-eth0")
+                cmds.append(f"link add name {r}-eth1 type veth peer name {self.switch_intf(lk.id, lk.b)}")
+            err = run_batch("ip", cmds)
+            if err:
+                raise LabError(f"could not create the relay links: {err.splitlines()[0]}")
+            for lk in self.topo.links:
+                ports = self.plan.link_ports[lk.id]
+                Intf(self.switch_intf(lk.id, lk.a), node=switches[lk.a], port=ports.a_port)
+                Intf(self.switch_intf(lk.id, lk.b), node=switches[lk.b], port=ports.b_port)
+        else:
+            for lk in self.topo.links:
+                ports = self.plan.link_ports[lk.id]
+                net.addLink(switches[lk.a], switches[lk.b], port1=ports.a_port, port2=ports.b_port)
         for h in net.hosts:
-            self.record("process", process_record(h.pid, f"host {h.name}"))
+            self._record("process", process_record(h.pid, f"host {h.name}", stop="HUP"))
+
+    def _shape(self) -> None:
+        """HTB at each link's capacity on both switch egress ports (+ netem delay if chosen)."""
+        cmds = []
+        for lk in self.topo.links:
+            delay = lk.delay_ms if self.delay_backend == "netem" else None
+            for node in (lk.a, lk.b):
+                cmds += htb_commands(self.switch_intf(lk.id, node), lk.capacity_mbps, delay)
+        err = run_batch("tc", cmds)
+        if err:
+            raise LabError(f"could not shape the links: {err.splitlines()[0]}")
 
     def _configure_hosts(self) -> None:
         for h in self.net.hosts:
             # Userspace datapath + veth: checksums must be computed by the sender (DESIGN.md).
-            h.cmd(f"ethtool -K {h.defaultIntf().name} tx off")
-            h.cmd("sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1")
+            h.cmd(f"ethtool -K {h.defaultIntf().name} tx off; "
+                  "sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1")
         for intf in self.root_interfaces():
             knob = Path(f"/proc/sys/net/ipv6/conf/{intf}/disable_ipv6")
             if knob.exists():
                 knob.write_text("1")
 
     def _start_relay(self) -> None:
-        pairs = []
+        pairs, link_cmds = [], []
         for lk in self.topo.links:
             r = self.relay_name(lk.id)
             for intf in (f"{r}-eth0", f"{r}-eth1"):
                 system.run(["ethtool", "-K", intf, "tx", "off", "tso", "off", "gso", "off", "gro", "off"])
-                system.run(["ip", "link", "set", "dev", intf, "promisc", "on", "up"])
+                link_cmds.append(f"link set dev {intf} promisc on up")
             pairs.append(f"{r}-eth0,{r}-eth1,{lk.delay_ms}")
-        log = open(self.workdir / "relay.log", "ab")
+        err = run_batch("ip", link_cmds)
+        if err:
+            raise LabError(f"could not bring the relay interfaces up: {err.splitlines()[0]}")
+        log = open(self.workdir / "relay.log", "wb")
         self.relay = subprocess.Popen([sys.executable, "-m", "ptwin.relay", *pairs], stdout=subprocess.PIPE,
                                       stderr=log, stdin=subprocess.DEVNULL, text=True)
         log.close()
         self.relay_rec = process_record(self.relay.pid, "relay")
-        self.record("process", self.relay_rec)
+        self._record("process", self.relay_rec)
         ready, _, _ = select.select([self.relay.stdout], [], [], 30)
         line = self.relay.stdout.readline() if ready else ""
         if not line.startswith("relay ready"):
@@ -303,21 +330,14 @@ class Lab:
         rate = capacity_mbps * self.scale
         if rate > MAX_SHAPED_MBPS:
             raise LabError(f"{rate:g} Mbit/s is above the {MAX_SHAPED_MBPS:g} Mbit/s the lab can shape")
-        for intf in self._shaped_intfs(lk.id):
-            intf.config(bw=rate, txo=False)
+        err = run_batch("tc", [c for node in (lk.a, lk.b) for c in rate_commands(self.switch_intf(lk.id, node), rate)])
+        if err:
+            raise LabError(f"could not reshape {link_id}: {err.splitlines()[0]}")
         self.topo = Topology(name=self.topo.name, nodes=self.topo.nodes, notes=self.topo.notes,
                              links=tuple(replace(x, capacity_mbps=rate) if x.id == link_id else x
                                          for x in self.topo.links))
         self._tell_controller(link_id, {"capacity_mbps": rate})
         return rate
-
-    def _shaped_intfs(self, link_id: str) -> list[Any]:
-        names = {self.switch_intf(link_id, n) for n in (self.topo.link(link_id).a, self.topo.link(link_id).b)}
-        if self.delay_backend == "relay":
-            r = self.relay_name(link_id)
-            names |= {f"{r}-eth0", f"{r}-eth1"}
-        return [intf for link in self.net.links for intf in (link.intf1, link.intf2)
-                if intf is not None and intf.name in names]
 
     def _tell_controller(self, link_id: str, body: dict[str, Any]) -> None:
         try:
@@ -328,17 +348,4 @@ class Lab:
     # -- tear down --------------------------------------------------------------------------------
     def down(self) -> None:
         """Stop everything this lab started; safe to call on a half-built lab."""
-        if self.relay_rec:
-            stop_process(self.relay_rec)
-        if self.net is not None:
-            try:
-                self.net.stop()
-            except Exception:  # noqa: BLE001 - keep tearing down; cleanup removes leftovers
-                pass
-        for relay in self.relay_nodes.values():
-            try:
-                relay.terminate()
-            except Exception:  # noqa: BLE001
-                pass
-        if self.controller_rec:
-            stop_process(self.controller_rec)
+        remove_recorded(self.resources)

@@ -65,8 +65,10 @@ def start_time(pid: int) -> int | None:
     return int(fields[19])
 
 
-def process_record(pid: int, what: str) -> dict[str, Any]:
-    return {"pid": pid, "start": start_time(pid), "what": what}
+def process_record(pid: int, what: str, stop: str = "TERM") -> dict[str, Any]:
+    """A process the lab started; `stop` names the signal that ends it (HUP for Mininet shells,
+    which ignore TERM), sent to its process group when it leads one."""
+    return {"pid": pid, "start": start_time(pid), "what": what, "stop": stop}
 
 
 def is_alive(rec: dict[str, Any]) -> bool:
@@ -74,21 +76,37 @@ def is_alive(rec: dict[str, Any]) -> bool:
     return rec.get("start") is not None and start_time(rec["pid"]) == rec["start"]
 
 
+def _signal(rec: dict[str, Any], sig: int) -> None:
+    pid = rec["pid"]
+    try:
+        if sig != signal.SIGKILL and rec.get("stop") == "HUP" and os.getpgid(pid) == pid:
+            os.killpg(pid, sig)
+        else:
+            os.kill(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def stop_processes(recs: list[dict[str, Any]], timeout: float = 5.0) -> None:
+    """Signal every recorded process that still runs, wait up to `timeout` seconds for all of
+    them, then SIGKILL the ones left. Processes are checked by start time, never by name."""
+    alive = [r for r in recs if is_alive(r)]
+    for rec in alive:
+        _signal(rec, signal.SIGHUP if rec.get("stop") == "HUP" else signal.SIGTERM)
+    for sig_wait in (timeout, 2.0):
+        deadline = time.monotonic() + sig_wait
+        while alive and time.monotonic() < deadline:
+            for rec in alive:
+                _reap(rec["pid"])
+            alive = [r for r in alive if is_alive(r)]
+            if alive:
+                time.sleep(0.05)
+        for rec in alive:
+            _signal(rec, signal.SIGKILL)
+
+
 def stop_process(rec: dict[str, Any], timeout: float = 5.0) -> None:
-    """SIGTERM the recorded process, SIGKILL it if it has not gone after `timeout` seconds."""
-    if not is_alive(rec):
-        return
-    for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 2.0)):
-        try:
-            os.kill(rec["pid"], sig)
-        except ProcessLookupError:
-            return
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline:
-            if not is_alive(rec):
-                return
-            _reap(rec["pid"])
-            time.sleep(0.05)
+    stop_processes([rec], timeout)
 
 
 def _reap(pid: int) -> None:

@@ -4,6 +4,7 @@ link failure and rerouting, capacity change, REST errors, and a second lab refus
 from __future__ import annotations
 
 import json
+import subprocess
 
 import networkx as nx
 import pytest
@@ -12,7 +13,7 @@ import requests
 from topologies import load
 from topologies.addressing import Plan
 
-from .conftest import lab_up, ndt, needs_lab, wait_for
+from .conftest import TEST_OF_PORT, lab_up, ndt, needs_lab, wait_for
 from .transfers import ping_rtts, tcp_transfer, udp_transfer
 
 pytestmark = [needs_lab, pytest.mark.lab]
@@ -147,3 +148,18 @@ def test_second_lab_is_refused(diamond):
     r = ndt("lab", "up", "line3", "--of-port", "16654", "--rest-port", "18081", check=False)
     assert r.returncode == 1
     assert "already running" in r.stderr and r.stderr.count("\n") == 1
+
+
+def test_a_disconnected_switch_is_reported_and_rerouted_on_return(diamond):
+    def connected():
+        return {s["name"]: s["connected"] for s in requests.get(diamond.rest + "/switches", timeout=5).json()}
+
+    r = subprocess.run(["ovs-vsctl", "del-controller", "s2"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    try:
+        wait_for(lambda: connected()["s2"] is False, what="s2 to show as disconnected")
+    finally:
+        subprocess.run(["ovs-vsctl", "set-controller", "s2", f"tcp:127.0.0.1:{TEST_OF_PORT}"], check=True)
+    wait_for(lambda: connected()["s2"] is True, what="s2 to reconnect")
+    res = json.loads(ndt("lab", "pingall", "--json").stdout)
+    assert res["loss_pct"] == 0.0, res["failed"]

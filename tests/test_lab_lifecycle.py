@@ -18,7 +18,7 @@ from ptwin.state import is_alive
 from topologies import load
 from topologies.addressing import Plan
 
-from .conftest import ROOT, lab_up, ndt, needs_lab, wait_for
+from .conftest import ROOT, ndt, needs_lab, wait_for
 from .transfers import ping_rtts
 
 pytestmark = [needs_lab, pytest.mark.lab]
