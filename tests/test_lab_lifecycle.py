@@ -106,3 +106,11 @@ def test_bad_lab_arguments_give_one_line():
                  ["lab", "link", "L0", "sideways"], ["ctl", "path", "h1"]):
         r = ndt(*args, check=False)
         assert r.returncode != 0 and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr, (args, r.stderr)
+
+
+def test_missing_packages_give_one_line():
+    env = dict(os.environ, PATH="/nonexistent")
+    r = subprocess.run([sys.executable, "-m", "apps", "lab", "up", "line3"], capture_output=True, text=True,
+                       cwd=ROOT, timeout=60, env=env)
+    assert r.returncode == 1 and r.stderr.count("\n") == 1
+    assert r.stderr.startswith("ndt: error: missing packages:") and "openvswitch-switch" in r.stderr
