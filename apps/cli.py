@@ -18,6 +18,9 @@ from ptwin.errors import LabError
 from topologies import Topology, TopologyError
 from topologies import builtin as builtin_topos
 from topologies.resolve import load, search_dirs, zoo_files
+from traffic.runner import TrafficError
+from traffic.schedule import ScheduleError
+from traffic.store import StoreError
 
 from . import demo as demo_mod
 from .table import print_table
@@ -223,6 +226,78 @@ def cmd_ctl(args: argparse.Namespace) -> None:
     emit(data, args.json, lambda rows: print_table(rows, CTL_COLUMNS[args.what]))
 
 
+# -- traffic and data ---------------------------------------------------------------------------
+def cmd_traffic_run(args: argparse.Namespace) -> None:
+    from ptwin.control import lab_status
+    from traffic.runner import TrafficRun
+    from traffic.schedule import load_schedule
+    from traffic.store import Stores
+
+    schedule = load_schedule(args.schedule)
+    if args.duration is not None:
+        schedule = schedule.scaled_to(args.duration)
+    if args.flows is not None or args.seed is not None:
+        from dataclasses import replace
+
+        schedule = replace(schedule, flows=args.flows or schedule.flows,
+                           seed=args.seed if args.seed is not None else schedule.seed)
+    st = lab_status()
+    if st.get("status") != "ready":
+        raise CliError("no lab is running; start one with 'ndt lab up TOPO'")
+    info = st["info"]
+    client = ControllerClient(info["controller"]["rest"])
+    topo = Topology.from_dict(client.topology())
+    stores = Stores(args.data)
+    run = TrafficRun(schedule, stores, info["hosts"], topo, client, window_s=args.window,
+                     progress=not args.json)
+    if not args.json:
+        print(f"run {run.run_id}: schedule {schedule.name}, {len(schedule.phases)} phase(s), "
+              f"{schedule.duration_s:g} s, {len(run.pairs)} flows, data in {stores.root}", file=sys.stderr)
+    result = run.run()
+
+    def render(r: dict[str, Any]) -> None:
+        print(f"run {r['run']} {r['status']}: {r['windows']} windows, {r['labels']} labels, "
+              f"{r['flows_failed']} failed flow(s)")
+        for p in r["phases"]:
+            print(f"  phase {p['idx'] + 1} {p['profile']} load {p['load']:g}: "
+                  f"{p['finished']} finished, {p['failed']} failed")
+
+    emit(result, args.json, render)
+    if result["flows_failed"]:
+        raise CliError(f"{result['flows_failed']} flow(s) failed; see {run.logs}")
+
+
+def cmd_data_summary(args: argparse.Namespace) -> None:
+    from traffic.dataset import summary
+    from traffic.store import Stores
+
+    info = summary(Stores(args.data), args.run)
+
+    def render(d: dict[str, Any]) -> None:
+        print(f"data {d['data']}: {len(d['runs'])} run(s), {d['windows']} windows, {d['labels']} labels")
+        for r in d["runs"]:
+            print(f"\nrun {r['id']} ({r['status']}): topology {r['topology']}, schedule {r['schedule']}, "
+                  f"{r['windows']} windows, {r['flow_rows']} flow-windows, labeled {100 * r['labeled_fraction']:.1f}%")
+            rows = [{"phase": p["idx"] + 1, "profile": p["profile"], "proto": p["protocol"], "load": p["load"],
+                     "seconds": round((p["end_at"] or p["start_at"]) - p["start_at"], 1),
+                     "flows": p["flows"], "mean_bps": p["rate_bps"]["mean"], "stdev_bps": p["rate_bps"]["stdev"]}
+                    for p in r["phases"]]
+            print_table(rows, ["phase", "profile", "proto", "load", "seconds", "flows", "mean_bps", "stdev_bps"])
+
+    emit(info, args.json, render)
+
+
+def cmd_data_export(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from traffic.dataset import export
+    from traffic.store import Stores
+
+    res = export(Stores(args.data), Path(args.out), args.run)
+    emit(res, args.json, lambda r: print(f"wrote {r['file']}: {r['runs']} run(s), {r['windows']} windows, "
+                                         f"{r['labeled_flows']} labeled flow-windows"))
+
+
 # -- parser -------------------------------------------------------------------------------------
 def build_parser() -> Parser:
     p = Parser(prog="ndt", description="Self-adaptive network digital twin lab.")
@@ -281,6 +356,32 @@ def build_parser() -> Parser:
     ctl.add_argument("--json", action="store_true")
     ctl.set_defaults(func=cmd_ctl)
 
+    tr = sub.add_parser("traffic", help="run D-ITG traffic schedules on the lab")
+    trsub = tr.add_subparsers(dest="sub", required=True, parser_class=Parser)
+    t = trsub.add_parser("run", help="run a schedule (built-in name or .yaml/.json file)")
+    t.add_argument("schedule", metavar="SCHEDULE")
+    t.add_argument("--duration", type=float, default=None, help="scale the phases to last this many seconds")
+    t.add_argument("--window", type=float, default=1.0, help="measurement window, seconds (default 1)")
+    t.add_argument("--flows", type=int, default=None, help="number of flows (default: the schedule's)")
+    t.add_argument("--seed", type=int, default=None)
+    t.add_argument("--data", default=None, help="data directory (default $NDT_DATA or ~/.local/share/ndt)")
+    t.add_argument("--json", action="store_true")
+    t.set_defaults(func=cmd_traffic_run)
+
+    da = sub.add_parser("data", help="the traffic and labeled stores")
+    dsub = da.add_subparsers(dest="sub", required=True, parser_class=Parser)
+    t = dsub.add_parser("summary", help="windows, flows, labeled fraction, phases, rates")
+    t.add_argument("--run", default=None)
+    t.add_argument("--data", default=None)
+    t.add_argument("--json", action="store_true")
+    t.set_defaults(func=cmd_data_summary)
+    t = dsub.add_parser("export", help="write a training-ready JSON Lines file")
+    t.add_argument("--out", required=True)
+    t.add_argument("--run", default=None)
+    t.add_argument("--data", default=None)
+    t.add_argument("--json", action="store_true")
+    t.set_defaults(func=cmd_data_export)
+
     d = sub.add_parser("demo", help="bring up the default lab, show it, pingall, take it down")
     d.add_argument("topo", metavar="TOPO", nargs="?", default=builtin_topos.DEFAULT)
     d.add_argument("--json", action="store_true")
@@ -304,7 +405,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except (CliError, LabError, TopologyError, ControllerError) as exc:
+    except (CliError, LabError, TopologyError, ControllerError, ScheduleError, StoreError, TrafficError) as exc:
         print(f"ndt: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

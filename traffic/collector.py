@@ -1,0 +1,139 @@
+"""The collector: at the end of every measurement window, one snapshot of the live network from
+the controller's REST API (routing version, every active flow with its path and counters, every
+link with capacity, load and drops) into the traffic store, in one transaction.
+
+Window k of a run covers [t0 + k*W, t0 + (k+1)*W). A restarted collector resumes at the
+current window; windows already stored are never written twice.
+
+    python -m traffic.collector --run RUN [--data DIR] [--controller URL]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import signal
+import sys
+import time
+from typing import Any
+
+from controller_app.client import ControllerClient, ControllerError
+
+from .store import Stores, flow_key, match_key
+
+
+class Collector:
+    def __init__(self, stores: Stores, run_id: str, client: ControllerClient) -> None:
+        self.stores = stores
+        self.run = stores.run(run_id)
+        self.run_id = run_id
+        self.client = client
+        self.window_s = float(self.run["window_s"])
+        self.t0 = float(self.run["t0"])
+        self.prev: dict[str, tuple[int, int]] = {}  # flow key -> (packets, bytes) at the last window
+        self._load_prev()
+        self.stopping = False
+
+    def _load_prev(self) -> None:
+        last = self.stores.last_window(self.run_id)
+        if last is None:
+            return
+        for r in self.stores.traffic.query(
+                "SELECT flow_key, packets, bytes FROM snapshot_flows WHERE snapshot_id = ?", [last["id"]]):
+            self.prev[r["flow_key"]] = (r["packets"], r["bytes"])
+
+    def _offered(self) -> dict[str, dict[str, Any]]:
+        """Traffic-run flows by match key (the source port is chosen by the OS)."""
+        return {match_key(r["proto"], r["src_ip"], r["dst_ip"], r["dport"]): r for r in self.stores.traffic.query(
+            "SELECT proto, src_ip, dst_ip, dport, flow_no, offered_bps, pkt_size FROM run_flows WHERE run_id = ?",
+            [self.run_id])}
+
+    def _phase_at(self, t: float) -> int | None:
+        rows = list(self.stores.traffic.query(
+            "SELECT idx FROM phases WHERE run_id = ? AND start_at <= ? AND (end_at IS NULL OR end_at > ?) "
+            "ORDER BY idx DESC LIMIT 1", [self.run_id, t, t]))
+        return rows[0]["idx"] if rows else None
+
+    def collect(self, window: int) -> bool:
+        """Read the controller and store window `window`; False when it was stored already."""
+        health = self.client.get("/health")
+        flows = self.client.flows()
+        links = self.client.links()
+        offered = self._offered()
+        t_start = self.t0 + window * self.window_s
+        frows = []
+        seen = {}
+        for f in flows:
+            key = flow_key(f["proto"], f["src_ip"], f["sport"], f["dst_ip"], f["dport"])
+            # A flow not seen at the last window started during this one: all its bytes are new.
+            pp, pb = self.prev.get(key, (0, 0))
+            wp = f["packets"] - pp if f["packets"] >= pp else f["packets"]
+            wb = f["bytes"] - pb if f["bytes"] >= pb else f["bytes"]
+            seen[key] = (f["packets"], f["bytes"])
+            if wp == 0:
+                continue  # idle in this window (its rule has not expired yet): not an active flow
+            o = offered.get(match_key(f["proto"], f["src_ip"], f["dst_ip"], f["dport"]), {})
+            frows.append({
+                "flow_key": key, "ctl_flow_id": f["id"], "src": f["src"], "dst": f["dst"], "proto": f["proto"],
+                "sport": f["sport"], "dport": f["dport"], "links": json.dumps(f["links"]),
+                "packets": f["packets"], "bytes": f["bytes"], "window_packets": wp, "window_bytes": wb,
+                "measured_bps": 8.0 * wb / self.window_s,
+                "ctl_rate_bps": f["rate_bps"], "offered_bps": o.get("offered_bps"),
+                "pkt_size": o.get("pkt_size"), "flow_no": o.get("flow_no"),
+            })
+        lrows = [{
+            "link_id": lk["id"], "capacity_mbps": lk["capacity_mbps"], "delay_ms": lk["delay_ms"],
+            "up": int(lk["up"]), "load_ab_bps": lk["load_bps"]["a_to_b"], "load_ba_bps": lk["load_bps"]["b_to_a"],
+            "drops_ab": lk["tx_dropped"]["a_to_b"], "drops_ba": lk["tx_dropped"]["b_to_a"],
+        } for lk in links]
+        snap = {"run_id": self.run_id, "window": window, "t_start": t_start, "t_end": t_start + self.window_s,
+                "phase_idx": self._phase_at(t_start + self.window_s / 2), "topology": health.get("topology"),
+                "routing_version": health.get("routing_version")}
+        written = self.stores.write_window(snap, frows, lrows)
+        self.prev = seen
+        return written
+
+    def run_until(self, end_at: float | None = None) -> int:
+        """Collect every window from now until `end_at` (or until stopped); return windows written."""
+        written = 0
+        while not self.stopping:
+            now = time.time()
+            window = math.floor((now - self.t0) / self.window_s)
+            boundary = self.t0 + (window + 1) * self.window_s
+            if end_at is not None and boundary > end_at + 1e-6:
+                break
+            while not self.stopping and time.time() < boundary:
+                time.sleep(min(0.05, max(0.0, boundary - time.time())))
+            if self.stopping:
+                break
+            try:
+                written += self.collect(window)
+            except ControllerError as exc:
+                self.stores.event(self.run_id, time.time(), "collector_error", str(exc))
+        return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="traffic.collector")
+    ap.add_argument("--run", required=True)
+    ap.add_argument("--data", default=None)
+    ap.add_argument("--controller", default=None)
+    ap.add_argument("--until", type=float, default=None, help="stop after the window ending at this epoch time")
+    args = ap.parse_args(argv)
+    stores = Stores(args.data)
+    collector = Collector(stores, args.run, ControllerClient(args.controller))
+
+    def stop(*_: object) -> None:
+        collector.stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    stores.event(args.run, time.time(), "collector_started", None)
+    collector.run_until(args.until)
+    stores.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,56 @@
+"""Flow sets: N flows between host pairs chosen so that flows share links (the virtual twin must
+learn contention), and the per-flow rate that puts a phase's load on the most shared link."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from dataclasses import dataclass
+
+from topologies import Topology
+from topologies.addressing import Plan
+from topologies.routing import path_links, shortest_path
+
+#: Header bytes on the wire per packet besides the D-ITG payload (Ethernet + IPv4 + UDP/TCP).
+OVERHEAD = {"UDP": 14 + 20 + 8, "TCP": 14 + 20 + 20}
+
+
+@dataclass(frozen=True)
+class FlowPair:
+    src: str
+    dst: str
+    src_ip: str
+    dst_ip: str
+    links: tuple[str, ...]
+
+
+def choose_pairs(topo: Topology, n: int, seed: int) -> list[FlowPair]:
+    """N distinct host pairs; after the first, each shares at least one link with an earlier one
+    when the topology allows it."""
+    plan = Plan(topo)
+    rng = random.Random(seed)
+    candidates = [(s.id, d.id) for s in topo.nodes for d in topo.nodes if s.id != d.id]
+    rng.shuffle(candidates)
+    chosen: list[FlowPair] = []
+    used: set[str] = set()
+    rest = []
+    for s, d in candidates:
+        links = tuple(path_links(topo, shortest_path(topo, s, d)))
+        pair = FlowPair(plan.hosts[s].name, plan.hosts[d].name, plan.hosts[s].ip, plan.hosts[d].ip, links)
+        if not chosen or used & set(links):
+            chosen.append(pair)
+            used |= set(links)
+        else:
+            rest.append(pair)
+        if len(chosen) == n:
+            return chosen
+    return chosen + rest[: n - len(chosen)]
+
+
+def per_flow_bps(topo: Topology, pairs: list[FlowPair], load: float) -> float:
+    """The rate each flow gets so the most loaded link carries `load` x its capacity."""
+    count = Counter(lk for p in pairs for lk in p.links)
+    if not count:
+        raise ValueError("no flow crosses a link")
+    share = min(topo.link(lk).capacity_mbps * 1e6 / c for lk, c in count.items())
+    return load * share

@@ -1,0 +1,311 @@
+"""Run a schedule on the running lab with D-ITG: receivers in the destination hosts, one sender
+per flow per phase in the source hosts, the collector beside it (restarted if it dies), phase
+boundaries and every flow's fate recorded, labels decoded from the D-ITG logs after each phase.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from controller_app.client import ControllerClient
+from ptwin.hostexec import host_command
+from ptwin.state import process_record, stop_processes
+from topologies import Topology
+
+from . import ditg
+from .flowset import OVERHEAD, FlowPair, choose_pairs, per_flow_bps
+from .labels import window_labels
+from .schedule import Phase, Schedule
+from .store import Stores, flow_key
+
+#: Seconds a sender may run past its phase before it is counted as failed.
+GRACE_S = 15.0
+RECEIVER_PORT = 9000
+
+
+class TrafficError(RuntimeError):
+    pass
+
+
+@dataclass
+class Sender:
+    flow_no: int
+    pair: FlowPair
+    proto: str
+    dport: int
+    proc: subprocess.Popen
+    out: Path
+    tx_log: Path
+    rx_log: Path
+    started: float
+    ended: float | None = None
+
+    def poll(self) -> bool:
+        """True while the sender runs; notes when it stopped."""
+        if self.proc.poll() is None:
+            return True
+        if self.ended is None:
+            self.ended = time.time()
+        return False
+
+
+def sender_outcome(s: Sender, duration_s: float) -> tuple[str, str | None]:
+    """(status, note) of a sender that exited. ITGSend sometimes reports the receiver closing the
+    signaling channel after it sent everything; a sender that ran its whole duration finished."""
+    text = s.out.read_text(errors="replace")
+    last = (text.strip().splitlines() or [f"exit code {s.proc.returncode}"])[-1].strip()
+    if s.proc.returncode == 0 and "Finished sending" in text:
+        return "finished", None
+    ran = (s.ended or time.time()) - s.started
+    if "Receiver has shut down the connection" in text and ran >= 0.9 * duration_s:
+        return "finished", "signaling closed by the receiver after the flow was sent"
+    aborted = [ln.strip() for ln in text.splitlines() if "ERROR" in ln or "error" in ln.lower()]
+    return "failed", (aborted[0] if aborted else last)
+
+
+class TrafficRun:
+    def __init__(self, schedule: Schedule, stores: Stores, hosts: dict[str, dict[str, Any]], topo: Topology,
+                 controller: ControllerClient, window_s: float = 1.0, progress: bool = True) -> None:
+        if not window_s > 0:
+            raise TrafficError(f"window must be positive, got {window_s}")
+        self.schedule = schedule
+        self.stores = stores
+        self.hosts = hosts
+        self.topo = topo
+        self.controller = controller
+        self.window_s = window_s
+        self.progress = progress
+        self.run_id = time.strftime("run-%Y%m%d-%H%M%S-") + f"{os.getpid() % 10000:04d}"
+        self.dir = stores.root / "runs" / self.run_id
+        self.logs = self.dir / "logs"
+        self.pairs = choose_pairs(topo, schedule.flows, schedule.seed)
+        self.receivers: list[dict[str, Any]] = []
+        self.collector: subprocess.Popen | None = None
+        self.decoder = ThreadPoolExecutor(max_workers=1)
+        self.decoding: list[Future] = []
+        self.phase_senders: dict[int, list[Sender]] = {}
+        self.t0 = 0.0
+
+    # -- processes --------------------------------------------------------------------------------
+    def _pid(self, host: str) -> int:
+        return int(self.hosts[host]["pid"])
+
+    def _start_receivers(self) -> None:
+        for host in sorted({p.dst for p in self.pairs}):
+            log = open(self.logs / f"ITGRecv-{host}.out", "wb")
+            proc = subprocess.Popen(host_command(self._pid(host), ["ITGRecv"]), stdout=log, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL, cwd=self.logs)
+            log.close()
+            self.receivers.append(process_record(proc.pid, f"ITGRecv {host}"))
+            self.receivers[-1]["proc"] = proc
+        deadline = time.monotonic() + 15
+        pending = {r["what"].split()[1] for r in self.receivers}
+        while pending and time.monotonic() < deadline:
+            for host in list(pending):
+                r = subprocess.run(host_command(self._pid(host), ["ss", "-ltnH", f"sport = :{RECEIVER_PORT}"]),
+                                   capture_output=True, text=True, timeout=10)
+                if f":{RECEIVER_PORT}" in r.stdout:
+                    pending.discard(host)
+            if pending:
+                time.sleep(0.1)
+        if pending:
+            raise TrafficError(f"ITGRecv did not start on {', '.join(sorted(pending))}")
+
+    def _start_collector(self) -> None:
+        log = open(self.dir / "collector.log", "ab")
+        self.collector = subprocess.Popen(
+            [sys.executable, "-m", "traffic.collector", "--run", self.run_id, "--data", str(self.stores.root),
+             "--controller", self.controller.url], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        log.close()
+        self.stores.event(self.run_id, time.time(), "collector_pid", self.collector.pid)
+
+    def _check_collector(self) -> None:
+        if self.collector is not None and self.collector.poll() is not None:
+            self.stores.event(self.run_id, time.time(), "collector_died", self.collector.returncode)
+            self._start_collector()
+
+    def _stop_collector(self) -> None:
+        if self.collector is not None and self.collector.poll() is None:
+            self.collector.terminate()
+            try:
+                self.collector.wait(timeout=10 + 2 * self.window_s)
+            except subprocess.TimeoutExpired:
+                self.collector.kill()
+                self.collector.wait()
+
+    # -- phases -----------------------------------------------------------------------------------
+    def _start_phase(self, idx: int, phase: Phase) -> list[Sender]:
+        prof = phase.profile
+        bps = per_flow_bps(self.topo, self.pairs, phase.load)
+        wire = prof.mean_size + OVERHEAD[prof.protocol]
+        pps = bps / (8.0 * wire)
+        start = time.time()
+        self.stores.traffic["phases"].insert({
+            "run_id": self.run_id, "idx": idx, "profile": prof.name, "protocol": prof.protocol,
+            "load": phase.load, "planned_s": phase.duration_s, "start_at": start, "end_at": None}, replace=True)
+        senders = []
+        rows = []
+        for no, pair in enumerate(self.pairs):
+            dport = 10000 + idx * 100 + no
+            tx_log, rx_log = self.logs / f"p{idx}-f{no}.tx", self.logs / f"p{idx}-f{no}.rx"
+            args = ditg.sender_args(pair.dst_ip, dport, prof.protocol, prof.idt, pps, prof.size,
+                                    prof.mean_size, int(phase.duration_s * 1000), tx_log, rx_log)
+            out = self.logs / f"p{idx}-f{no}.out"
+            with open(out, "wb") as fh:
+                proc = subprocess.Popen(host_command(self._pid(pair.src), args), stdout=fh,
+                                        stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=self.logs)
+            senders.append(Sender(no, pair, prof.protocol.lower(), dport, proc, out, tx_log, rx_log, time.time()))
+            rows.append({"run_id": self.run_id, "phase_idx": idx, "flow_no": no, "flow_key": None, "src": pair.src,
+                         "dst": pair.dst, "src_ip": pair.src_ip, "dst_ip": pair.dst_ip,
+                         "proto": prof.protocol.lower(), "sport": None, "dport": dport,
+                         "rate_pps": pps, "pkt_size": prof.mean_size, "offered_bps": bps, "idt": prof.idt,
+                         "size_dist": prof.size, "status": "running", "error": None})
+        with self.stores.traffic.conn:
+            self.stores.traffic["run_flows"].insert_all(rows, replace=True)
+        return senders
+
+    def _finish_phase(self, idx: int, senders: list[Sender], planned_end: float) -> dict[str, int]:
+        deadline = planned_end + GRACE_S
+        while time.time() < deadline and any([s.poll() for s in senders]):
+            self._check_collector()
+            time.sleep(0.2)
+        counts = {"finished": 0, "failed": 0}
+        with self.stores.traffic.conn:
+            for s in senders:
+                if s.proc.poll() is None:
+                    s.proc.kill()
+                    s.proc.wait()
+                    status, error = "failed", f"still running {GRACE_S:g} s after the phase ended"
+                else:
+                    status, error = sender_outcome(s, planned_end - s.started)
+                counts[status] += 1
+                self.stores.traffic["run_flows"].update((self.run_id, idx, s.flow_no),
+                                                        {"status": status, "error": error})
+            self.stores.traffic["phases"].update((self.run_id, idx), {"end_at": time.time()})
+        return counts
+
+    # -- labels -----------------------------------------------------------------------------------
+    def _label_in_thread(self, idx: int) -> int:
+        stores = Stores(self.stores.root)  # SQLite connections belong to the thread that made them
+        try:
+            return self.label_phase(idx, stores)
+        finally:
+            stores.close()
+
+    def label_phase(self, idx: int, stores: Stores | None = None) -> int:
+        """Decode the phase's D-ITG logs into labels for the windows the traffic store has."""
+        stores = stores or self.stores
+        snaps = stores.snapshot_ids(self.run_id)
+        rows = []
+        work = self.dir / "decode"
+        work.mkdir(exist_ok=True)
+        keys = {}
+        for s in self.phase_senders.get(idx, []):
+            sent = ditg.decode(s.tx_log, self.t0, work)
+            received = ditg.decode(s.rx_log, self.t0, work)
+            if not sent and not received:
+                continue
+            sport = int((sent or received)[0].src.rsplit("/", 1)[1])
+            key = flow_key(s.proto, s.pair.src_ip, sport, s.pair.dst_ip, s.dport)
+            keys[s.flow_no] = (key, sport)
+            for w, lab in window_labels(sent, received, self.t0, self.window_s).items():
+                if w in snaps:
+                    rows.append({"run_id": self.run_id, "window": w, "flow_key": key, "snapshot_id": snaps[w],
+                                 "flow_no": s.flow_no, **lab})
+        with stores.traffic.conn:
+            for no, (key, sport) in keys.items():
+                stores.traffic["run_flows"].update((self.run_id, idx, no), {"flow_key": key, "sport": sport})
+        return stores.write_labels(rows)
+
+    # -- the run ----------------------------------------------------------------------------------
+    def run(self) -> dict[str, Any]:
+        self.logs.mkdir(parents=True, exist_ok=True)
+        self.t0 = math.ceil(time.time()) + 1.0
+        total = self.schedule.duration_s
+        self.stores.traffic["runs"].insert({
+            "id": self.run_id, "topology": self.topo.name, "schedule": self.schedule.name,
+            "schedule_json": self.schedule.to_dict(), "topology_json": self.topo.to_dict(),
+            "window_s": self.window_s, "t0": self.t0,
+            "started_at": time.time(), "ended_at": None, "status": "running", "flows": len(self.pairs),
+            "seed": self.schedule.seed})
+        status = "failed"
+        summary: dict[str, Any] = {"run": self.run_id, "phases": []}
+        bar = None
+        try:
+            self._start_receivers()
+            self._start_collector()
+            while time.time() < self.t0:
+                time.sleep(0.02)
+            if self.progress and sys.stderr.isatty():
+                from tqdm import tqdm
+
+                bar = tqdm(total=round(total), unit="s", desc=self.run_id, file=sys.stderr, mininterval=1.0,
+                           bar_format="{desc} {bar} {n:.0f}/{total:.0f} s {postfix}")
+            elapsed = 0.0
+            for idx, phase in enumerate(self.schedule.phases):
+                start = time.time()
+                senders = self._start_phase(idx, phase)
+                self.phase_senders[idx] = senders
+                if self.progress and bar is None:
+                    print(f"... phase {idx + 1}/{len(self.schedule.phases)}: {phase.profile.name} "
+                          f"({phase.profile.protocol}) load {phase.load:g} for {phase.duration_s:g} s, "
+                          f"{len(senders)} flows", file=sys.stderr, flush=True)
+                planned_end = start + phase.duration_s
+                while time.time() < planned_end:
+                    self._check_collector()
+                    if bar is not None:
+                        bar.n = min(total, elapsed + time.time() - start)
+                        running = sum(s.poll() for s in senders)
+                        bar.set_postfix_str(f"phase {idx + 1}/{len(self.schedule.phases)} {phase.profile.name} "
+                                            f"load {phase.load:g}, {running} flows sending", refresh=False)
+                    time.sleep(0.2)
+                counts = self._finish_phase(idx, senders, planned_end)
+                elapsed += phase.duration_s
+                summary["phases"].append({"idx": idx, "profile": phase.profile.name, "load": phase.load, **counts})
+                self.decoding.append(self.decoder.submit(self._label_in_thread, idx))
+            # let the collector store the last window, then stop it
+            last_window_end = self.t0 + (math.floor((time.time() - self.t0) / self.window_s) + 1) * self.window_s
+            while time.time() < last_window_end + 0.5:
+                time.sleep(0.05)
+            status = "finished"
+        except KeyboardInterrupt:
+            status = "interrupted"
+            raise
+        finally:
+            if bar is not None:
+                bar.close()
+            for senders in self.phase_senders.values():
+                for s in senders:
+                    if s.proc.poll() is None:
+                        s.proc.kill()
+                        s.proc.wait()
+            self._stop_collector()
+            stop_processes([r for r in self.receivers])
+            for r in self.receivers:
+                r["proc"].wait()
+            for f in self.decoding:
+                f.result()
+            labeled = sum(self.label_phase(i) for i in self.phase_senders)  # windows stored late
+            self.decoder.shutdown()
+            self.stores.traffic["runs"].update(self.run_id, {"status": status, "ended_at": time.time()})
+            summary["late_labels"] = labeled
+        summary.update(self.counts())
+        summary["status"] = status
+        return summary
+
+    def counts(self) -> dict[str, Any]:
+        t, lab = self.stores.traffic, self.stores.labels
+        return {
+            "windows": t.execute("SELECT count(*) FROM snapshots WHERE run_id = ?", [self.run_id]).fetchone()[0],
+            "labels": lab.execute("SELECT count(*) FROM labels WHERE run_id = ?", [self.run_id]).fetchone()[0],
+            "flows_failed": t.execute("SELECT count(*) FROM run_flows WHERE run_id = ? AND status = 'failed'",
+                                      [self.run_id]).fetchone()[0],
+        }

@@ -1,0 +1,167 @@
+"""Traffic profiles (the paper's patterns) and schedules: sequences of phases (profile, load,
+duration) from a YAML or JSON file or built in. Load is relative to link capacity: at load 1.0
+the most shared link of the flow set is offered exactly its capacity; above 1.0 it congests.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+DISTRIBUTIONS = ("constant", "exponential", "poisson", "uniform")
+PROTOCOLS = ("TCP", "UDP")
+
+
+class ScheduleError(ValueError):
+    """A schedule that cannot be run (one clear message)."""
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    protocol: str
+    idt: str
+    size: str
+    mean_size: int = 512
+
+
+PROFILES = {
+    "exponential": Profile("exponential", "TCP", "exponential", "exponential"),
+    "poisson": Profile("poisson", "TCP", "poisson", "poisson"),
+    "uniform": Profile("uniform", "TCP", "uniform", "uniform"),
+    "deterministic": Profile("deterministic", "UDP", "constant", "constant"),
+}
+
+
+@dataclass(frozen=True)
+class Phase:
+    profile: Profile
+    load: float
+    duration_s: float
+
+
+@dataclass(frozen=True)
+class Schedule:
+    name: str
+    phases: tuple[Phase, ...]
+    flows: int = 6
+    seed: int = 1
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def duration_s(self) -> float:
+        return sum(p.duration_s for p in self.phases)
+
+    def scaled_to(self, total_s: float) -> Schedule:
+        """The same phases, durations scaled so the schedule lasts `total_s` seconds."""
+        if not total_s > 0:
+            raise ScheduleError(f"duration must be positive, got {total_s}")
+        f = total_s / self.duration_s
+        return replace(self, phases=tuple(replace(p, duration_s=p.duration_s * f) for p in self.phases))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "flows": self.flows, "seed": self.seed, "phases": [
+            {"profile": p.profile.name, "protocol": p.profile.protocol, "idt": p.profile.idt,
+             "size": p.profile.size, "mean_size": p.profile.mean_size, "load": p.load,
+             "duration_s": p.duration_s} for p in self.phases]}
+
+
+BUILTIN: dict[str, dict[str, Any]] = {
+    "paper-drift": {"flows": 6, "phases": [
+        {"profile": "exponential", "load": 0.5, "duration_s": 60},
+        {"profile": "poisson", "load": 0.6, "duration_s": 60},
+        {"profile": "uniform", "load": 0.5, "duration_s": 60},
+        {"profile": "deterministic", "load": 1.2, "duration_s": 60},
+    ]},
+    "two-phase": {"flows": 6, "phases": [
+        {"profile": "deterministic", "load": 0.3, "duration_s": 30},
+        {"profile": "deterministic", "load": 0.9, "duration_s": 30},
+    ]},
+    "steady": {"flows": 6, "phases": [{"profile": "deterministic", "load": 0.5, "duration_s": 60}]},
+}
+
+
+def load_schedule(spec: str) -> Schedule:
+    """A built-in name or a path to a .yaml/.yml/.json schedule file."""
+    if spec in BUILTIN:
+        return parse(BUILTIN[spec], spec)
+    path = Path(spec)
+    if not path.exists():
+        raise ScheduleError(f"unknown schedule {spec!r}: not built in ({', '.join(BUILTIN)}) and no such file")
+    text = path.read_text(encoding="utf-8", errors="replace")
+    try:
+        if path.suffix.lower() in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(text)
+        elif path.suffix.lower() == ".json":
+            data = json.loads(text)
+        else:
+            raise ScheduleError(f"{path.name}: unknown schedule format; use .yaml, .yml or .json")
+    except ScheduleError:
+        raise
+    except Exception as exc:  # yaml and json raise their own types
+        raise ScheduleError(f"{path.name}: not valid {path.suffix[1:].upper()}: "
+                            f"{str(exc).splitlines()[0]}") from None
+    return parse(data, path.stem)
+
+
+def parse(data: Any, name: str) -> Schedule:
+    if not isinstance(data, dict):
+        raise ScheduleError(f"schedule {name}: must be a mapping with 'phases'")
+    unknown = set(data) - {"name", "flows", "seed", "phases"}
+    if unknown:
+        raise ScheduleError(f"schedule {name}: unknown key(s) {', '.join(sorted(unknown))}")
+    phases = data.get("phases")
+    if not isinstance(phases, list) or not phases:
+        raise ScheduleError(f"schedule {name}: the phase list is empty")
+    flows = _number(data.get("flows", 6), "flows", name, integer=True)
+    if not 1 <= flows <= 90:
+        raise ScheduleError(f"schedule {name}: flows must be between 1 and 90, got {flows}")
+    seed = _number(data.get("seed", 1), "seed", name, integer=True)
+    return Schedule(name=str(data.get("name", name)), flows=int(flows), seed=int(seed),
+                    phases=tuple(_phase(p, i, name) for i, p in enumerate(phases)))
+
+
+def _phase(p: Any, i: int, name: str) -> Phase:
+    where = f"schedule {name}, phase {i + 1}"
+    if not isinstance(p, dict):
+        raise ScheduleError(f"{where}: must be a mapping")
+    unknown = set(p) - {"profile", "protocol", "idt", "size", "mean_size", "load", "duration_s"}
+    if unknown:
+        raise ScheduleError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
+    base = p.get("profile")
+    if base is not None and base not in PROFILES:
+        raise ScheduleError(f"{where}: unknown profile {base!r}; use one of {', '.join(PROFILES)}")
+    prof = PROFILES[base] if base else Profile("custom", "UDP", "constant", "constant")
+    proto = str(p.get("protocol", prof.protocol)).upper()
+    if proto not in PROTOCOLS:
+        raise ScheduleError(f"{where}: unknown protocol {p.get('protocol')!r}; use TCP or UDP")
+    for key in ("idt", "size"):
+        dist = p.get(key, getattr(prof, key))
+        if dist not in DISTRIBUTIONS:
+            raise ScheduleError(f"{where}: unknown distribution {dist!r} for {key}; "
+                                f"use one of {', '.join(DISTRIBUTIONS)}")
+    mean_size = _number(p.get("mean_size", prof.mean_size), "mean_size", where, integer=True)
+    if not 64 <= mean_size <= 1400:
+        raise ScheduleError(f"{where}: mean_size must be between 64 and 1400 bytes, got {mean_size}")
+    if "load" not in p or "duration_s" not in p:
+        raise ScheduleError(f"{where}: needs 'load' and 'duration_s'")
+    load = _number(p["load"], "load", where)
+    if not 0 < load <= 5:
+        raise ScheduleError(f"{where}: load must be a positive rate relative to capacity (0 < load <= 5), got {load}")
+    duration = _number(p["duration_s"], "duration_s", where)
+    if not duration > 0:
+        raise ScheduleError(f"{where}: duration_s must be positive, got {duration}")
+    profile = Profile(base or "custom", proto, p.get("idt", prof.idt), p.get("size", prof.size), int(mean_size))
+    return Phase(profile, float(load), float(duration))
+
+
+def _number(value: Any, key: str, where: str, integer: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ScheduleError(f"{where}: {key} must be a number, got {value!r}")
+    if integer and int(value) != value:
+        raise ScheduleError(f"{where}: {key} must be a whole number, got {value!r}")
+    return value
