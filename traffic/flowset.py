@@ -22,24 +22,28 @@ class FlowPair:
     src_ip: str
     dst_ip: str
     links: tuple[str, ...]
+    #: (link id, from node): links are full duplex, so flows contend per direction
+    hops: tuple[tuple[str, int], ...]
 
 
 def choose_pairs(topo: Topology, n: int, seed: int) -> list[FlowPair]:
-    """N distinct host pairs; after the first, each shares at least one link with an earlier one
-    when the topology allows it."""
+    """N distinct host pairs; after the first, each shares at least one link direction with an
+    earlier one when the topology allows it."""
     plan = Plan(topo)
     rng = random.Random(seed)
     candidates = [(s.id, d.id) for s in topo.nodes for d in topo.nodes if s.id != d.id]
     rng.shuffle(candidates)
     chosen: list[FlowPair] = []
-    used: set[str] = set()
+    used: set[tuple[str, int]] = set()
     rest = []
     for s, d in candidates:
-        links = tuple(path_links(topo, shortest_path(topo, s, d)))
-        pair = FlowPair(plan.hosts[s].name, plan.hosts[d].name, plan.hosts[s].ip, plan.hosts[d].ip, links)
-        if not chosen or used & set(links):
+        nodes = shortest_path(topo, s, d)
+        links = tuple(path_links(topo, nodes))
+        hops = tuple(zip(links, nodes[:-1], strict=True))
+        pair = FlowPair(plan.hosts[s].name, plan.hosts[d].name, plan.hosts[s].ip, plan.hosts[d].ip, links, hops)
+        if not chosen or used & set(hops):
             chosen.append(pair)
-            used |= set(links)
+            used |= set(hops)
         else:
             rest.append(pair)
         if len(chosen) == n:
@@ -48,9 +52,9 @@ def choose_pairs(topo: Topology, n: int, seed: int) -> list[FlowPair]:
 
 
 def per_flow_bps(topo: Topology, pairs: list[FlowPair], load: float) -> float:
-    """The rate each flow gets so the most loaded link carries `load` x its capacity."""
-    count = Counter(lk for p in pairs for lk in p.links)
+    """The rate each flow gets so the most loaded link direction carries `load` x its capacity."""
+    count = Counter(hop for p in pairs for hop in p.hops)
     if not count:
         raise ValueError("no flow crosses a link")
-    share = min(topo.link(lk).capacity_mbps * 1e6 / c for lk, c in count.items())
+    share = min(topo.link(lk).capacity_mbps * 1e6 / c for (lk, _), c in count.items())
     return load * share

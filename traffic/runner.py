@@ -116,6 +116,8 @@ class TrafficRun:
                     pending.discard(host)
             if pending:
                 time.sleep(0.1)
+        self.stores.event(self.run_id, time.time(), "receivers",
+                          {r["what"].split()[1]: r["pid"] for r in self.receivers})
         if pending:
             raise TrafficError(f"ITGRecv did not start on {', '.join(sorted(pending))}")
 

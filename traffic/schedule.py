@@ -62,10 +62,12 @@ class Schedule:
         return replace(self, phases=tuple(replace(p, duration_s=p.duration_s * f) for p in self.phases))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "flows": self.flows, "seed": self.seed, "phases": [
-            {"profile": p.profile.name, "protocol": p.profile.protocol, "idt": p.profile.idt,
-             "size": p.profile.size, "mean_size": p.profile.mean_size, "load": p.load,
-             "duration_s": p.duration_s} for p in self.phases]}
+        phases = []
+        for p in self.phases:
+            d = {"profile": p.profile.name} if p.profile.name in PROFILES else {}
+            phases.append({**d, "protocol": p.profile.protocol, "idt": p.profile.idt, "size": p.profile.size,
+                           "mean_size": p.profile.mean_size, "load": p.load, "duration_s": p.duration_s})
+        return {"name": self.name, "flows": self.flows, "seed": self.seed, "phases": phases}
 
 
 BUILTIN: dict[str, dict[str, Any]] = {

@@ -1,0 +1,179 @@
+"""Traffic without a lab: schedule parsing and its errors, flow sets that share links, labels
+from synthetic D-ITG packets, and the stores' atomic, idempotent windows under a killed writer."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from topologies import load
+from traffic.ditg import Packet, sender_args
+from traffic.flowset import choose_pairs, per_flow_bps
+from traffic.labels import window_labels
+from traffic.schedule import BUILTIN, ScheduleError, load_schedule
+from traffic.store import SCHEMA_VERSION, StoreError, Stores
+
+from .conftest import ROOT, ndt, wait_for
+
+
+def test_paper_drift_runs_the_four_patterns_in_order():
+    s = load_schedule("paper-drift")
+    assert [p.profile.name for p in s.phases] == ["exponential", "poisson", "uniform", "deterministic"]
+    assert [p.profile.protocol for p in s.phases] == ["TCP", "TCP", "TCP", "UDP"]
+    assert s.phases[-1].load > 1.0  # congestion
+    assert s.scaled_to(40).duration_s == pytest.approx(40)
+    for name in BUILTIN:
+        assert load_schedule(name).phases
+
+
+def test_schedule_files_yaml_and_json(tmp_path: Path):
+    y = tmp_path / "s.yaml"
+    y.write_text("flows: 4\nphases:\n  - {profile: uniform, load: 0.4, duration_s: 5}\n"
+                 "  - {protocol: udp, idt: exponential, size: constant, mean_size: 300, load: 1.2, duration_s: 5}\n")
+    s = load_schedule(str(y))
+    assert s.flows == 4 and s.phases[1].profile.protocol == "UDP" and s.phases[1].profile.mean_size == 300
+    j = tmp_path / "s.json"
+    j.write_text(json.dumps(s.to_dict()))
+    assert load_schedule(str(j)).to_dict()["phases"] == s.to_dict()["phases"]
+
+
+@pytest.mark.parametrize("content,match", [
+    ("phases: []\n", "phase list is empty"),
+    ("phases:\n  - {profile: lognormal, load: 0.5, duration_s: 5}\n", "unknown profile"),
+    ("phases:\n  - {idt: pareto, load: 0.5, duration_s: 5}\n", "unknown distribution"),
+    ("phases:\n  - {profile: poisson, load: -0.5, duration_s: 5}\n", "load must be a positive rate"),
+    ("phases:\n  - {profile: poisson, load: 0.5, duration_s: 0}\n", "duration_s must be positive"),
+    ("phases:\n  - {profile: poisson, load: fast, duration_s: 5}\n", "load must be a number"),
+    ("phases:\n  - {profile: poisson, duration_s: 5}\n", "needs 'load'"),
+    ("phases:\n  - {protocol: sctp, load: 1, duration_s: 5}\n", "unknown protocol"),
+    ("flows: 0\nphases:\n  - {profile: poisson, load: 1, duration_s: 5}\n", "flows must be between"),
+    ("phase: []\n", "unknown key"),
+    ("phases: [\n", "not valid YAML"),
+])
+def test_malformed_schedules_give_one_clear_error(tmp_path: Path, content: str, match: str):
+    f = tmp_path / "bad.yaml"
+    f.write_text(content)
+    with pytest.raises(ScheduleError, match=match):
+        load_schedule(str(f))
+    r = ndt("traffic", "run", str(f), check=False)
+    assert r.returncode == 1 and r.stderr.count("\n") == 1 and r.stderr.startswith("ndt: error:"), r.stderr
+
+
+def test_unknown_schedule_name():
+    r = ndt("traffic", "run", "no-such-schedule", check=False)
+    assert r.returncode == 1 and "unknown schedule" in r.stderr
+
+
+def test_flow_sets_share_links_and_loads_hit_the_bottleneck():
+    topo = load("Abilene")
+    pairs = choose_pairs(topo, 8, seed=3)
+    assert len({(p.src, p.dst) for p in pairs}) == 8
+    for i, p in enumerate(pairs[1:], 1):
+        assert set(p.hops) & {h for q in pairs[:i] for h in q.hops}, "every flow shares a link direction"
+    bps = per_flow_bps(topo, pairs, 0.8)
+    from collections import Counter
+
+    count = Counter(h for p in pairs for h in p.hops)
+    worst = max(count[h] * bps / (topo.link(h[0]).capacity_mbps * 1e6) for h in count)
+    assert worst == pytest.approx(0.8)
+
+
+def test_sender_arguments_follow_the_distributions(tmp_path: Path):
+    args = sender_args("10.0.0.2", 10001, "TCP", "uniform", 100.0, "exponential", 512, 5000,
+                       tmp_path / "t", tmp_path / "r")
+    assert args[:7] == ["ITGSend", "-a", "10.0.0.2", "-rp", "10001", "-T", "TCP"]
+    assert "-U" in args and args[args.index("-U") + 1:args.index("-U") + 3] == ["50.000", "150.000"]
+    assert "-e" in args and "-t" in args and args[args.index("-t") + 1] == "5000"
+
+
+def pkt(seq: int, tx: float, delay: float | None, size: int = 500) -> Packet:
+    return Packet(seq, "10.0.0.1/4000", "10.0.0.2/10001", tx, None if delay is None else tx + delay, size)
+
+
+def test_window_labels_delay_jitter_loss_and_bitrate():
+    t0 = 1000.0
+    sent = [pkt(i, t0 + 0.1 * i, None) for i in range(20)]  # 10 per 1 s window
+    received = [pkt(i, t0 + 0.1 * i, 0.010 + 0.002 * (i % 2)) for i in range(20) if i not in (12, 13)]
+    labels = window_labels(sent, received, t0, 1.0)
+    assert set(labels) == {0, 1}
+    w0, w1 = labels[0], labels[1]
+    assert w0["delay_ms"] == pytest.approx(11.0) and w0["jitter_ms"] == pytest.approx(2.0)
+    assert w0["loss_pct"] == 0 and w1["loss_pct"] == pytest.approx(20.0)
+    assert w0["sent"] == 10 and w1["received"] == 8
+    assert w0["rx_bps"] == pytest.approx(8 * 500 * 10)
+
+
+def window(stores: Stores, run: str, w: int, nflows: int = 5) -> bool:
+    flows = [{"flow_key": f"udp:a:{i}>b:1", "src": "h1", "dst": "h2", "proto": "udp", "links": "[]",
+              "packets": w, "bytes": w * 100} for i in range(nflows)]
+    links = [{"link_id": f"L{i}", "capacity_mbps": 10.0} for i in range(3)]
+    return stores.write_window({"run_id": run, "window": w, "t_start": float(w), "t_end": w + 1.0}, flows, links)
+
+
+def test_windows_are_written_once(tmp_path: Path):
+    stores = Stores(tmp_path)
+    assert window(stores, "r1", 0) and window(stores, "r1", 1)
+    assert not window(stores, "r1", 1)  # a restart writing the same window again changes nothing
+    assert stores.traffic.execute("SELECT count(*) FROM snapshots").fetchone()[0] == 2
+    assert stores.traffic.execute("SELECT count(*) FROM snapshot_flows").fetchone()[0] == 10
+    assert stores.traffic.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert (tmp_path / "weights.db").exists() and stores.weights["models"].exists()
+
+
+WRITER = """
+import sys, time
+from traffic.store import Stores
+stores = Stores(sys.argv[1])
+start = int(sys.argv[2])
+for w in range(start, start + 100000):
+    flows = [{"flow_key": f"k{i}", "links": "[]", "packets": w, "bytes": w} for i in range(200)]
+    stores.write_window({"run_id": "crash", "window": w, "t_start": float(w), "t_end": w + 1.0}, flows, [])
+    if w == start + 3:
+        print("writing", flush=True)
+"""
+
+
+def test_a_killed_writer_leaves_no_partial_windows_and_a_restart_no_duplicates(tmp_path: Path):
+    def run_writer(start: int) -> None:
+        p = subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path), str(start)], cwd=ROOT,
+                             stdout=subprocess.PIPE, text=True)
+        assert p.stdout.readline().strip() == "writing"
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+
+    run_writer(0)
+    con = sqlite3.connect(tmp_path / "traffic.db")
+    partial = con.execute("SELECT count(*) FROM snapshots s WHERE n_flows != "
+                          "(SELECT count(*) FROM snapshot_flows f WHERE f.snapshot_id = s.id)").fetchone()[0]
+    first = con.execute("SELECT count(*) FROM snapshots").fetchone()[0]
+    assert partial == 0 and first >= 4
+    run_writer(0)  # the restart begins again at window 0: committed windows are skipped
+    assert con.execute("SELECT count(*) FROM snapshots").fetchone()[0] >= first
+    dup = con.execute("SELECT count(*) FROM (SELECT window FROM snapshots GROUP BY run_id, window "
+                      "HAVING count(*) > 1)").fetchone()[0]
+    partial = con.execute("SELECT count(*) FROM snapshots s WHERE n_flows != "
+                          "(SELECT count(*) FROM snapshot_flows f WHERE f.snapshot_id = s.id)").fetchone()[0]
+    assert dup == 0 and partial == 0
+
+
+def test_schema_version_is_checked(tmp_path: Path):
+    Stores(tmp_path).close()
+    con = sqlite3.connect(tmp_path / "labels.db")
+    con.execute(f"PRAGMA user_version={SCHEMA_VERSION + 1}")
+    con.commit()
+    with pytest.raises(StoreError, match="schema version"):
+        Stores(tmp_path)
+
+
+def test_data_summary_on_an_empty_store_and_unknown_run(tmp_path: Path):
+    out = json.loads(ndt("data", "summary", "--data", str(tmp_path), "--json").stdout)
+    assert out["runs"] == [] and out["windows"] == 0
+    r = ndt("data", "summary", "--data", str(tmp_path), "--run", "nope", check=False)
+    assert r.returncode == 1 and "no run" in r.stderr
+    wait_for(lambda: (tmp_path / "traffic.db").exists(), timeout=1)
