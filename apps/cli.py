@@ -320,7 +320,7 @@ def build_parser() -> Parser:
     t.add_argument("--delay-backend", default="auto", choices=["auto", "netem", "relay", "none"])
     t.add_argument("--capacity-scale", default="auto", type=_scale,
                    help="factor from topology capacity to emulated rate (default auto: "
-                        "the fastest link at most 100 Mbit/s)")
+                        "the fastest link at most 20 Mbit/s)")
     t.add_argument("--of-port", type=int, default=6653)
     t.add_argument("--rest-port", type=int, default=8080)
     t.add_argument("--idle-timeout", type=int, default=30, help="seconds before an idle flow expires")

@@ -35,8 +35,9 @@ from .state import process_record
 DELAY_BACKENDS = ("auto", "netem", "relay", "none")
 #: Mininet's HTB settings are only valid up to this rate (Mbit/s).
 MAX_SHAPED_MBPS = 1000.0
-#: With capacity scale "auto", the fastest link is emulated at no more than this (Mbit/s).
-AUTO_MAX_MBPS = 100.0
+#: With capacity scale "auto", the fastest link is emulated at no more than this (Mbit/s): with
+#: the userspace datapath on two cores, faster links make the emulator, not the link, the queue.
+AUTO_MAX_MBPS = 20.0
 
 
 @dataclass

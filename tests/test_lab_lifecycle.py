@@ -68,7 +68,7 @@ def test_a_dead_lab_is_cleared_by_down(lab):
 
 def test_zoo_topology_comes_up_scaled_and_routes_like_networkx(lab):
     running = lab("Abilene")
-    assert running.info["capacity_scale"] == 0.01  # 9953 Mbit/s links emulated at 99.5 Mbit/s
+    assert running.info["capacity_scale"] == 0.001  # 9953 Mbit/s links emulated at 9.95 Mbit/s
     res = json.loads(ndt("lab", "pingall", "--json").stdout)
     assert res["pairs"] == 110 and res["loss_pct"] == 0.0, res["failed"]
     topo = load("Abilene")

@@ -28,7 +28,14 @@ from .store import Stores, flow_key
 
 #: Seconds a sender may run past its phase before it is counted as failed.
 GRACE_S = 15.0
-RECEIVER_PORT = 9000
+
+
+def signaling_port(phase: int, flow_no: int) -> int:
+    return 30000 + phase * 100 + flow_no
+
+
+def data_port(phase: int, flow_no: int) -> int:
+    return 10000 + phase * 100 + flow_no
 
 
 class TrafficError(RuntimeError):
@@ -98,28 +105,40 @@ class TrafficRun:
     def _pid(self, host: str) -> int:
         return int(self.hosts[host]["pid"])
 
-    def _start_receivers(self) -> None:
-        for host in sorted({p.dst for p in self.pairs}):
-            log = open(self.logs / f"ITGRecv-{host}.out", "wb")
-            proc = subprocess.Popen(host_command(self._pid(host), ["ITGRecv"]), stdout=log, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, cwd=self.logs)
+    def _start_receivers(self, idx: int) -> dict[int, int]:
+        """One ITGRecv per flow, each on its own signaling port: ITGRecv ends itself when two of its
+        flows close at once ("Cannot send ack closed flow"), so flows must not share one."""
+        ports = {no: signaling_port(idx, no) for no in range(len(self.pairs))}
+        procs = []
+        for no, pair in enumerate(self.pairs):
+            log = open(self.logs / f"p{idx}-f{no}.recv", "wb")
+            proc = subprocess.Popen(host_command(self._pid(pair.dst), ["ITGRecv", "-Sp", str(ports[no])]), stdout=log,
+                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=self.logs)
             log.close()
-            self.receivers.append(process_record(proc.pid, f"ITGRecv {host}"))
-            self.receivers[-1]["proc"] = proc
+            rec = process_record(proc.pid, f"ITGRecv {pair.dst}:{ports[no]}")
+            rec["proc"] = proc
+            procs.append(rec)
+        self.receivers += procs
+        self.stores.event(self.run_id, time.time(), "receivers", {r["what"]: r["pid"] for r in procs})
         deadline = time.monotonic() + 15
-        pending = {r["what"].split()[1] for r in self.receivers}
+        pending = {(pair.dst, ports[no]) for no, pair in enumerate(self.pairs)}
         while pending and time.monotonic() < deadline:
-            for host in list(pending):
-                r = subprocess.run(host_command(self._pid(host), ["ss", "-ltnH", f"sport = :{RECEIVER_PORT}"]),
-                                   capture_output=True, text=True, timeout=10)
-                if f":{RECEIVER_PORT}" in r.stdout:
-                    pending.discard(host)
+            for host in {h for h, _ in pending}:
+                r = subprocess.run(host_command(self._pid(host), ["ss", "-ltnH"]), capture_output=True, text=True,
+                                   timeout=10)
+                listening = {int(x.rsplit(":", 1)[1]) for x in r.stdout.split() if ":" in x and x[-1].isdigit()}
+                pending -= {(h, p) for h, p in pending if h == host and p in listening}
             if pending:
-                time.sleep(0.1)
-        self.stores.event(self.run_id, time.time(), "receivers",
-                          {r["what"].split()[1]: r["pid"] for r in self.receivers})
+                time.sleep(0.05)
         if pending:
-            raise TrafficError(f"ITGRecv did not start on {', '.join(sorted(pending))}")
+            raise TrafficError(f"ITGRecv did not start on {', '.join(sorted(f'{h}:{p}' for h, p in pending))}")
+        return ports
+
+    def _stop_receivers(self) -> None:
+        stop_processes(self.receivers)
+        for r in self.receivers:
+            r["proc"].wait()
+        self.receivers = []
 
     def _start_collector(self) -> None:
         log = open(self.dir / "collector.log", "ab")
@@ -149,6 +168,7 @@ class TrafficRun:
         bps = per_flow_bps(self.topo, self.pairs, phase.load)
         wire = prof.mean_size + OVERHEAD[prof.protocol]
         pps = bps / (8.0 * wire)
+        sig_ports = self._start_receivers(idx)
         start = time.time()
         self.stores.traffic["phases"].insert({
             "run_id": self.run_id, "idx": idx, "profile": prof.name, "protocol": prof.protocol,
@@ -156,10 +176,11 @@ class TrafficRun:
         senders = []
         rows = []
         for no, pair in enumerate(self.pairs):
-            dport = 10000 + idx * 100 + no
+            dport = data_port(idx, no)
             tx_log, rx_log = self.logs / f"p{idx}-f{no}.tx", self.logs / f"p{idx}-f{no}.rx"
             args = ditg.sender_args(pair.dst_ip, dport, prof.protocol, prof.idt, pps, prof.size,
                                     prof.mean_size, int(phase.duration_s * 1000), tx_log, rx_log)
+            args += ["-Sdp", str(sig_ports[no])]
             out = self.logs / f"p{idx}-f{no}.out"
             with open(out, "wb") as fh:
                 proc = subprocess.Popen(host_command(self._pid(pair.src), args), stdout=fh,
@@ -192,6 +213,7 @@ class TrafficRun:
                 self.stores.traffic["run_flows"].update((self.run_id, idx, s.flow_no),
                                                         {"status": status, "error": error})
             self.stores.traffic["phases"].update((self.run_id, idx), {"end_at": time.time()})
+        self._stop_receivers()
         return counts
 
     # -- labels -----------------------------------------------------------------------------------
@@ -206,6 +228,9 @@ class TrafficRun:
         """Decode the phase's D-ITG logs into labels for the windows the traffic store has."""
         stores = stores or self.stores
         snaps = stores.snapshot_ids(self.run_id)
+        present = {(r["window"], r["flow_key"]) for r in stores.traffic.query(
+            "SELECT s.window, f.flow_key FROM snapshot_flows f JOIN snapshots s ON s.id = f.snapshot_id "
+            "WHERE s.run_id = ? AND f.flow_no IS NOT NULL", [self.run_id])}
         rows = []
         work = self.dir / "decode"
         work.mkdir(exist_ok=True)
@@ -219,7 +244,8 @@ class TrafficRun:
             key = flow_key(s.proto, s.pair.src_ip, sport, s.pair.dst_ip, s.dport)
             keys[s.flow_no] = (key, sport)
             for w, lab in window_labels(sent, received, self.t0, self.window_s).items():
-                if w in snaps:
+                # a label is kept only where the traffic store has the flow's features for the window
+                if (w, key) in present:
                     rows.append({"run_id": self.run_id, "window": w, "flow_key": key, "snapshot_id": snaps[w],
                                  "flow_no": s.flow_no, **lab})
         with stores.traffic.conn:
@@ -242,7 +268,6 @@ class TrafficRun:
         summary: dict[str, Any] = {"run": self.run_id, "phases": []}
         bar = None
         try:
-            self._start_receivers()
             self._start_collector()
             while time.time() < self.t0:
                 time.sleep(0.02)
@@ -290,9 +315,7 @@ class TrafficRun:
                         s.proc.kill()
                         s.proc.wait()
             self._stop_collector()
-            stop_processes([r for r in self.receivers])
-            for r in self.receivers:
-                r["proc"].wait()
+            self._stop_receivers()
             for f in self.decoding:
                 f.result()
             labeled = sum(self.label_phase(i) for i in self.phase_senders)  # windows stored late
