@@ -1,9 +1,10 @@
 """The emulated network: a `Lab` you `up()` and `down()`, built with Mininet from a Topology.
 
 One Open vSwitch switch per node (kernel datapath when the module is loaded, userspace
-otherwise), one host per switch, every inter-switch link shaped to its capacity with HTB
-(TCLink) and given its propagation delay by netem, by the userspace relay (ptwin.relay), or not
-at all. The controller (controller_app) runs as a separate process that the lab starts first.
+otherwise), one host per switch, every inter-switch link shaped to its capacity with HTB (the
+qdisc TCLink would install, applied in one tc batch: ptwin.shaping) and given its propagation
+delay by netem, by the userspace relay (ptwin.relay), or not at all. The controller
+(controller_app) runs as a separate process that the lab starts first.
 
 Every resource is reported to `record` the moment its name is known, so a crashed lab can still
 be removed exactly (ptwin.cleanup).

@@ -88,7 +88,7 @@ def test_sender_arguments_follow_the_distributions(tmp_path: Path):
     args = sender_args("10.0.0.2", 10001, "TCP", "uniform", 100.0, "exponential", 512, 5000,
                        tmp_path / "t", tmp_path / "r")
     assert args[:7] == ["ITGSend", "-a", "10.0.0.2", "-rp", "10001", "-T", "TCP"]
-    assert "-U" in args and args[args.index("-U") + 1:args.index("-U") + 3] == ["50.000", "150.000"]
+    assert "-U" in args and args[args.index("-U") + 1:args.index("-U") + 3] == ["66.667", "200.000"]
     assert "-e" in args and "-t" in args and args[args.index("-t") + 1] == "5000"
 
 

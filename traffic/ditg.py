@@ -14,7 +14,9 @@ from pathlib import Path
 
 IDT_OPT = {"constant": "-C", "exponential": "-E", "poisson": "-O", "uniform": "-U"}
 SIZE_OPT = {"constant": "-c", "exponential": "-e", "poisson": "-o", "uniform": "-u"}
-#: Uniform distributions span mean x (1 - SPREAD) .. mean x (1 + SPREAD).
+#: Uniform distributions span mean x (1 - SPREAD) .. mean x (1 + SPREAD): for inter-departure
+#: times that is 1/rate x (1 +- SPREAD), i.e. rates from rate/(1 + SPREAD) to rate/(1 - SPREAD),
+#: so that the mean rate is the one asked for.
 SPREAD = 0.5
 
 
@@ -25,7 +27,7 @@ def sender_args(dst_ip: str, dport: int, protocol: str, idt: str, pps: float,
     destination port, and the source port is read back from the logs."""
     args = ["ITGSend", "-a", dst_ip, "-rp", str(dport), "-T", protocol]
     if idt == "uniform":
-        args += ["-U", f"{pps * (1 - SPREAD):.3f}", f"{pps * (1 + SPREAD):.3f}"]
+        args += ["-U", f"{pps / (1 + SPREAD):.3f}", f"{pps / (1 - SPREAD):.3f}"]
     else:
         args += [IDT_OPT[idt], f"{pps:.3f}"]
     if size == "uniform":

@@ -82,6 +82,11 @@ BUILTIN: dict[str, dict[str, Any]] = {
         {"profile": "deterministic", "load": 0.9, "duration_s": 30},
     ]},
     "steady": {"flows": 6, "phases": [{"profile": "deterministic", "load": 0.5, "duration_s": 60}]},
+    # every pattern at four load levels: a training set that spans the space
+    "dataset": {"flows": 10, "phases": [
+        {"profile": prof, "load": load, "duration_s": 20}
+        for load in (0.3, 0.6, 0.9, 1.2) for prof in ("exponential", "poisson", "uniform", "deterministic")
+    ]},
 }
 
 
