@@ -8,7 +8,7 @@ from .geo import great_circle_km, propagation_delay_ms
 from .model import Topology, TopologyError, build
 
 #: Capacities drawn for generated links, Mbit/s.
-CAPACITIES_MBPS = (10.0, 20.0, 40.0)
+CAPACITIES_MBPS = (5.0, 10.0, 20.0)
 #: Generated nodes are placed uniformly in this latitude/longitude box (about Europe's size).
 LAT_RANGE = (40.0, 55.0)
 LON_RANGE = (-5.0, 20.0)
