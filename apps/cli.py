@@ -6,7 +6,12 @@ exit code, never a traceback.
 
 from __future__ import annotations
 
-import argparse
+import os
+
+# TensorFlow's C++ start-up chatter would break the one-line error rule.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import argparse  # noqa: E402
 import json
 import sys
 import time
@@ -21,6 +26,7 @@ from topologies.resolve import load, search_dirs, zoo_files
 from traffic.runner import TrafficError
 from traffic.schedule import ScheduleError
 from traffic.store import StoreError
+from vtwin.errors import RegistryError, SnapshotError
 
 from . import demo as demo_mod
 from .table import print_table
@@ -298,6 +304,82 @@ def cmd_data_export(args: argparse.Namespace) -> None:
                                          f"{r['labeled_flows']} labeled flow-windows"))
 
 
+# -- virtual twin -------------------------------------------------------------------------------
+def cmd_train(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from traffic.store import Stores
+    from vtwin.baselines import mm1_predict
+    from vtwin.dataset import from_jsonl, from_stores, split
+    from vtwin.evaluate import evaluate
+    from vtwin.registry import Registry, parse_uri, uri
+    from vtwin.train import TwinModel, data_range, train
+
+    stores = Stores(args.data)
+    samples = from_jsonl(Path(args.dataset)) if args.dataset else from_stores(stores, args.run or None)
+    if len(samples) < 4:
+        raise CliError(f"only {len(samples)} labeled window(s) to train on; run traffic first ('ndt traffic run')")
+    registry = Registry(stores)
+    model = norm = None
+    parent = None
+    if args.warm_start:
+        objective, version = parse_uri(args.warm_start)
+        model, norm, _ = registry.load(objective, version)
+        parent = uri(objective, version)
+    fit, test = split(samples, held_out=args.held_out)
+    if not args.json:
+        print(f"training on {len(fit)} windows ({sum(s.labeled for s in fit)} labeled flows), "
+              f"holding out {len(test)}", file=sys.stderr)
+    res = train(fit, model=model, norm=norm, state=args.state, iterations=args.iterations, epochs=args.epochs,
+                budget_s=args.budget, patience=args.patience, progress=not args.json)
+    twin = TwinModel(res.model, res.norm)
+    metrics = {"gnn": evaluate(twin.predict, test), "mm1": evaluate(mm1_predict, test)["overall"],
+               "training": {"epochs": res.epochs, "best_epoch": res.best_epoch, "seconds": res.seconds,
+                            "stopped": res.stopped, "val_delay_mape": res.best_val_mape}}
+    status = "active" if args.promote or registry.active("delay") is None else "candidate"
+    version = registry.register("delay", res.model, res.norm, data_range=data_range(samples), metrics=metrics,
+                                parent=parent, status="candidate")
+    if status == "active":
+        registry.promote("delay", version)
+    out = {"uri": uri("delay", version), "status": status, **metrics}
+
+    def render(r: dict[str, Any]) -> None:
+        g, m = r["gnn"]["overall"], r["mm1"]
+        t = r["training"]
+        print(f"{r['uri']} ({r['status']}): {t['epochs']} epochs in {t['seconds']:g} s ({t['stopped']})")
+        print(f"held-out delay MAPE {g['delay_mape']}% (M/M/1 {m['delay_mape']}%), NMSE {g['delay_nmse_db']} dB; "
+              f"jitter MAPE {g['jitter_mape']}%")
+        print_table(r["gnn"]["groups"], ["topology", "phase", "flows", "delay_mape", "delay_nmse_db", "jitter_mape"])
+
+    emit(out, args.json, render)
+
+
+def cmd_model(args: argparse.Namespace) -> None:
+    from traffic.store import Stores
+    from vtwin.registry import Registry, parse_uri
+
+    reg = Registry(Stores(args.data))
+    if args.action == "list":
+        rows = reg.list()
+        emit(rows, args.json, lambda r: print_table(
+            [{**x, "delay_mape": ((x["metrics"] or {}).get("gnn") or {}).get("overall", {}).get("delay_mape")}
+             for x in r], ["uri", "status", "parent", "delay_mape", "weights_bytes"]))
+        return
+    if args.action == "rollback":
+        res = reg.rollback("delay")
+        emit(res, args.json, lambda r: print(f"rolled back {r['rolled_back']}; {r['active']} is active"))
+        return
+    if not args.ref:
+        raise CliError(f"ndt model {args.action} needs a model, e.g. registry://delay:v2")
+    objective, version = parse_uri(args.ref)
+    if args.action == "show":
+        emit(reg.show(objective, version), args.json, lambda r: print(json.dumps(r, indent=1)))
+    else:
+        res = reg.promote(objective, version)
+        emit(res, args.json, lambda r: print(f"{r['active']} is active" +
+                                             (f"; {r['archived']} archived" if r["archived"] else "")))
+
+
 # -- parser -------------------------------------------------------------------------------------
 def build_parser() -> Parser:
     p = Parser(prog="ndt", description="Self-adaptive network digital twin lab.")
@@ -382,6 +464,28 @@ def build_parser() -> Parser:
     t.add_argument("--json", action="store_true")
     t.set_defaults(func=cmd_data_export)
 
+    t = sub.add_parser("train", help="train the virtual twin on the labeled store (or an exported file)")
+    t.add_argument("--data", default=None)
+    t.add_argument("--dataset", default=None, help="an exported JSON Lines file instead of the stores")
+    t.add_argument("--run", action="append", help="train on this run only (repeatable)")
+    t.add_argument("--warm-start", default=None, metavar="URI", help="start from registry://delay:vN")
+    t.add_argument("--epochs", type=int, default=300)
+    t.add_argument("--budget", type=float, default=300.0, help="time budget, seconds")
+    t.add_argument("--patience", type=int, default=20)
+    t.add_argument("--state", type=int, default=32)
+    t.add_argument("--iterations", type=int, default=6)
+    t.add_argument("--held-out", type=float, default=0.2, help="share of each phase held out for evaluation")
+    t.add_argument("--promote", action="store_true", help="make the new version active")
+    t.add_argument("--json", action="store_true")
+    t.set_defaults(func=cmd_train)
+
+    t = sub.add_parser("model", help="the model registry: list, show, promote, rollback")
+    t.add_argument("action", choices=["list", "show", "promote", "rollback"])
+    t.add_argument("ref", nargs="?", metavar="URI", help="registry://delay:vN or vN")
+    t.add_argument("--data", default=None)
+    t.add_argument("--json", action="store_true")
+    t.set_defaults(func=cmd_model)
+
     d = sub.add_parser("demo", help="bring up the default lab, show it, pingall, take it down")
     d.add_argument("topo", metavar="TOPO", nargs="?", default=builtin_topos.DEFAULT)
     d.add_argument("--json", action="store_true")
@@ -405,7 +509,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except (CliError, LabError, TopologyError, ControllerError, ScheduleError, StoreError, TrafficError) as exc:
+    except (CliError, LabError, TopologyError, ControllerError, ScheduleError, StoreError, TrafficError,
+            RegistryError, SnapshotError) as exc:
         print(f"ndt: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

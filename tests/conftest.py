@@ -6,8 +6,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
+import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -107,3 +110,56 @@ def lab() -> Iterator[Callable[..., RunningLab]]:
     yield up
     if started:
         ndt("lab", "down", check=False)
+
+
+TRAFFIC_SCHEDULE = {"flows": 6, "seed": 2, "phases": [
+    {"profile": "deterministic", "load": 0.3, "duration_s": 8},
+    {"profile": "deterministic", "load": 1.5, "duration_s": 8},
+]}
+
+
+@pytest.fixture(scope="session")
+def traffic_run(tmp_path_factory, private_run_dir):
+    """A real two-phase D-ITG run on the diamond lab with its collector killed mid-run; shared
+    by the traffic tests and the virtual twin's training tests."""
+    if lab_missing():
+        pytest.skip(lab_missing())
+    d = tmp_path_factory.mktemp("traffic")
+    sched = d / "two.json"
+    sched.write_text(json.dumps(TRAFFIC_SCHEDULE))
+    data = d / "data"
+    lab_up("diamond")
+    killed: dict = {}
+
+    def kill_collector() -> None:
+        """Kill the collector with SIGKILL once it has written a few windows."""
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not killed:
+            try:
+                con = sqlite3.connect(data / "traffic.db", timeout=5)
+                row = con.execute("SELECT detail FROM events WHERE kind = 'collector_pid' "
+                                  "ORDER BY id LIMIT 1").fetchone()
+                windows = con.execute("SELECT count(*) FROM snapshots").fetchone()[0]
+                con.close()
+            except sqlite3.Error:
+                row, windows = None, 0
+            if row and windows >= 5:
+                pid = int(row[0])
+                killed["pid"], killed["windows"] = pid, windows
+                os.kill(pid, signal.SIGKILL)
+                return
+            time.sleep(0.2)
+
+    killer = threading.Thread(target=kill_collector)
+    killer.start()
+    try:
+        r = subprocess.run([sys.executable, "-m", "apps", "traffic", "run", str(sched), "--data", str(data), "--json"],
+                           capture_output=True, text=True, timeout=300, cwd=ROOT)
+    finally:
+        killed.setdefault("stop", True)
+        killer.join()
+        ndt("lab", "down", check=False)  # the data stays; other tests need the bridge names
+    assert r.returncode == 0, r.stderr
+    return {"result": json.loads(r.stdout), "data": data, "killed": killed,
+            "t": sqlite3.connect(data / "traffic.db", check_same_thread=False),
+            "l": sqlite3.connect(data / "labels.db", check_same_thread=False)}

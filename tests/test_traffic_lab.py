@@ -6,13 +6,6 @@ a consistent store after the collector's restart, and the export."""
 from __future__ import annotations
 
 import json
-import os
-import signal
-import sqlite3
-import subprocess
-import sys
-import threading
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -20,60 +13,13 @@ import pytest
 
 from ptwin.state import is_alive, start_time
 
-from .conftest import ROOT, lab_up, ndt, needs_lab
+from .conftest import TRAFFIC_SCHEDULE as SCHEDULE
+from .conftest import ndt, needs_lab
 
 pytestmark = [needs_lab, pytest.mark.lab]
 
-SCHEDULE = {"flows": 6, "seed": 2, "phases": [
-    {"profile": "deterministic", "load": 0.3, "duration_s": 8},
-    {"profile": "deterministic", "load": 1.5, "duration_s": 8},
-]}
-
-
-@pytest.fixture(scope="module")
-def run(tmp_path_factory, private_run_dir):
-    d = tmp_path_factory.mktemp("traffic")
-    sched = d / "two.json"
-    sched.write_text(json.dumps(SCHEDULE))
-    data = d / "data"
-    lab_up("diamond")
-    killed: dict = {}
-
-    def kill_collector() -> None:
-        """Kill the collector with SIGKILL once it has written a few windows."""
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not killed:
-            try:
-                con = sqlite3.connect(data / "traffic.db", timeout=5)
-                row = con.execute("SELECT detail FROM events WHERE kind = 'collector_pid' "
-                                  "ORDER BY id LIMIT 1").fetchone()
-                windows = con.execute("SELECT count(*) FROM snapshots").fetchone()[0]
-                con.close()
-            except sqlite3.Error:
-                row, windows = None, 0
-            if row and windows >= 5:
-                pid = int(row[0])
-                killed["pid"], killed["windows"] = pid, windows
-                os.kill(pid, signal.SIGKILL)
-                return
-            time.sleep(0.2)
-
-    killer = threading.Thread(target=kill_collector)
-    killer.start()
-    try:
-        r = subprocess.run([sys.executable, "-m", "apps", "traffic", "run", str(sched), "--data", str(data), "--json"],
-                           capture_output=True, text=True, timeout=300, cwd=ROOT)
-        killer.join()
-        assert r.returncode == 0, r.stderr
-        yield {"result": json.loads(r.stdout), "data": data, "killed": killed,
-               "t": sqlite3.connect(data / "traffic.db"), "l": sqlite3.connect(data / "labels.db")}
-    finally:
-        killed.setdefault("stop", True)
-        ndt("lab", "down", check=False)
-
-
-def test_every_started_flow_has_labels(run):
-    t, lab = run["t"], run["l"]
+def test_every_started_flow_has_labels(traffic_run):
+    t, lab = traffic_run["t"], traffic_run["l"]
     flows = t.execute("SELECT phase_idx, flow_no, flow_key, status FROM run_flows").fetchall()
     assert len(flows) == 12 and all(f[3] == "finished" for f in flows), flows
     for phase, no, key, _ in flows:
@@ -81,7 +27,7 @@ def test_every_started_flow_has_labels(run):
         assert n >= 5, (phase, no, key)
 
 
-def bottleneck_rows(run, phase: int) -> list[tuple]:
+def bottleneck_rows(traffic_run, phase: int) -> list[tuple]:
     """Labels of the phase's flows that cross the most loaded link direction."""
     from topologies import load
     from traffic.flowset import choose_pairs
@@ -89,15 +35,15 @@ def bottleneck_rows(run, phase: int) -> list[tuple]:
     pairs = choose_pairs(load("diamond"), SCHEDULE["flows"], SCHEDULE["seed"])
     hot = Counter(h for p in pairs for h in p.hops).most_common(1)[0][0]
     crossing = {p.src_ip + ">" + p.dst_ip for p in pairs if hot in p.hops}
-    t = run["t"]
+    t = traffic_run["t"]
     keys = {k for (k, src, dst) in t.execute(
         "SELECT flow_key, src_ip, dst_ip FROM run_flows WHERE phase_idx = ?", [phase]) if f"{src}>{dst}" in crossing}
-    rows = run["l"].execute("SELECT flow_key, delay_ms, loss_pct FROM labels").fetchall()
+    rows = traffic_run["l"].execute("SELECT flow_key, delay_ms, loss_pct FROM labels").fetchall()
     return [r for r in rows if r[0] in keys]
 
 
-def test_delay_and_loss_rise_past_capacity_on_the_bottleneck(run):
-    low, high = bottleneck_rows(run, 0), bottleneck_rows(run, 1)
+def test_delay_and_loss_rise_past_capacity_on_the_bottleneck(traffic_run):
+    low, high = bottleneck_rows(traffic_run, 0), bottleneck_rows(traffic_run, 1)
     assert low and high
     mean = lambda rows, i: sum(r[i] for r in rows if r[i] is not None) / len(rows)  # noqa: E731
     assert mean(high, 1) > 2 * mean(low, 1), (mean(low, 1), mean(high, 1))
@@ -105,8 +51,8 @@ def test_delay_and_loss_rise_past_capacity_on_the_bottleneck(run):
     assert mean(high, 2) > 5.0, mean(high, 2)
 
 
-def test_controller_rate_agrees_with_ditg_bitrate(run):
-    t, lab = run["t"], run["l"]
+def test_controller_rate_agrees_with_ditg_bitrate(traffic_run):
+    t, lab = traffic_run["t"], traffic_run["l"]
     for key, size in t.execute("SELECT flow_key, pkt_size FROM run_flows WHERE phase_idx = 0").fetchall():
         ctl_bytes = t.execute("SELECT max(bytes) FROM snapshot_flows WHERE flow_key = ?", [key]).fetchone()[0]
         received = lab.execute("SELECT sum(received) FROM labels WHERE flow_key = ?", [key]).fetchone()[0]
@@ -114,8 +60,8 @@ def test_controller_rate_agrees_with_ditg_bitrate(run):
         assert ctl_bytes == pytest.approx(ditg_wire_bytes, rel=0.10), key
 
 
-def test_phase_boundaries_are_in_the_store(run):
-    t = run["t"]
+def test_phase_boundaries_are_in_the_store(traffic_run):
+    t = traffic_run["t"]
     phases = t.execute("SELECT idx, profile, load, start_at, end_at FROM phases ORDER BY idx").fetchall()
     assert [(p[0], p[2]) for p in phases] == [(0, 0.3), (1, 1.5)]
     assert phases[0][3] < phases[0][4] <= phases[1][3] + 0.5 and phases[1][3] < phases[1][4]
@@ -124,9 +70,9 @@ def test_phase_boundaries_are_in_the_store(run):
         assert ts and min(ts) >= start - 1.0 and max(ts) <= end
 
 
-def test_a_killed_collector_is_restarted_and_the_store_stays_consistent(run):
-    t = run["t"]
-    assert run["killed"].get("pid"), "the collector was not killed"
+def test_a_killed_collector_is_restarted_and_the_store_stays_consistent(traffic_run):
+    t = traffic_run["t"]
+    assert traffic_run["killed"].get("pid"), "the collector was not killed"
     kinds = [k for (k,) in t.execute("SELECT kind FROM events")]
     assert "collector_died" in kinds and kinds.count("collector_pid") >= 2
     dup = t.execute("SELECT count(*) FROM (SELECT window FROM snapshots GROUP BY run_id, window "
@@ -135,11 +81,11 @@ def test_a_killed_collector_is_restarted_and_the_store_stays_consistent(run):
                         "WHERE f.snapshot_id = s.id) OR n_links != (SELECT count(*) FROM snapshot_links k "
                         "WHERE k.snapshot_id = s.id)").fetchone()[0]
     assert dup == 0 and partial == 0
-    assert t.execute("SELECT count(*) FROM snapshots").fetchone()[0] > run["killed"]["windows"] + 5
+    assert t.execute("SELECT count(*) FROM snapshots").fetchone()[0] > traffic_run["killed"]["windows"] + 5
 
 
-def test_no_traffic_process_is_left(run):
-    t = run["t"]
+def test_no_traffic_process_is_left(traffic_run):
+    t = traffic_run["t"]
     recv = [pid for (d,) in t.execute("SELECT detail FROM events WHERE kind = 'receivers'")
             for pid in json.loads(d).values()]
     assert len(recv) == 12  # one receiver per flow per phase
@@ -148,14 +94,14 @@ def test_no_traffic_process_is_left(run):
             "ITGRecv" not in Path(f"/proc/{pid}/cmdline").read_text()
 
 
-def test_summary_and_export(run, tmp_path):
-    s = json.loads(ndt("data", "summary", "--data", str(run["data"]), "--json").stdout)
+def test_summary_and_export(traffic_run, tmp_path):
+    s = json.loads(ndt("data", "summary", "--data", str(traffic_run["data"]), "--json").stdout)
     r = s["runs"][0]
     assert r["windows"] >= 14 and r["labeled_fraction"] > 0.8
     assert [p["profile"] for p in r["phases"]] == ["deterministic", "deterministic"]
     assert r["phases"][1]["rate_bps"]["mean"] > r["phases"][0]["rate_bps"]["mean"]
     out = tmp_path / "train.jsonl"
-    e = json.loads(ndt("data", "export", "--data", str(run["data"]), "--out", str(out), "--json").stdout)
+    e = json.loads(ndt("data", "export", "--data", str(traffic_run["data"]), "--out", str(out), "--json").stdout)
     lines = [json.loads(x) for x in out.read_text().splitlines()]
     assert lines[0]["type"] == "run" and lines[0]["topology"]["name"] == "diamond"
     windows = [x for x in lines if x["type"] == "window"]

@@ -105,7 +105,7 @@ class Stores:
             delay_ms REAL, jitter_ms REAL, loss_pct REAL, sent INTEGER, received INTEGER,
             rx_bps REAL, PRIMARY KEY (run_id, window, flow_key))""")
         self.weights.execute("""CREATE TABLE IF NOT EXISTS models (
-            version TEXT PRIMARY KEY, objective TEXT, created_at REAL, parent TEXT, status TEXT,
+            version TEXT PRIMARY KEY, objective TEXT, objective_version TEXT, created_at REAL, parent TEXT, status TEXT,
             weights BLOB, normalization TEXT, data_range TEXT, metrics TEXT, config TEXT)""")
 
     # -- writes -----------------------------------------------------------------------------------

@@ -1,0 +1,132 @@
+"""Training samples: one per labeled window, read from the stores or from an exported JSON Lines
+file. A sample is the window's snapshot (inputs only) plus the labels of the flows that have them.
+
+Flows of the window that are not the traffic run's own (D-ITG signaling, TCP acknowledgements)
+stay in the snapshot, since they load the links, with their measured rate standing in for an
+offered rate and their mean packet size from the counters; they carry no label.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from topologies import Topology
+from traffic.store import Stores
+
+from .features import FlowSpec, Snapshot, graph_tensors
+
+DEFAULT_PKT = 512.0
+
+
+@dataclass
+class Sample:
+    run: str
+    window: int
+    phase: int | None
+    topology: str
+    snapshot: Snapshot
+    delay_ms: np.ndarray  # per flow, nan where unlabeled
+    jitter_ms: np.ndarray
+
+    @property
+    def labeled(self) -> int:
+        return int(np.isfinite(self.delay_ms).sum())
+
+
+def _node_of_host(name: str) -> int:
+    return int(name[1:]) - 1
+
+
+def _flow_spec(f: dict[str, Any]) -> FlowSpec | None:
+    links = f["links"] if isinstance(f["links"], list) else json.loads(f["links"])
+    if not links:
+        return None  # both hosts on one switch: no link to model
+    rate = f.get("offered_bps") or f.get("measured_bps") or 0.0
+    size = f.get("pkt_size")
+    if not size:
+        wb, wp = f.get("window_bytes"), f.get("window_packets")
+        size = max(1.0, wb / wp - 42) if wb and wp else DEFAULT_PKT
+    return FlowSpec(f.get("flow_key") or f["key"], tuple(links), _node_of_host(f["src"]), float(rate), float(size),
+                    f.get("proto", "udp"))
+
+
+def _sample(run: str, window: int, phase: int | None, topo: Topology, flows: list[dict[str, Any]],
+            labels: dict[str, tuple[float, float]]) -> Sample | None:
+    specs = [s for s in (_flow_spec(f) for f in flows) if s is not None]
+    if not specs:
+        return None
+    d = np.array([labels.get(s.key, (np.nan, np.nan))[0] for s in specs], dtype=np.float32)
+    j = np.array([labels.get(s.key, (np.nan, np.nan))[1] for s in specs], dtype=np.float32)
+    if not np.isfinite(d).any():
+        return None
+    return Sample(run, window, phase, topo.name, Snapshot(topo, specs), d, j)
+
+
+def from_stores(stores: Stores, runs: list[str] | None = None) -> list[Sample]:
+    t = stores.traffic
+    rows = list(t.query("SELECT id, topology_json FROM runs ORDER BY started_at"))
+    out = []
+    for r in rows:
+        if runs and r["id"] not in runs:
+            continue
+        topo = Topology.from_dict(json.loads(r["topology_json"]))
+        labels: dict[int, dict[str, tuple[float, float]]] = defaultdict(dict)
+        for lab in stores.labels.query("SELECT window, flow_key, delay_ms, jitter_ms FROM labels WHERE run_id = ? "
+                                       "AND delay_ms IS NOT NULL", [r["id"]]):
+            labels[lab["window"]][lab["flow_key"]] = (lab["delay_ms"], lab["jitter_ms"])
+        flows: dict[int, list[dict[str, Any]]] = defaultdict(list)
+        for f in t.query("SELECT s.window, f.* FROM snapshot_flows f JOIN snapshots s ON s.id = f.snapshot_id "
+                         "WHERE s.run_id = ?", [r["id"]]):
+            flows[f["window"]].append(f)
+        for s in t.query("SELECT window, phase_idx FROM snapshots WHERE run_id = ? ORDER BY window", [r["id"]]):
+            if s["window"] in labels:
+                smp = _sample(r["id"], s["window"], s["phase_idx"], topo, flows[s["window"]], labels[s["window"]])
+                if smp is not None:
+                    out.append(smp)
+    return out
+
+
+def from_jsonl(path: Path) -> list[Sample]:
+    out = []
+    topo: Topology | None = None
+    with path.open() as fh:
+        for line in fh:
+            rec = json.loads(line)
+            if rec["type"] == "run":
+                topo = Topology.from_dict(rec["topology"])
+                continue
+            if topo is None:
+                raise ValueError(f"{path.name}: a window comes before its run line")
+            labels = {f["key"]: (f["label"]["delay_ms"], f["label"]["jitter_ms"]) for f in rec["flows"]
+                      if f.get("label") and f["label"].get("delay_ms") is not None}
+            smp = _sample(rec["run"], rec["window"], rec.get("phase"), topo, rec["flows"], labels)
+            if smp is not None:
+                out.append(smp)
+    return out
+
+
+def split(samples: list[Sample], held_out: float = 0.2) -> tuple[list[Sample], list[Sample]]:
+    """Hold out the last `held_out` share of every (run, phase): contiguous, so neighbouring
+    windows of the training set do not leak into the test set."""
+    groups: dict[tuple[str, Any], list[Sample]] = defaultdict(list)
+    for s in samples:
+        groups[(s.run, s.phase)].append(s)
+    train, test = [], []
+    for group in groups.values():
+        group.sort(key=lambda s: s.window)
+        k = max(1, round(len(group) * held_out)) if len(group) > 1 else 0
+        train += group[: len(group) - k]
+        test += group[len(group) - k:]
+    return train, test
+
+
+def batch(samples: list[Sample]) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+    """Graph tensors of the samples' disjoint union, with delay and jitter targets (nan = none)."""
+    g = graph_tensors([s.snapshot for s in samples])
+    return g, np.concatenate([s.delay_ms for s in samples]), np.concatenate([s.jitter_ms for s in samples])

@@ -1,0 +1,63 @@
+"""Accuracy measures: MAPE (%) and NMSE in dB, overall and per topology and phase.
+
+NMSE = sum (y - y_hat)^2 / sum (y - mean y)^2, in dB (10 log10): 0 dB is as good as always
+answering the mean, -10 dB is ten times better. Jitter MAPE skips targets under 0.01 ms.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from typing import Any
+
+import numpy as np
+
+MIN_JITTER_MS = 0.01
+
+
+def mape(pred: np.ndarray, true: np.ndarray, floor: float = 1e-9) -> float | None:
+    ok = np.isfinite(true) & (np.abs(true) > floor)
+    if not ok.any():
+        return None
+    return float(100.0 * np.mean(np.abs(pred[ok] - true[ok]) / np.abs(true[ok])))
+
+
+def nmse_db(pred: np.ndarray, true: np.ndarray) -> float | None:
+    ok = np.isfinite(true)
+    if ok.sum() < 2:
+        return None
+    err = float(np.sum((pred[ok] - true[ok]) ** 2))
+    var = float(np.sum((true[ok] - true[ok].mean()) ** 2))
+    if var <= 0:
+        return None
+    return 10.0 * math.log10(max(err, 1e-30) / var)
+
+
+def scores(pd: np.ndarray, pj: np.ndarray, yd: np.ndarray, yj: np.ndarray) -> dict[str, Any]:
+    return {"delay_mape": _r(mape(pd, yd)), "delay_nmse_db": _r(nmse_db(pd, yd)),
+            "jitter_mape": _r(mape(pj, yj, MIN_JITTER_MS)), "jitter_nmse_db": _r(nmse_db(pj, yj)),
+            "flows": int(np.isfinite(yd).sum())}
+
+
+def _r(x: float | None) -> float | None:
+    return None if x is None else round(x, 3)
+
+
+def evaluate(predict, samples: list) -> dict[str, Any]:
+    """Scores of `predict(samples) -> (delay, jitter)` overall and per (topology, phase)."""
+    groups: dict[tuple[str, Any], list] = defaultdict(list)
+    for s in samples:
+        groups[(s.topology, s.phase)].append(s)
+    all_p: list[np.ndarray] = [[], [], [], []]  # type: ignore[list-item]
+    per = []
+    for (topo, phase), group in sorted(groups.items(), key=lambda kv: (kv[0][0], -1 if kv[0][1] is None else kv[0][1])):
+        pd, pj = predict(group)
+        yd = np.concatenate([s.delay_ms for s in group])
+        yj = np.concatenate([s.jitter_ms for s in group])
+        per.append({"topology": topo, "phase": phase, **scores(pd, pj, yd, yj)})
+        for acc, x in zip(all_p, (pd, pj, yd, yj), strict=True):
+            acc.append(x)
+    if not per:
+        return {"overall": None, "groups": []}
+    pd, pj, yd, yj = (np.concatenate(x) for x in all_p)
+    return {"overall": scores(pd, pj, yd, yj), "groups": per}

@@ -1,0 +1,101 @@
+"""Serving: the active model answers predictions while another version can be swapped in.
+
+Two compiled instances: one serves, the other is the standby. A swap loads the new weights into
+the standby (once no prediction is still running on it), compiles it with one warm-up call, then
+flips which instance serves under a lock. Predictions never see half-loaded weights, and a
+prediction that started on the old instance finishes on it.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import numpy as np
+
+from .features import Normalization, graph_tensors
+from .model import RouteNet, build_model, make_predict_fn, to_tensors
+from .registry import Registry, RegistryError, _build, uri
+
+
+class _Instance:
+    def __init__(self, state: int, iterations: int) -> None:
+        self.model = build_model(state, iterations)
+        _build(self.model)
+        self.fn = make_predict_fn(self.model)
+        self.norm: Normalization | None = None
+        self.version: str | None = None
+        self.in_flight = 0
+        self.config = (state, iterations)
+
+
+class Predictor:
+    def __init__(self, registry: Registry, objective: str = "delay", version: str | None = None) -> None:
+        self.registry = registry
+        self.objective = objective
+        version = version or registry.active(objective)
+        if version is None:
+            raise RegistryError(f"no active {objective} model; train one with 'ndt train'")
+        self._lock = threading.Condition()
+        self._swap_lock = threading.Lock()
+        self._serving = self._load_into(None, version)
+        self._standby: _Instance | None = None
+        self.swaps: list[dict[str, Any]] = []
+
+    @property
+    def version(self) -> str:
+        return self._serving.version or ""
+
+    def _load_into(self, inst: _Instance | None, version: str) -> _Instance:
+        model, norm, meta = self.registry.load(self.objective, version)
+        cfg = (meta["config"]["state"], meta["config"]["iterations"])
+        if inst is None or inst.config != cfg:
+            inst = _Instance(*cfg)
+        inst.model.set_weights(model.get_weights())
+        inst.norm, inst.version = norm, version
+        return inst
+
+    def predict_tensors(self, g: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, str]:
+        with self._lock:
+            inst = self._serving
+            inst.in_flight += 1
+        try:
+            d, j = inst.fn(to_tensors(inst.norm.apply(g)))
+            return d.numpy(), j.numpy(), inst.version or ""
+        finally:
+            with self._lock:
+                inst.in_flight -= 1
+                self._lock.notify_all()
+
+    def predict(self, snapshots: list) -> tuple[np.ndarray, np.ndarray, str]:
+        """Per-flow delay and jitter (ms) for the snapshots' flows, and the version that answered."""
+        return self.predict_tensors(graph_tensors(snapshots))
+
+    def swap(self, version: str, warmup: dict[str, np.ndarray] | None = None) -> dict[str, Any]:
+        """Serve `version` from now on; returns the swap's timing."""
+        with self._swap_lock:
+            t0 = time.perf_counter()
+            standby = self._standby
+            with self._lock:
+                while standby is not None and standby.in_flight:
+                    self._lock.wait()
+            standby = self._load_into(standby, version)
+            if warmup is not None:
+                standby.fn(to_tensors(standby.norm.apply(warmup)))
+            t_load = time.perf_counter()
+            with self._lock:
+                old = self._serving
+                self._serving, self._standby = standby, old
+            t_flip = time.perf_counter()
+            rec = {"from": old.version, "to": version, "uri": uri(self.objective, version),
+                   "load_ms": round(1000 * (t_load - t0), 2), "flip_ms": round(1000 * (t_flip - t_load), 3)}
+            self.swaps.append(rec)
+            return rec
+
+    @staticmethod
+    def from_model(model: RouteNet, norm: Normalization) -> _Instance:
+        inst = _Instance(model.state, model.iterations)
+        inst.model.set_weights(model.get_weights())
+        inst.norm = norm
+        return inst

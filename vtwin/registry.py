@@ -1,0 +1,146 @@
+"""The weights store as a model registry: every version of every objective with its weights
+(bit-exact), configuration, normalization, training data range, metrics, parent and status
+(candidate, active, archived, rejected, rolled_back). URIs look like `registry://delay:v3`.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import time
+from typing import Any
+
+import numpy as np
+
+from traffic.store import Stores
+
+from .errors import RegistryError
+from .features import Normalization
+from .model import RouteNet, build_model
+
+STATUSES = ("candidate", "active", "archived", "rejected", "rolled_back")
+_URI = re.compile(r"^(?:registry://)?(?:(?P<objective>[a-z_]+):)?(?P<version>v\d+)$")
+
+
+def parse_uri(uri: str, default_objective: str = "delay") -> tuple[str, str]:
+    m = _URI.match(uri.strip())
+    if not m:
+        raise RegistryError(f"not a model reference: {uri!r}; use registry://delay:v3 or v3")
+    return m.group("objective") or default_objective, m.group("version")
+
+
+def uri(objective: str, version: str) -> str:
+    return f"registry://{objective}:{version}"
+
+
+def weights_blob(model: RouteNet) -> bytes:
+    buf = io.BytesIO()
+    np.savez(buf, *model.get_weights())
+    return buf.getvalue()
+
+
+def weights_from_blob(blob: bytes) -> list[np.ndarray]:
+    with np.load(io.BytesIO(blob)) as z:
+        return [z[f"arr_{i}"] for i in range(len(z.files))]
+
+
+class Registry:
+    def __init__(self, stores: Stores) -> None:
+        self.db = stores.weights
+
+    def _key(self, objective: str, version: str) -> str:
+        return f"{objective}:{version}"
+
+    def register(self, objective: str, model: RouteNet, norm: Normalization, *, data_range: Any = None,
+                 metrics: Any = None, parent: str | None = None, status: str = "candidate") -> str:
+        with self.db.conn:
+            n = self.db.execute("SELECT count(*) FROM models WHERE objective = ?", [objective]).fetchone()[0]
+            version = f"v{n + 1}"
+            self.db["models"].insert({
+                "version": self._key(objective, version), "objective": objective, "objective_version": version,
+                "created_at": time.time(), "parent": parent, "status": status, "weights": weights_blob(model),
+                "normalization": json.dumps(norm.to_dict()), "data_range": json.dumps(data_range),
+                "metrics": json.dumps(metrics), "config": json.dumps({"state": model.state,
+                                                                      "iterations": model.iterations})})
+        return version
+
+    def _row(self, objective: str, version: str) -> dict[str, Any]:
+        rows = list(self.db.query("SELECT * FROM models WHERE version = ?", [self._key(objective, version)]))
+        if not rows:
+            raise RegistryError(f"no model {uri(objective, version)}")
+        return rows[0]
+
+    def show(self, objective: str, version: str) -> dict[str, Any]:
+        r = self._row(objective, version)
+        return {"uri": uri(objective, version), "version": version, "objective": objective, "status": r["status"],
+                "created_at": r["created_at"], "parent": r["parent"], "config": json.loads(r["config"]),
+                "data_range": json.loads(r["data_range"] or "null"), "metrics": json.loads(r["metrics"] or "null"),
+                "weights_bytes": len(r["weights"])}
+
+    def list(self, objective: str | None = None) -> list[dict[str, Any]]:
+        rows = self.db.query("SELECT objective, objective_version FROM models" +
+                             (" WHERE objective = ?" if objective else "") + " ORDER BY created_at",
+                             [objective] if objective else [])
+        return [self.show(r["objective"], r["objective_version"]) for r in rows]
+
+    def load(self, objective: str, version: str) -> tuple[RouteNet, Normalization, dict[str, Any]]:
+        r = self._row(objective, version)
+        cfg = json.loads(r["config"])
+        model = build_model(cfg["state"], cfg["iterations"])
+        weights = weights_from_blob(r["weights"])
+        _build(model)
+        model.set_weights(weights)
+        return model, Normalization.from_dict(json.loads(r["normalization"])), self.show(objective, version)
+
+    def active(self, objective: str = "delay") -> str | None:
+        rows = list(self.db.query("SELECT objective_version FROM models WHERE objective = ? AND status = 'active'",
+                                  [objective]))
+        return rows[0]["objective_version"] if rows else None
+
+    def set_status(self, objective: str, version: str, status: str) -> None:
+        if status not in STATUSES:
+            raise RegistryError(f"unknown status {status!r}")
+        self._row(objective, version)
+        with self.db.conn:
+            self._set(objective, version, status)
+
+    def _set(self, objective: str, version: str, status: str) -> None:
+        self.db.execute("UPDATE models SET status = ? WHERE version = ?", [status, self._key(objective, version)])
+
+    def promote(self, objective: str, version: str) -> dict[str, Any]:
+        """Make `version` the active one; the previously active one is archived."""
+        self._row(objective, version)
+        before = self.active(objective)
+        with self.db.conn:
+            if before and before != version:
+                self._set(objective, before, "archived")
+            self._set(objective, version, "active")
+        return {"active": version, "archived": before if before != version else None}
+
+    def rollback(self, objective: str = "delay") -> dict[str, Any]:
+        """Mark the active version rolled back and reactivate the one before it (its parent when
+        that was archived, else the newest archived version)."""
+        cur = self.active(objective)
+        if cur is None:
+            raise RegistryError(f"no active {objective} model to roll back")
+        row = self._row(objective, cur)
+        candidates = [r["objective_version"] for r in self.db.query(
+            "SELECT objective_version FROM models WHERE objective = ? AND status = 'archived' "
+            "ORDER BY created_at DESC", [objective])]
+        parent = (row["parent"] or "").rsplit(":", 1)[-1] or None
+        target = parent if parent in candidates else (candidates[0] if candidates else None)
+        if target is None:
+            raise RegistryError(f"no archived {objective} model to roll back to")
+        with self.db.conn:
+            self._set(objective, cur, "rolled_back")
+            self._set(objective, target, "active")
+        return {"rolled_back": cur, "active": target}
+
+
+def _build(model: RouteNet) -> None:
+    """Create the model's weights by calling it once on a one-flow graph."""
+    import tensorflow as tf
+
+    model({"flow_x": tf.zeros([1, 4]), "link_x": tf.zeros([1, 4]), "path": tf.zeros([1, 1], tf.int32),
+           "mask": tf.ones([1, 1], tf.bool), "capacity": tf.ones([1]), "link_delay": tf.zeros([1])})
