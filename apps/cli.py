@@ -28,6 +28,7 @@ from traffic.schedule import ScheduleError
 from traffic.store import StoreError
 from vtwin.errors import RegistryError, SnapshotError
 
+from . import closed_loop
 from . import demo as demo_mod
 from .table import print_table
 
@@ -486,10 +487,9 @@ def build_parser() -> Parser:
     t.add_argument("--json", action="store_true")
     t.set_defaults(func=cmd_model)
 
-    d = sub.add_parser("demo", help="bring up the default lab, show it, pingall, take it down")
-    d.add_argument("topo", metavar="TOPO", nargs="?", default=builtin_topos.DEFAULT)
-    d.add_argument("--json", action="store_true")
-    d.set_defaults(func=demo_mod.run)
+    closed_loop.add_parsers(sub, Parser)
+
+    demo_mod.add_parser(sub)
     return p
 
 

@@ -9,21 +9,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def ndt(*args: str) -> dict:
-    r = subprocess.run([sys.executable, "-m", "apps", *args, "--json"], capture_output=True, text=True, cwd=ROOT)
-    if r.returncode != 0:
-        raise SystemExit(f"ndt {' '.join(args)} failed: {r.stderr.strip()}")
-    return json.loads(r.stdout)
+from ndtcli import lab_down, ndt, require_root
 
 
 def main() -> int:
@@ -33,8 +24,7 @@ def main() -> int:
     ap.add_argument("--duration", type=float, default=None)
     ap.add_argument("--data", default=None)
     args = ap.parse_args()
-    if os.geteuid() != 0:
-        print("bench/dataset.py needs root", file=sys.stderr)
+    if not require_root("bench/dataset.py"):
         return 1
     data = args.data or tempfile.mkdtemp(prefix="ndt-dataset-")
     t0 = time.monotonic()
@@ -46,7 +36,7 @@ def main() -> int:
         run = ndt("traffic", "run", args.schedule, "--data", data, *extra)
         t_run = time.monotonic() - t1
     finally:
-        subprocess.run([sys.executable, "-m", "apps", "lab", "down"], capture_output=True, cwd=ROOT)
+        lab_down()
     summary = ndt("data", "summary", "--data", data, "--run", run["run"])["runs"][0]
     t2 = time.monotonic()
     out = Path(data) / "dataset.jsonl"

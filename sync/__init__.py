@@ -1,0 +1,1 @@
+"""Synchronization: drift detection on the traffic store, the model manager, and the closed loop."""

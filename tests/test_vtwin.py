@@ -14,7 +14,7 @@ from topologies.routing import path_links, shortest_path
 from traffic.store import Stores
 from vtwin.errors import RegistryError, SnapshotError
 from vtwin.features import FlowSpec, Normalization, Snapshot, graph_tensors
-from vtwin.model import build_model, make_predict_fn, to_tensors
+from vtwin.model import build_model, make_predict_fn
 from vtwin.predictor import Predictor
 from vtwin.registry import Registry, _build, parse_uri
 
@@ -53,11 +53,20 @@ def test_padding_and_batching_do_not_change_a_prediction():
     model = build_model(16, 3)
     norm = Normalization.fit([graph_tensors([short, long])])
     fn = make_predict_fn(model)
-    alone, _ = fn(to_tensors(norm.apply(graph_tensors([short]))))
-    together, _ = fn(to_tensors(norm.apply(graph_tensors([short, long]))))
+    alone, _ = fn(norm.apply(graph_tensors([short])))
+    together, _ = fn(norm.apply(graph_tensors([short, long])))
     assert alone.shape == (1,) and together.shape == (3,)
     assert float(alone[0]) == pytest.approx(float(together[0]), rel=1e-5)
     assert float(alone[0]) >= 2.0  # at least the 2 ms propagation delay of L0
+    plain, _ = make_predict_fn(model, xla=False)(norm.apply(graph_tensors([short, long])))
+    assert plain == pytest.approx(together, rel=1e-4)  # bucket padding and XLA change nothing
+
+
+def test_bucket_sizes_waste_at_most_a_third():
+    from vtwin.model import bucket
+
+    assert [bucket(n, 4) for n in (1, 4, 5, 6, 7, 9, 13, 100)] == [4, 4, 6, 6, 8, 12, 16, 128]
+    assert all(n <= bucket(n, 64) <= max(64, n * 3 // 2 + 1) for n in range(1, 5000, 37))
 
 
 @pytest.mark.parametrize("mutate,match", [
@@ -92,9 +101,9 @@ def test_registry_round_trip_is_bit_exact_and_tracks_status(tmp_path):
     again, _, _ = reg.load("delay", v1)
     for a, b in zip(model.get_weights(), again.get_weights(), strict=True):
         assert a.dtype == b.dtype and np.array_equal(a, b)
-    d1, _ = make_predict_fn(model)(to_tensors(norm2.apply(g)))
-    d2, _ = make_predict_fn(again)(to_tensors(norm2.apply(g)))
-    assert np.array_equal(d1.numpy(), d2.numpy())
+    d1, _ = make_predict_fn(model)(norm2.apply(g))
+    d2, _ = make_predict_fn(again)(norm2.apply(g))
+    assert np.array_equal(d1, d2)
     assert meta["uri"] == "registry://delay:v1" and meta["metrics"] == {"x": 1}
     v2 = register_random(reg, 2, norm, parent="registry://delay:v1")
     reg.promote("delay", v1)
@@ -116,7 +125,7 @@ def test_swap_under_concurrent_predictions_never_tears(tmp_path):
     expected = {}
     for v in (v1, v2):
         m, n, _ = reg.load("delay", v)
-        expected[v] = make_predict_fn(m)(to_tensors(n.apply(g)))[0].numpy()
+        expected[v] = make_predict_fn(m)(n.apply(g))[0]
     assert not np.allclose(expected[v1], expected[v2])
     pred = Predictor(reg)
     bad, count, errors = [], [0], []

@@ -63,10 +63,14 @@ class Topology:
         raise TopologyError(f"no node {ref!r} in topology {self.name}")
 
     def link(self, ref: str) -> Link:
-        for link in self.links:
-            if link.id == ref:
-                return link
+        link = self._by_id.get(ref)
+        if link is not None:
+            return link
         raise TopologyError(f"no link {ref!r} in topology {self.name}")
+
+    @cached_property
+    def _by_id(self) -> dict[str, Link]:
+        return {lk.id: lk for lk in self.links}
 
     @cached_property
     def _by_pair(self) -> dict[tuple[int, int], Link]:

@@ -9,6 +9,7 @@ import math
 import os
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -80,7 +81,8 @@ def sender_outcome(s: Sender, duration_s: float) -> tuple[str, str | None]:
 
 class TrafficRun:
     def __init__(self, schedule: Schedule, stores: Stores, hosts: dict[str, dict[str, Any]], topo: Topology,
-                 controller: ControllerClient, window_s: float = 1.0, progress: bool = True) -> None:
+                 controller: ControllerClient, window_s: float = 1.0, progress: bool = True,
+                 live_labels_s: float | None = None, label_lag_windows: int = 3) -> None:
         if not window_s > 0:
             raise TrafficError(f"window must be positive, got {window_s}")
         self.schedule = schedule
@@ -100,6 +102,11 @@ class TrafficRun:
         self.decoding: list[Future] = []
         self.phase_senders: dict[int, list[Sender]] = {}
         self.t0 = 0.0
+        #: Decode the running phase's logs every this many seconds, so labels arrive during the phase
+        #: (windows older than label_lag_windows only: later packets of a window may still be in flight).
+        self.live_labels_s = live_labels_s
+        self.label_lag_windows = label_lag_windows
+        self.stop = threading.Event()  # set by another thread to end the run early (status "stopped")
 
     # -- processes --------------------------------------------------------------------------------
     def _pid(self, host: str) -> int:
@@ -196,17 +203,19 @@ class TrafficRun:
         return senders
 
     def _finish_phase(self, idx: int, senders: list[Sender], planned_end: float) -> dict[str, int]:
-        deadline = planned_end + GRACE_S
+        stopping = self.stop.is_set()
+        deadline = planned_end + (0.0 if stopping else GRACE_S)
         while time.time() < deadline and any([s.poll() for s in senders]):
             self._check_collector()
             time.sleep(0.2)
-        counts = {"finished": 0, "failed": 0}
+        counts = {"finished": 0, "failed": 0, "stopped": 0}
         with self.stores.traffic.conn:
             for s in senders:
                 if s.proc.poll() is None:
                     s.proc.kill()
                     s.proc.wait()
-                    status, error = "failed", f"still running {GRACE_S:g} s after the phase ended"
+                    status, error = ("stopped", "the run was stopped") if stopping else \
+                        ("failed", f"still running {GRACE_S:g} s after the phase ended")
                 else:
                     status, error = sender_outcome(s, planned_end - s.started)
                 counts[status] += 1
@@ -217,15 +226,16 @@ class TrafficRun:
         return counts
 
     # -- labels -----------------------------------------------------------------------------------
-    def _label_in_thread(self, idx: int) -> int:
+    def _label_in_thread(self, idx: int, upto_window: int | None = None) -> int:
         stores = Stores(self.stores.root)  # SQLite connections belong to the thread that made them
         try:
-            return self.label_phase(idx, stores)
+            return self.label_phase(idx, stores, upto_window)
         finally:
             stores.close()
 
-    def label_phase(self, idx: int, stores: Stores | None = None) -> int:
-        """Decode the phase's D-ITG logs into labels for the windows the traffic store has."""
+    def label_phase(self, idx: int, stores: Stores | None = None, upto_window: int | None = None) -> int:
+        """Decode the phase's D-ITG logs into labels for the windows the traffic store has (up to
+        `upto_window` while the phase still runs: its logs are still being written)."""
         stores = stores or self.stores
         snaps = stores.snapshot_ids(self.run_id)
         present = {(r["window"], r["flow_key"]) for r in stores.traffic.query(
@@ -245,7 +255,7 @@ class TrafficRun:
             keys[s.flow_no] = (key, sport)
             for w, lab in window_labels(sent, received, self.t0, self.window_s).items():
                 # a label is kept only where the traffic store has the flow's features for the window
-                if (w, key) in present:
+                if (w, key) in present and (upto_window is None or w <= upto_window):
                     rows.append({"run_id": self.run_id, "window": w, "flow_key": key, "snapshot_id": snaps[w],
                                  "flow_no": s.flow_no, **lab})
         with stores.traffic.conn:
@@ -286,23 +296,33 @@ class TrafficRun:
                           f"({phase.profile.protocol}) load {phase.load:g} for {phase.duration_s:g} s, "
                           f"{len(senders)} flows", file=sys.stderr, flush=True)
                 planned_end = start + phase.duration_s
-                while time.time() < planned_end:
+                last_live = time.time()
+                while time.time() < planned_end and not self.stop.is_set():
                     self._check_collector()
+                    if self.live_labels_s and time.time() - last_live >= self.live_labels_s and \
+                            all(f.done() for f in self.decoding):
+                        last_live = time.time()
+                        upto = math.floor((last_live - self.t0) / self.window_s) - 1 - self.label_lag_windows
+                        self.decoding.append(self.decoder.submit(self._label_in_thread, idx, upto))
                     if bar is not None:
                         bar.n = min(total, elapsed + time.time() - start)
                         running = sum(s.poll() for s in senders)
                         bar.set_postfix_str(f"phase {idx + 1}/{len(self.schedule.phases)} {phase.profile.name} "
                                             f"load {phase.load:g}, {running} flows sending", refresh=False)
                     time.sleep(0.2)
+                if self.stop.is_set():
+                    planned_end = time.time()
                 counts = self._finish_phase(idx, senders, planned_end)
                 elapsed += phase.duration_s
                 summary["phases"].append({"idx": idx, "profile": phase.profile.name, "load": phase.load, **counts})
                 self.decoding.append(self.decoder.submit(self._label_in_thread, idx))
+                if self.stop.is_set():
+                    break
             # let the collector store the last window, then stop it
             last_window_end = self.t0 + (math.floor((time.time() - self.t0) / self.window_s) + 1) * self.window_s
             while time.time() < last_window_end + 0.5:
                 time.sleep(0.05)
-            status = "finished"
+            status = "stopped" if self.stop.is_set() else "finished"
         except KeyboardInterrupt:
             status = "interrupted"
             raise

@@ -1,7 +1,8 @@
 """The data directory and its three SQLite stores (sqlite-utils, WAL mode, schema version):
 
 - traffic.db: what is known live, no labels: runs, phases, the flows each phase started,
-  one snapshot per measurement window with every active flow and every link, events;
+  one snapshot per measurement window with every active flow and every link, events, and the
+  closed loop's per-window predictions (serving model and frozen shadow);
 - labels.db: per-flow per-window delay, jitter, loss and received bitrate decoded from D-ITG
   logs, keyed to the traffic store's (run, window) and flow key;
 - weights.db: the virtual twin's model versions (created empty here; vtwin fills it).
@@ -100,6 +101,10 @@ class Stores:
             PRIMARY KEY (snapshot_id, link_id))""")
         t.execute("""CREATE TABLE IF NOT EXISTS events (
             id INTEGER PRIMARY KEY, run_id TEXT, at REAL, kind TEXT, detail TEXT)""")
+        t.execute("""CREATE TABLE IF NOT EXISTS predictions (
+            run_id TEXT, window INTEGER, flow_key TEXT, version TEXT, delay_ms REAL, jitter_ms REAL,
+            shadow_version TEXT, shadow_delay_ms REAL, shadow_jitter_ms REAL, predicted_at REAL,
+            PRIMARY KEY (run_id, window, flow_key))""")
         self.labels.execute("""CREATE TABLE IF NOT EXISTS labels (
             run_id TEXT, window INTEGER, flow_key TEXT, snapshot_id INTEGER, flow_no INTEGER,
             delay_ms REAL, jitter_ms REAL, loss_pct REAL, sent INTEGER, received INTEGER,

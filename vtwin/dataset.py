@@ -56,16 +56,23 @@ def _flow_spec(f: dict[str, Any]) -> FlowSpec | None:
                     f.get("proto", "udp"))
 
 
+def window_snapshot(topo: Topology, flows: list[dict[str, Any]]) -> Snapshot | None:
+    """The snapshot of one stored window (its snapshot_flows rows); None if no flow crosses a link."""
+    specs = [s for s in (_flow_spec(f) for f in flows) if s is not None]
+    return Snapshot(topo, specs) if specs else None
+
+
 def _sample(run: str, window: int, phase: int | None, topo: Topology, flows: list[dict[str, Any]],
             labels: dict[str, tuple[float, float]]) -> Sample | None:
-    specs = [s for s in (_flow_spec(f) for f in flows) if s is not None]
-    if not specs:
+    snap = window_snapshot(topo, flows)
+    if snap is None:
         return None
+    specs = snap.flows
     d = np.array([labels.get(s.key, (np.nan, np.nan))[0] for s in specs], dtype=np.float32)
     j = np.array([labels.get(s.key, (np.nan, np.nan))[1] for s in specs], dtype=np.float32)
     if not np.isfinite(d).any():
         return None
-    return Sample(run, window, phase, topo.name, Snapshot(topo, specs), d, j)
+    return Sample(run, window, phase, topo.name, snap, d, j)
 
 
 def from_stores(stores: Stores, runs: list[str] | None = None) -> list[Sample]:

@@ -61,3 +61,28 @@ def evaluate(predict, samples: list) -> dict[str, Any]:
         return {"overall": None, "groups": []}
     pd, pj, yd, yj = (np.concatenate(x) for x in all_p)
     return {"overall": scores(pd, pj, yd, yj), "groups": per}
+
+
+def path_utilization(samples: list) -> np.ndarray:
+    """Per flow (in the samples' order): the highest computed utilization on its path."""
+    from .features import graph_tensors
+
+    g = graph_tensors([s.snapshot for s in samples])
+    util = np.append(g["link_x"][:, 2], 0.0)  # the padding index points past the real links
+    return np.max(np.where(g["mask"], util[g["path"]], 0.0), axis=1)
+
+
+def evaluate_by_load(predict, samples: list, limit: float = 1.0) -> dict[str, Any]:
+    """Scores for flows whose path stays under `limit` utilization (computed from offered rates)
+    and for flows crossing an overloaded link, where queues grow for as long as the overload
+    lasts and a snapshot cannot say how long that has been."""
+    if not samples:
+        return {"stable": None, "overloaded": None}
+    pd, pj = predict(samples)
+    yd = np.concatenate([s.delay_ms for s in samples])
+    yj = np.concatenate([s.jitter_ms for s in samples])
+    over = path_utilization(samples) >= limit
+    out = {}
+    for name, m in (("stable", ~over), ("overloaded", over)):
+        out[name] = scores(pd[m], pj[m], yd[m], yj[m]) if m.any() else None
+    return out

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from .features import Normalization, graph_tensors
-from .model import RouteNet, build_model, make_predict_fn, to_tensors
+from .model import RouteNet, build_model, make_predict_fn
 from .registry import Registry, RegistryError, _build, uri
 
 
@@ -61,8 +61,8 @@ class Predictor:
             inst = self._serving
             inst.in_flight += 1
         try:
-            d, j = inst.fn(to_tensors(inst.norm.apply(g)))
-            return d.numpy(), j.numpy(), inst.version or ""
+            d, j = inst.fn(inst.norm.apply(g))
+            return d, j, inst.version or ""
         finally:
             with self._lock:
                 inst.in_flight -= 1
@@ -82,7 +82,7 @@ class Predictor:
                     self._lock.wait()
             standby = self._load_into(standby, version)
             if warmup is not None:
-                standby.fn(to_tensors(standby.norm.apply(warmup)))
+                standby.fn(standby.norm.apply(warmup))
             t_load = time.perf_counter()
             with self._lock:
                 old = self._serving

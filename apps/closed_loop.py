@@ -1,0 +1,215 @@
+"""`ndt run` (the closed loop on its own lab, with a live status line), `ndt drift score` (replay a
+stored run through the detector and score it) and `ndt report` (the with/without-sync report)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import time
+from typing import Any
+
+from controller_app.client import ControllerClient
+from ptwin.control import lab_down, lab_status, lab_up
+from ptwin.errors import LabError
+from ptwin.lab import LabConfig
+from topologies import Topology
+from topologies.resolve import load
+from traffic.schedule import load_schedule
+from traffic.store import Stores
+
+from .table import print_table
+
+
+def drift_config(args: argparse.Namespace):
+    from sync.drift import DriftConfig, DriftConfigError
+
+    try:
+        return DriftConfig(alpha=args.alpha, window=args.drift_window, stat=args.drift_stat,
+                           min_change=args.min_change, features=tuple(args.features.split(",")))
+    except DriftConfigError as exc:
+        raise LabError(f"drift detector: {exc}") from None
+
+
+class StatusLine:
+    """One status line, redrawn in place on a terminal, printed every 10 s otherwise."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.tty = sys.stderr.isatty()
+        self.last = 0.0
+        self.t0 = time.monotonic()
+
+    def __call__(self, s: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        if not self.tty and now - self.last < 10:
+            return
+        self.last = now
+        m = s["manager"]
+        phase = "-" if s["phase"] is None else f"{s['phase'] + 1}/{s['phases']}"
+        line = (f"{now - self.t0:5.0f} s  window {s['window']:>4}  phase {phase}  serving {m['serving'] or '-'}"
+                f" (shadow {s['shadow'] or '-'})  drifts {s['detections']}  {m['state']}  swaps {m['swaps']}"
+                f"  training {m['training_s']:.0f} s")
+        if self.tty:
+            sys.stderr.write("\r\033[K" + line[:200])
+        else:
+            sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+
+    def done(self) -> None:
+        if self.enabled and self.tty:
+            sys.stderr.write("\n")
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def cmd_run(args: argparse.Namespace) -> None:
+    from sync.loop import LoopConfig, TwinLoop
+    from sync.manager import ManagerConfig
+
+    topo = load(args.topo)
+    schedule = load_schedule(args.schedule)
+    if args.duration is not None:
+        schedule = schedule.scaled_to(args.duration)
+    config = LoopConfig(window_s=args.window, drift=drift_config(args),
+                        manager=ManagerConfig(budget_s=args.train_budget, timeout_s=args.train_timeout,
+                                              min_post_windows=args.post_windows))
+    if lab_status().get("status") not in ("down", None):
+        raise LabError("a lab is already running; 'ndt run' brings up its own (take it down with 'ndt lab down')")
+    say = (lambda m: None) if args.json else (lambda m: print(m, file=sys.stderr, flush=True))
+    stores = Stores(args.data)
+    lab = LabConfig(of_port=args.of_port, rest_port=args.rest_port)
+    # SIGTERM ends the run like Ctrl-C: the lab is taken down either way
+    signal.signal(signal.SIGTERM, _interrupt)
+    state = lab_up(topo, lab, progress=lambda m: say(f"... {m}"))
+    status = StatusLine(not args.json)
+    try:
+        info = state["info"]
+        client = ControllerClient(info["controller"]["rest"])
+        loop = TwinLoop(schedule, stores, info["hosts"], Topology.from_dict(client.topology()), client, config,
+                        status=status)
+        say(f"run {loop.run_id}: {topo.name}, schedule {schedule.name} ({len(schedule.phases)} phases, "
+            f"{schedule.duration_s:g} s), model {loop.manager.serving or 'none yet: bootstrap on the first labels'}, "
+            f"data in {stores.root}")
+        try:
+            result = loop.run()
+        finally:
+            status.done()
+    finally:
+        say("... taking the lab down")
+        lab_down()
+    from .report import write
+
+    rep = write(stores, result["run"])
+    result["report"] = rep["files"]
+
+    def render(r: dict[str, Any]) -> None:
+        print(f"run {r['run']} {r.get('status')}: {r.get('windows')} windows, {r['predicted_windows']} predicted, "
+              f"{r.get('labels')} labels")
+        print(f"drifts detected at windows {r['detections'] or 'none'}; {r['swaps']} swap(s); serving {r['serving']}"
+              f" (shadow {r['shadow']}); {r['training_s']} s training")
+        print(f"report: {r['report']['json']}" + (f", plot {r['report']['plot']}" if r["report"]["plot"] else ""))
+
+    _emit(result, args.json, render)
+
+
+def cmd_drift_score(args: argparse.Namespace) -> None:
+    from sync.scoring import replay
+
+    stores = Stores(args.data)
+    res = replay(stores, args.run, drift_config(args))
+
+    def render(r: dict[str, Any]) -> None:
+        print(f"{r['run']}: {r['windows']} windows, {r['changes']} changes, {r['detected']} detected, "
+              f"{r['missed']} missed, {r['false_alarms']} false alarm(s), mean delay {r['mean_delay']} windows")
+        print_table(r["per_change"], ["change", "detected", "delay"])
+
+    _emit(res, args.json, render)
+
+
+def cmd_report(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from .report import write
+
+    stores = Stores(args.data)
+    rep = write(stores, args.run, Path(args.out) if args.out else None)
+
+    def render(r: dict[str, Any]) -> None:
+        print(f"{r['run']}: {r['topology']}, schedule {r['schedule']}, {r['duration_s']} s, {r['samples']} "
+              f"labeled predictions; overall NMSE with sync {r['overall']['with']} dB, without "
+              f"{r['overall']['without']} dB")
+        print_table(r["drifts"], ["drift", "from", "to", "detection_delay", "pre_nmse_with", "pre_nmse_without",
+                                  "post_nmse_with", "post_nmse_without", "post_gain_db"])
+        print(f"detections {r['detections']}, false alarms {r['false_alarms']}, swaps {r['swaps']}, "
+              f"training {r['training_s']} s ({100 * r['training_share']:.1f} % of the run)")
+        print(f"wrote {r['files']['json']}" + (f" and {r['files']['plot']}" if r["files"]["plot"] else ""))
+
+    _emit(rep, args.json, render)
+
+
+def _emit(data: Any, as_json: bool, render) -> None:
+    if as_json:
+        json.dump(data, sys.stdout, indent=1, default=str)
+        print()
+    else:
+        render(data)
+
+
+def add_drift_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--alpha", type=float, default=0.005, help="KSWIN significance level")
+    p.add_argument("--drift-window", type=int, default=20, help="KSWIN window size (windows)")
+    p.add_argument("--drift-stat", type=int, default=8, help="KSWIN statistic size (windows)")
+    p.add_argument("--min-change", type=float, default=0.15, help="smallest relative change of the mean that counts")
+    p.add_argument("--features", default="rate", help="comma-separated: rate,spread,size")
+
+
+def run_parser_defaults() -> dict[str, Any]:
+    """The defaults of every `ndt run` option (for `ndt demo`)."""
+    p = argparse.ArgumentParser()
+    _run_args(p)
+    return vars(p.parse_args([]))
+
+
+def _run_args(t: argparse.ArgumentParser) -> None:
+    from topologies import builtin as builtin_topos
+
+    t.add_argument("topo", metavar="TOPO", nargs="?", default=builtin_topos.DEFAULT)
+    t.add_argument("--schedule", default="paper-drift")
+    t.add_argument("--duration", type=float, default=None, help="scale the phases to last this many seconds")
+    t.add_argument("--window", type=float, default=1.0, help="measurement window, seconds")
+    t.add_argument("--train-budget", type=float, default=60.0, help="seconds of training per retraining")
+    t.add_argument("--train-timeout", type=float, default=180.0, help="a trainer running longer is killed")
+    t.add_argument("--post-windows", type=int, default=12, help="labeled post-drift windows before retraining")
+    t.add_argument("--of-port", type=int, default=6653)
+    t.add_argument("--rest-port", type=int, default=8080)
+    t.add_argument("--data", default=None)
+    t.add_argument("--json", action="store_true")
+    add_drift_args(t)
+
+
+def add_parsers(sub, parser_class: type[argparse.ArgumentParser]) -> None:
+    t = sub.add_parser("run", help="the closed loop: lab, traffic, predictions, drift detection, retraining")
+    _run_args(t)
+    t.set_defaults(func=cmd_run)
+
+    d = sub.add_parser("drift", help="drift detection on stored runs")
+    dsub = d.add_subparsers(dest="sub", required=True, parser_class=parser_class)
+    t = dsub.add_parser("score", help="replay a run through the detector; delays, misses, false alarms")
+    t.add_argument("run", metavar="RUN")
+    t.add_argument("--data", default=None)
+    t.add_argument("--json", action="store_true")
+    add_drift_args(t)
+    t.set_defaults(func=cmd_drift_score)
+
+    t = sub.add_parser("report", help="the closed-loop report of a run: NMSE with and without sync, drifts")
+    t.add_argument("run", metavar="RUN")
+    t.add_argument("--out", default=None, help="directory (default: the run's directory)")
+    t.add_argument("--data", default=None)
+    t.add_argument("--json", action="store_true")
+    t.set_defaults(func=cmd_report)

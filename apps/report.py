@@ -1,0 +1,173 @@
+"""The closed-loop run report: with and without synchronization side by side.
+
+From a run's stored predictions (serving model and frozen shadow), labels, phases and events:
+NMSE (dB) over a sliding window of 100 labeled flow-windows, as a plot with phase boundaries,
+detections and swaps marked; one row per drift with pre- and post-drift NMSE with and without
+sync (the layout of Table 7 of the self-adaptive NDT paper); detection delays; retraining
+durations and the share of the run spent retraining; the swap count. Written as report.json and
+nmse.png in the run's directory (or --out).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from traffic.store import Stores
+
+SLIDING = 100
+
+
+def nmse_db(pred: np.ndarray, true: np.ndarray) -> float | None:
+    if len(true) < 2:
+        return None
+    var = float(np.sum((true - true.mean()) ** 2))
+    if var <= 0:
+        return None
+    return round(10 * math.log10(max(float(np.sum((pred - true) ** 2)), 1e-30) / var), 2)
+
+
+def mape(pred: np.ndarray, true: np.ndarray) -> float | None:
+    return round(float(100 * np.mean(np.abs(pred - true) / true)), 2) if len(true) else None
+
+
+def _samples(stores: Stores, run_id: str) -> dict[str, np.ndarray]:
+    labels = {(r["window"], r["flow_key"]): r["delay_ms"] for r in stores.labels.query(
+        "SELECT window, flow_key, delay_ms FROM labels WHERE run_id = ? AND delay_ms IS NOT NULL", [run_id])}
+    rows = []
+    for r in stores.traffic.query("SELECT window, flow_key, delay_ms, shadow_delay_ms, version FROM predictions "
+                                  "WHERE run_id = ? ORDER BY window, flow_key", [run_id]):
+        y = labels.get((r["window"], r["flow_key"]))
+        if y is not None and y > 0:
+            rows.append((r["window"], y, r["delay_ms"], r["shadow_delay_ms"]))
+    a = np.asarray(rows, dtype=float).reshape(-1, 4)
+    return {"window": a[:, 0].astype(int), "true": a[:, 1], "with": a[:, 2], "without": a[:, 3]}
+
+
+def _events(stores: Stores, run_id: str, t0: float, window_s: float) -> list[dict[str, Any]]:
+    out = []
+    for e in stores.traffic.query("SELECT at, kind, detail FROM events WHERE run_id = ? ORDER BY id", [run_id]):
+        d = json.loads(e["detail"]) if e["detail"] else {}
+        out.append({"kind": e["kind"], "at": e["at"], "at_window": math.floor((e["at"] - t0) / window_s),
+                    "detail": d})
+    return out
+
+
+def sliding(s: dict[str, np.ndarray], size: int = SLIDING, step: int = 10) -> list[dict[str, Any]]:
+    out = []
+    for end in range(size, len(s["true"]) + 1, step):
+        sl = slice(end - size, end)
+        out.append({"window": int(s["window"][end - 1]), "with": nmse_db(s["with"][sl], s["true"][sl]),
+                    "without": nmse_db(s["without"][sl], s["true"][sl])})
+    return out
+
+
+def build(stores: Stores, run_id: str) -> dict[str, Any]:
+    run = stores.run(run_id)
+    t0, window_s = run["t0"], run["window_s"]
+    phases = list(stores.traffic.query("SELECT idx, profile, load FROM phases WHERE run_id = ? ORDER BY idx",
+                                       [run_id]))
+    first = {r["phase_idx"]: r["w"] for r in stores.traffic.query(
+        "SELECT phase_idx, min(window) AS w FROM snapshots WHERE run_id = ? AND phase_idx IS NOT NULL "
+        "GROUP BY phase_idx", [run_id])}
+    last = {r["phase_idx"]: r["w"] for r in stores.traffic.query(
+        "SELECT phase_idx, max(window) AS w FROM snapshots WHERE run_id = ? AND phase_idx IS NOT NULL "
+        "GROUP BY phase_idx", [run_id])}
+    s = _samples(stores, run_id)
+    events = _events(stores, run_id, t0, window_s)
+    detections = [e["detail"]["window"] for e in events if e["kind"] == "drift"]
+    ignored = [e["detail"]["window"] for e in events if e["kind"] == "drift_ignored"]
+    swaps = [e for e in events if e["kind"] == "swapped"]
+    trainings = [{"job": e["detail"].get("job"), "outcome": e["kind"], "seconds": e["detail"].get("seconds"),
+                  "at_window": e["at_window"], "version": e["detail"].get("version"),
+                  "candidate_mape": e["detail"].get("candidate_mape"),
+                  "serving_mape": e["detail"].get("serving_mape")}
+                 for e in events if e["kind"] in ("swapped", "candidate_rejected", "training_failed",
+                                                  "training_timeout", "swap_failed")]
+    ended = run["ended_at"] or (events[-1]["at"] if events else t0)
+    duration = max(ended - t0, 1e-9)
+    train_s = sum(t["seconds"] or 0 for t in trainings)
+
+    def seg(lo: int, hi: int, after: int | None = None) -> dict[str, Any]:
+        m = (s["window"] >= max(lo, after if after is not None else lo)) & (s["window"] <= hi)
+        return {"samples": int(m.sum()), "with": nmse_db(s["with"][m], s["true"][m]),
+                "without": nmse_db(s["without"][m], s["true"][m]),
+                "mape_with": mape(s["with"][m], s["true"][m]), "mape_without": mape(s["without"][m], s["true"][m])}
+
+    drifts = []
+    for p in phases[1:]:
+        i = p["idx"]
+        if i not in first or i - 1 not in first:
+            continue
+        lo, hi = first[i], last[i]
+        det = next((d for d in detections if lo <= d <= hi), None)
+        swap = next((e["at_window"] for e in swaps if e["at_window"] >= lo and e["at_window"] <= hi), None)
+        pre, post = seg(first[i - 1], last[i - 1]), seg(lo, hi)
+        after = seg(lo, hi, swap) if swap is not None else None
+        drifts.append({
+            "drift": len(drifts) + 1, "from": f"{phases[i - 1]['profile']} {phases[i - 1]['load']:g}",
+            "to": f"{p['profile']} {p['load']:g}", "change_window": lo, "detected_window": det,
+            "detection_delay": None if det is None else det - lo, "swap_window": swap,
+            "pre_nmse_with": pre["with"], "pre_nmse_without": pre["without"],
+            "post_nmse_with": post["with"], "post_nmse_without": post["without"],
+            "post_gain_db": None if post["with"] is None or post["without"] is None
+            else round(post["without"] - post["with"], 2),
+            "after_swap_nmse_with": after["with"] if after else None,
+            "after_swap_nmse_without": after["without"] if after else None,
+            "post_mape_with": post["mape_with"], "post_mape_without": post["mape_without"],
+            "post_samples": post["samples"]})
+    overall = seg(0, 1 << 40)
+    return {
+        "run": run_id, "topology": run["topology"], "schedule": run["schedule"], "status": run["status"],
+        "duration_s": round(duration, 1), "windows": len(first) and max(last.values()) + 1,
+        "phases": [{"idx": p["idx"], "profile": p["profile"], "load": p["load"], "first_window": first.get(p["idx"]),
+                    "last_window": last.get(p["idx"])} for p in phases],
+        "samples": len(s["true"]), "overall": overall, "drifts": drifts,
+        "detections": detections, "detections_ignored": ignored,
+        "false_alarms": [d for d in detections if not any(r["detected_window"] == d for r in drifts)],
+        "swaps": len(swaps), "trainings": trainings, "training_s": round(train_s, 1),
+        "training_share": round(train_s / duration, 4), "sliding_nmse": sliding(s),
+    }
+
+
+def plot(rep: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(10, 4.5))
+    xs = [p["window"] for p in rep["sliding_nmse"]]
+    for key, label, style in (("with", "with synchronization", "-"), ("without", "frozen shadow (no sync)", "--")):
+        ax.plot(xs, [np.nan if p[key] is None else p[key] for p in rep["sliding_nmse"]], style, label=label)
+    for p in rep["phases"][1:]:
+        if p["first_window"] is not None:
+            ax.axvline(p["first_window"], color="grey", lw=1, ls=":")
+    for i, d in enumerate(rep["detections"]):
+        ax.axvline(d, color="tab:red", lw=1, alpha=0.7, label="drift detected" if i == 0 else None)
+    for i, t in enumerate(x for x in rep["trainings"] if x["outcome"] == "swapped"):
+        ax.axvline(t["at_window"], color="tab:green", lw=1, alpha=0.7, label="model swapped" if i == 0 else None)
+    ax.set_xlabel("window (s)")
+    ax.set_ylabel(f"delay NMSE (dB), sliding {SLIDING} samples")
+    ax.set_title(f"{rep['run']}: {rep['topology']}, schedule {rep['schedule']} (dotted: phase changes)")
+    ax.legend(loc="best", fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write(stores: Stores, run_id: str, out: Path | None = None) -> dict[str, Any]:
+    rep = build(stores, run_id)
+    out = out or stores.root / "runs" / run_id / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "report.json").write_text(json.dumps(rep, indent=1))
+    if rep["sliding_nmse"]:
+        plot(rep, out / "nmse.png")
+    rep["files"] = {"json": str(out / "report.json"),
+                    "plot": str(out / "nmse.png") if rep["sliding_nmse"] else None}
+    return rep

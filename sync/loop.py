@@ -1,0 +1,195 @@
+"""The twinning loop on a running lab: traffic (with live labels) in a worker thread; every new
+window read back from the traffic store is predicted by the serving model and by the frozen
+shadow (the run's initial model), fed to the drift detector, and the model manager is advanced.
+Everything is persisted: predictions in traffic.db, detections, retrainings and swaps as events.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from controller_app.client import ControllerClient
+from topologies import Topology
+from traffic.runner import TrafficRun
+from traffic.schedule import Schedule
+from traffic.store import Stores
+from vtwin.dataset import window_snapshot
+from vtwin.errors import SnapshotError
+from vtwin.features import graph_tensors
+from vtwin.predictor import Predictor
+from vtwin.registry import Registry
+from vtwin.train import TwinModel
+
+from .drift import DriftConfig, DriftDetector, window_features
+from .manager import ManagerConfig, ModelManager, Trainer, default_trainer
+
+POLL_S = 0.25
+
+
+@dataclass
+class LoopConfig:
+    window_s: float = 1.0
+    live_labels_s: float = 4.0
+    drift: DriftConfig = field(default_factory=DriftConfig)
+    manager: ManagerConfig = field(default_factory=ManagerConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"window_s": self.window_s, "live_labels_s": self.live_labels_s, "drift": self.drift.to_dict(),
+                "manager": self.manager.to_dict()}
+
+
+class TwinLoop:
+    def __init__(self, schedule: Schedule, stores: Stores, hosts: dict[str, dict[str, Any]], topo: Topology,
+                 controller: ControllerClient, config: LoopConfig | None = None, trainer: Trainer = default_trainer,
+                 status: Callable[[dict[str, Any]], None] = lambda s: None) -> None:
+        self.config = config or LoopConfig()
+        self.stores = stores
+        self.topo = topo
+        self.traffic = TrafficRun(schedule, stores, hosts, topo, controller, window_s=self.config.window_s,
+                                  progress=False, live_labels_s=self.config.live_labels_s)
+        self.run_id = self.traffic.run_id
+        self.registry = Registry(stores)
+        self.detector = DriftDetector(self.config.drift)
+        self.manager = ModelManager(stores, self.run_id, self._swap, self.config.manager, trainer)
+        self.predictor: Predictor | None = None
+        self.shadow: TwinModel | None = None
+        self.shadow_version: str | None = None
+        self.status = status
+        self.last_window = -1
+        self.windows = 0
+        self.predicted = 0
+        self.last_graph: dict[str, np.ndarray] | None = None
+        self.result: dict[str, Any] | None = None
+        self.error: BaseException | None = None
+        self.phase: int | None = None
+        self.predict_ms: list[float] = []
+        if self.manager.serving:
+            self._serve(self.manager.serving)
+
+    # -- models -----------------------------------------------------------------------------------
+    def _serve(self, version: str) -> dict[str, Any]:
+        if self.predictor is None:
+            self.predictor = Predictor(self.registry, version=version)
+            rec = {"from": None, "to": version, "load_ms": None, "flip_ms": None}
+        else:
+            rec = self.predictor.swap(version, warmup=self.last_graph)
+        if self.shadow is None:  # the first model of the run stays frozen as the shadow
+            model, norm, _ = self.registry.load("delay", version)
+            self.shadow, self.shadow_version = TwinModel(model, norm), version
+            self.stores.event(self.run_id, time.time(), "shadow", {"version": version})
+        return rec
+
+    def _swap(self, version: str) -> dict[str, Any]:
+        return self._serve(version)
+
+    # -- windows ----------------------------------------------------------------------------------
+    def _new_windows(self) -> list[tuple[int, int | None, list[dict[str, Any]]]]:
+        rows = self.stores.traffic.query(
+            "SELECT s.window, s.phase_idx, f.* FROM snapshots s JOIN snapshot_flows f ON f.snapshot_id = s.id "
+            "WHERE s.run_id = ? AND s.window > ? ORDER BY s.window", [self.run_id, self.last_window])
+        by: dict[int, list[dict[str, Any]]] = defaultdict(list)
+        phase: dict[int, int | None] = {}
+        for r in rows:
+            by[r["window"]].append(r)
+            phase[r["window"]] = r["phase_idx"]
+        return [(w, phase[w], by[w]) for w in sorted(by)]
+
+    def _predict(self, window: int, flows: list[dict[str, Any]]) -> None:
+        if self.predictor is None:
+            return
+        snap = window_snapshot(self.topo, flows)
+        if snap is None:
+            return
+        try:
+            g = graph_tensors([snap])
+        except SnapshotError as exc:
+            self.stores.event(self.run_id, time.time(), "snapshot_error", {"window": window, "error": str(exc)})
+            return
+        t0 = time.perf_counter()
+        d, j, version = self.predictor.predict_tensors(g)
+        self.predict_ms.append(1000 * (time.perf_counter() - t0))
+        sd, sj = self.shadow.predict_tensors(g) if self.shadow else (d, j)
+        self.last_graph = g
+        run_flows = {f["flow_key"] for f in flows if f.get("flow_no") is not None}
+        now = time.time()
+        rows = [{"run_id": self.run_id, "window": window, "flow_key": spec.key, "version": version,
+                 "delay_ms": float(d[i]), "jitter_ms": float(j[i]), "shadow_version": self.shadow_version,
+                 "shadow_delay_ms": float(sd[i]), "shadow_jitter_ms": float(sj[i]), "predicted_at": now}
+                for i, spec in enumerate(snap.flows) if spec.key in run_flows]
+        with self.stores.traffic.conn:
+            self.stores.traffic["predictions"].insert_all(rows, ignore=True)
+        self.predicted += 1
+
+    def _window(self, window: int, phase: int | None, flows: list[dict[str, Any]]) -> None:
+        self.windows += 1
+        self.phase = phase
+        self._predict(window, flows)
+        feats = window_features([f for f in flows if f.get("flow_no") is not None])
+        if feats is not None and self.detector.update(feats, window).drift_detected:
+            d = self.detector.detections[-1]
+            self.manager.on_drift(window, {"features": d.features, "p_values": d.p_values,
+                                           "before": d.before, "after": d.after, "phase": phase})
+
+    # -- the run ----------------------------------------------------------------------------------
+    def _traffic_thread(self) -> None:
+        self.traffic.stores = Stores(self.stores.root)  # SQLite connections belong to their thread
+        try:
+            self.result = self.traffic.run()
+        except BaseException as exc:  # noqa: BLE001 - reported by the main thread
+            self.error = exc
+
+    def snapshot_status(self) -> dict[str, Any]:
+        return {"run": self.run_id, "window": self.last_window, "phase": self.phase,
+                "phases": len(self.traffic.schedule.phases), "predicted": self.predicted,
+                "detections": len(self.detector.detections), "manager": self.manager.status(),
+                "shadow": self.shadow_version}
+
+    def run(self) -> dict[str, Any]:
+        self.stores.event(self.run_id, time.time(), "loop", {"config": self.config.to_dict()})
+        worker = threading.Thread(target=self._traffic_thread, name="traffic", daemon=True)
+        worker.start()
+        try:
+            while worker.is_alive():
+                for w, phase, flows in self._new_windows():
+                    self._window(w, phase, flows)
+                    self.last_window = w
+                self.manager.tick()
+                self.status(self.snapshot_status())
+                time.sleep(POLL_S)
+            for w, phase, flows in self._new_windows():
+                self._window(w, phase, flows)
+                self.last_window = w
+        except BaseException:
+            self.traffic.stop.set()
+            worker.join()
+            raise
+        finally:
+            self.manager.stop()
+        if self.error is not None:
+            raise self.error
+        return self.summary()
+
+    def stop(self) -> None:
+        self.traffic.stop.set()
+
+    def summary(self) -> dict[str, Any]:
+        ms = np.asarray(self.predict_ms) if self.predict_ms else None
+        return {**(self.result or {}), "run": self.run_id, "predicted_windows": self.predicted,
+                "detections": [d.window for d in self.detector.detections], "swaps": self.manager.swaps,
+                "serving": self.manager.serving, "shadow": self.shadow_version,
+                "training_s": round(self.manager.training_s, 1),
+                "events": [{k: v for k, v in e.items() if k != "swap"} for e in self.manager.history],
+                "predict_ms": None if ms is None else {"median": round(float(np.median(ms)), 2),
+                                                       "p95": round(float(np.percentile(ms, 95)), 2)}}
+
+
+def dumps(obj: Any) -> str:
+    return json.dumps(obj, default=str)

@@ -1,0 +1,205 @@
+"""The model manager: a lock and a state machine around retraining.
+
+    serving -> collecting (post-drift labels) -> training -> validating -> swapping -> serving
+
+A drift while the manager is not serving is recorded and not acted on. Training runs as a separate,
+lower-priority process (`sync.retrain`), so the loop keeps predicting and a crash or a timeout of
+the trainer only costs that attempt: the serving model keeps serving and the event is recorded.
+The validation gate: the candidate replaces the serving model only if its delay MAPE on held-out
+post-drift windows is lower; otherwise it is archived as rejected. The manager's first job can be
+the bootstrap: with no model yet, it collects the first labeled windows and trains the initial one.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from traffic.store import Stores
+from vtwin.registry import Registry
+
+STATES = ("bootstrap", "serving", "collecting", "training", "validating", "swapping")
+
+
+@dataclass
+class ManagerConfig:
+    min_post_windows: int = 12  # labeled windows after the detection before retraining starts
+    replay: int = 20
+    budget_s: float = 60.0  # training budget given to the trainer
+    timeout_s: float = 180.0  # the trainer is killed after this
+    threads: int = 1
+    nice: int = 10
+    state: int = 32
+    iterations: int = 6
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+Trainer = Callable[[list[str]], subprocess.Popen]
+
+
+def default_trainer(args: list[str]) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "sync.retrain", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
+                            cwd=Path(__file__).resolve().parents[1])
+
+
+@dataclass
+class Job:
+    kind: str  # bootstrap | retrain
+    from_window: int
+    drift_window: int | None
+    proc: subprocess.Popen | None = None
+    started: float = 0.0
+    result: dict[str, Any] | None = None
+
+
+@dataclass
+class ModelManager:
+    stores: Stores
+    run_id: str
+    on_swap: Callable[[str], dict[str, Any]]  # serve this version from now on; returns the swap record
+    config: ManagerConfig = field(default_factory=ManagerConfig)
+    trainer: Trainer = default_trainer
+
+    def __post_init__(self) -> None:
+        self.lock = threading.Lock()
+        self.registry = Registry(self.stores)
+        self.serving = self.registry.active("delay")
+        self.state = "serving" if self.serving else "bootstrap"
+        self.job: Job | None = Job("bootstrap", 0, None) if self.serving is None else None
+        self.history: list[dict[str, Any]] = []
+        self.swaps = 0
+        self.training_s = 0.0
+
+    # -- events -----------------------------------------------------------------------------------
+    def _event(self, kind: str, **detail: Any) -> None:
+        rec = {"kind": kind, "at": time.time(), "state": self.state, **detail}
+        self.history.append(rec)
+        self.stores.event(self.run_id, rec["at"], kind, {k: v for k, v in rec.items() if k not in ("kind", "at")})
+
+    def _to(self, state: str) -> None:
+        self.state = state
+
+    # -- inputs -----------------------------------------------------------------------------------
+    def on_drift(self, window: int, detail: dict[str, Any] | None = None) -> bool:
+        """A detection at `window`; True if it starts a retraining, False if one is under way."""
+        with self.lock:
+            if self.state != "serving":
+                self._event("drift_ignored", window=window, reason=f"manager is {self.state}", **(detail or {}))
+                return False
+            self.job = Job("retrain", window, window)
+            self._to("collecting")
+            self._event("drift", window=window, **(detail or {}))
+            return True
+
+    def labeled_windows_from(self, window: int) -> int:
+        return self.stores.labels.execute(
+            "SELECT count(DISTINCT window) FROM labels WHERE run_id = ? AND window >= ? AND delay_ms IS NOT NULL",
+            [self.run_id, window]).fetchone()[0]
+
+    def tick(self) -> None:
+        """Advance the state machine; called by the loop every window (never blocks for long)."""
+        with self.lock:
+            job = self.job
+            if job is None:
+                return
+            if self.state in ("bootstrap", "collecting") and job.proc is None:
+                if self.labeled_windows_from(job.from_window) >= self.config.min_post_windows:
+                    self._start(job)
+            elif self.state == "training" and job.proc is not None:
+                self._poll(job)
+
+    # -- training ---------------------------------------------------------------------------------
+    def _start(self, job: Job) -> None:
+        c = self.config
+        args = ["--data", str(self.stores.root), "--run", self.run_id, "--from-window", str(job.from_window),
+                "--replay", str(c.replay), "--budget", str(c.budget_s), "--threads", str(c.threads),
+                "--nice", str(c.nice), "--state", str(c.state), "--iterations", str(c.iterations)]
+        if job.kind == "retrain" and self.serving:
+            args += ["--parent", self.serving]
+        job.proc = self.trainer(args)
+        job.started = time.monotonic()
+        self._to("training")
+        self._event("training_started", job=job.kind, from_window=job.from_window, pid=job.proc.pid,
+                    labeled_windows=self.labeled_windows_from(job.from_window))
+
+    def _poll(self, job: Job) -> None:
+        proc = job.proc
+        elapsed = time.monotonic() - job.started
+        if proc.poll() is None:
+            if elapsed > self.config.timeout_s:
+                proc.kill()
+                proc.communicate()
+                self.training_s += elapsed
+                self._finish(job, "training_timeout", seconds=round(elapsed, 1))
+            return
+        out, err = proc.communicate()
+        self.training_s += elapsed
+        if proc.returncode != 0:
+            tail = (err or "").strip().splitlines()[-1:] or [f"exit status {proc.returncode}"]
+            self._finish(job, "training_failed", seconds=round(elapsed, 1), error=tail[0][:300])
+            return
+        try:
+            job.result = json.loads(out.strip().splitlines()[-1])
+        except (ValueError, IndexError):
+            self._finish(job, "training_failed", seconds=round(elapsed, 1), error="trainer printed no result")
+            return
+        self._to("validating")
+        self._validate(job, round(elapsed, 1))
+
+    def _validate(self, job: Job, seconds: float) -> None:
+        r = job.result or {}
+        version = r["version"]
+        cand = (r.get("candidate") or {}).get("delay_mape")
+        serv = (r.get("serving") or {}).get("delay_mape")
+        better = job.kind == "bootstrap" or (cand is not None and (serv is None or cand < serv))
+        detail = {"job": job.kind, "version": version, "candidate_mape": cand, "serving_mape": serv,
+                  "seconds": seconds, "drift_window": job.drift_window, "from_window": job.from_window,
+                  "train_windows": r.get("train_windows"), "replay_windows": r.get("replay_windows"),
+                  "held_out_windows": r.get("held_out_windows"), "first_train_window": r.get("first_train_window")}
+        if not better:
+            self.registry.set_status("delay", version, "rejected")
+            self._finish(job, "candidate_rejected", **detail)
+            return
+        self._to("swapping")
+        self.registry.promote("delay", version)
+        try:
+            swap = self.on_swap(version)
+        except Exception as exc:  # noqa: BLE001 - a failed swap keeps the old model serving
+            self.registry.rollback("delay") if self.serving else self.registry.set_status("delay", version, "rejected")
+            self._finish(job, "swap_failed", error=repr(exc)[:300], **detail)
+            return
+        self.serving = version
+        self.swaps += 1
+        self._finish(job, "swapped", swap=swap, **detail)
+
+    def _finish(self, current: Job, kind: str, **detail: Any) -> None:
+        self._to("serving" if self.serving else "bootstrap")
+        self._event(kind, **detail)
+        if self.serving:
+            self.job = None
+        else:  # the bootstrap failed: try again on the windows labeled since
+            self.job = Job("bootstrap", current.from_window, None)
+
+    def stop(self) -> None:
+        """Kill a running trainer (the loop is ending)."""
+        with self.lock:
+            if self.job and self.job.proc and self.job.proc.poll() is None:
+                self.job.proc.kill()
+                self.job.proc.communicate()
+                self._event("training_cancelled", pid=self.job.proc.pid)
+
+    def status(self) -> dict[str, Any]:
+        return {"state": self.state, "serving": self.serving, "swaps": self.swaps,
+                "training_s": round(self.training_s, 1),
+                "job": None if self.job is None else {"kind": self.job.kind, "from_window": self.job.from_window,
+                                                      "pid": self.job.proc.pid if self.job.proc else None}}
