@@ -185,7 +185,7 @@ def _run_args(t: argparse.ArgumentParser) -> None:
     t.add_argument("--window", type=float, default=1.0, help="measurement window, seconds")
     t.add_argument("--train-budget", type=float, default=60.0, help="seconds of training per retraining")
     t.add_argument("--train-timeout", type=float, default=180.0, help="a trainer running longer is killed")
-    t.add_argument("--post-windows", type=int, default=12, help="labeled post-drift windows before retraining")
+    t.add_argument("--post-windows", type=int, default=10, help="labeled post-drift windows before retraining")
     t.add_argument("--of-port", type=int, default=6653)
     t.add_argument("--rest-port", type=int, default=8080)
     t.add_argument("--data", default=None)

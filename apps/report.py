@@ -82,8 +82,14 @@ def build(stores: Stores, run_id: str) -> dict[str, Any]:
     detections = [e["detail"]["window"] for e in events if e["kind"] == "drift"]
     ignored = [e["detail"]["window"] for e in events if e["kind"] == "drift_ignored"]
     swaps = [e for e in events if e["kind"] == "swapped"]
+    # a swap takes effect at the first window the new version predicted (the loop may be behind)
+    first_pred = {r["version"]: r["w"] for r in stores.traffic.query(
+        "SELECT version, min(window) AS w FROM predictions WHERE run_id = ? GROUP BY version", [run_id])}
+    for e in swaps:
+        e["effective_window"] = first_pred.get(e["detail"].get("version"))
     trainings = [{"job": e["detail"].get("job"), "outcome": e["kind"], "seconds": e["detail"].get("seconds"),
-                  "at_window": e["at_window"], "version": e["detail"].get("version"),
+                  "at_window": e["at_window"], "effective_window": e.get("effective_window"),
+                  "drift_window": e["detail"].get("drift_window"), "version": e["detail"].get("version"),
                   "candidate_mape": e["detail"].get("candidate_mape"),
                   "serving_mape": e["detail"].get("serving_mape")}
                  for e in events if e["kind"] in ("swapped", "candidate_rejected", "training_failed",
@@ -105,7 +111,9 @@ def build(stores: Stores, run_id: str) -> dict[str, Any]:
             continue
         lo, hi = first[i], last[i]
         det = next((d for d in detections if lo <= d <= hi), None)
-        swap = next((e["at_window"] for e in swaps if e["at_window"] >= lo and e["at_window"] <= hi), None)
+        swap = next((e["effective_window"] for e in swaps if e["detail"].get("job") == "retrain"
+                     and det is not None and e["detail"].get("drift_window") == det
+                     and e.get("effective_window") is not None), None)
         pre, post = seg(first[i - 1], last[i - 1]), seg(lo, hi)
         after = seg(lo, hi, swap) if swap is not None else None
         drifts.append({
@@ -149,8 +157,9 @@ def plot(rep: dict[str, Any], path: Path) -> None:
             ax.axvline(p["first_window"], color="grey", lw=1, ls=":")
     for i, d in enumerate(rep["detections"]):
         ax.axvline(d, color="tab:red", lw=1, alpha=0.7, label="drift detected" if i == 0 else None)
-    for i, t in enumerate(x for x in rep["trainings"] if x["outcome"] == "swapped"):
-        ax.axvline(t["at_window"], color="tab:green", lw=1, alpha=0.7, label="model swapped" if i == 0 else None)
+    for i, t in enumerate(x for x in rep["trainings"] if x["outcome"] == "swapped" and x["effective_window"]):
+        ax.axvline(t["effective_window"], color="tab:green", lw=1, alpha=0.7,
+                   label="model swapped" if i == 0 else None)
     ax.set_xlabel("window (s)")
     ax.set_ylabel(f"delay NMSE (dB), sliding {SLIDING} samples")
     ax.set_title(f"{rep['run']}: {rep['topology']}, schedule {rep['schedule']} (dotted: phase changes)")

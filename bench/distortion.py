@@ -2,8 +2,8 @@
 network, and a starved switch daemon or delay relay adds delay that is not the network's.
 
 Runs stationary traffic (the same deterministic phase three times) on a lab: phase 1 with
-nothing else running, phase 2 with a retraining job as the loop runs it (nice 10, one
-TensorFlow thread), phase 3 with an unrestrained one (nice 0, all threads). Prints JSON: each
+nothing else running, phase 2 with a retraining job as the loop runs it (SCHED_IDLE, nice 19,
+one TensorFlow thread), phase 3 with an unrestrained one (nice 0, all threads). Prints JSON: each
 flow's mean delay per phase, the change against phase 1, and the measurement noise (the
 standard deviation of a flow's per-window delay in phase 1, and the standard error of its mean).
 
@@ -26,10 +26,10 @@ from statistics import fmean, pstdev
 from ndtcli import ROOT, lab_down, ndt, require_root
 
 
-def trainer(data: str, run_id: str, nice: int, threads: int, budget: float) -> subprocess.Popen:
+def trainer(data: str, run_id: str, restrained: bool, budget: float) -> subprocess.Popen:
+    how = ["--nice", "19", "--idle", "--threads", "1"] if restrained else ["--nice", "0", "--no-idle", "--threads", "0"]
     return subprocess.Popen([sys.executable, "-m", "sync.retrain", "--data", data, "--run", run_id,
-                             "--from-window", "0", "--budget", str(budget), "--nice", str(nice),
-                             "--threads", str(threads), "--replay", "0"],
+                             "--from-window", "0", "--budget", str(budget), "--replay", "0", *how],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
 
 
@@ -51,7 +51,7 @@ def main() -> int:
     def drive() -> None:
         """Start a trainer at the start of phases 2 and 3 (once phase 1's labels exist)."""
         db = Path(data) / "traffic.db"
-        for idx, (name, nice, threads) in ((1, ("restrained", 10, 1)), (2, ("unrestrained", 0, 0))):
+        for idx, name in ((1, "restrained"), (2, "unrestrained")):
             while True:
                 try:
                     con = sqlite3.connect(db, timeout=5)
@@ -74,7 +74,7 @@ def main() -> int:
                     break
                 time.sleep(0.2)
             t0 = time.monotonic()
-            proc = trainer(data, row[0], nice, threads, args.phase_s - 5)
+            proc = trainer(data, row[0], name == "restrained", args.phase_s - 5)
             out, err = proc.communicate()
             jobs[name] = {"phase": idx, "seconds": round(time.monotonic() - t0, 1), "exit": proc.returncode,
                           "error": err.strip().splitlines()[-1] if proc.returncode and err.strip() else None}

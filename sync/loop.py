@@ -77,13 +77,14 @@ class TwinLoop:
     # -- models -----------------------------------------------------------------------------------
     def _serve(self, version: str) -> dict[str, Any]:
         if self.predictor is None:
-            self.predictor = Predictor(self.registry, version=version)
+            # lab-sized snapshots: one trace serves every shape; XLA would compile per shape and stall
+            self.predictor = Predictor(self.registry, version=version, xla=False)
             rec = {"from": None, "to": version, "load_ms": None, "flip_ms": None}
         else:
             rec = self.predictor.swap(version, warmup=self.last_graph)
         if self.shadow is None:  # the first model of the run stays frozen as the shadow
             model, norm, _ = self.registry.load("delay", version)
-            self.shadow, self.shadow_version = TwinModel(model, norm), version
+            self.shadow, self.shadow_version = TwinModel(model, norm, xla=False), version
             self.stores.event(self.run_id, time.time(), "shadow", {"version": version})
         return rec
 

@@ -14,8 +14,8 @@ from .conftest import TEST_OF_PORT, TEST_REST_PORT, lab_missing, ndt
 pytestmark = pytest.mark.skipif(lab_missing() is not None, reason=lab_missing() or "")
 
 TWO_PHASE = {"flows": 6, "seed": 3, "phases": [
-    {"profile": "deterministic", "load": 0.2, "duration_s": 55},
-    {"profile": "deterministic", "load": 0.9, "duration_s": 75},
+    {"profile": "deterministic", "load": 0.3, "duration_s": 50},
+    {"profile": "exponential", "load": 0.5, "duration_s": 110},
 ]}
 
 
@@ -56,7 +56,7 @@ def test_two_phase_run_detects_retrains_on_post_drift_labels_and_swaps(tmp_path)
     rep = ndt("report", out["run"], "--data", str(tmp_path / "data"), "--json")
     rep = json.loads(rep.stdout)
     # predictions have no gap across the swap: the windows around it are all predicted
-    at = next(x["at_window"] for x in rep["trainings"] if x["outcome"] == "swapped" and x["job"] == "retrain")
+    at = next(x["effective_window"] for x in rep["trainings"] if x["outcome"] == "swapped" and x["job"] == "retrain")
     predicted = {w for (w,) in t.execute("SELECT DISTINCT window FROM predictions")}
     assert set(range(at - 5, at + 6)) <= predicted
     # after the swap the synchronized model beats the frozen shadow on the new phase
@@ -66,7 +66,7 @@ def test_two_phase_run_detects_retrains_on_post_drift_labels_and_swaps(tmp_path)
 
 
 def test_stationary_traffic_raises_no_drift(tmp_path):
-    steady = {"flows": 6, "seed": 3, "phases": [{"profile": "deterministic", "load": 0.5, "duration_s": 130}]}
+    steady = {"flows": 6, "seed": 3, "phases": [{"profile": "deterministic", "load": 0.5, "duration_s": 160}]}
     out, t, _ = run_loop(tmp_path, steady)
     assert out["status"] == "finished"
     assert out["detections"] == [] and events(t, "drift") == []

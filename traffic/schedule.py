@@ -81,11 +81,11 @@ BUILTIN: dict[str, dict[str, Any]] = {
         {"profile": "deterministic", "load": 0.3, "duration_s": 30},
         {"profile": "deterministic", "load": 0.9, "duration_s": 30},
     ]},
-    # `ndt demo` / `make demo`: a few minutes, two drifts (a load jump, then a pattern change)
+    # `ndt demo` / `make demo`: a few minutes, two drifts (UDP to TCP traffic, then a load jump)
     "demo-drift": {"flows": 6, "phases": [
         {"profile": "deterministic", "load": 0.3, "duration_s": 60},
-        {"profile": "deterministic", "load": 0.9, "duration_s": 75},
-        {"profile": "poisson", "load": 0.5, "duration_s": 75},
+        {"profile": "exponential", "load": 0.5, "duration_s": 100},
+        {"profile": "exponential", "load": 0.9, "duration_s": 100},
     ]},
     "steady": {"flows": 6, "phases": [{"profile": "deterministic", "load": 0.5, "duration_s": 60}]},
     # every pattern at four load levels: a training set that spans the space

@@ -19,11 +19,20 @@ from .model import RouteNet, build_model, make_predict_fn
 from .registry import Registry, RegistryError, _build, uri
 
 
+def _tiny_graph() -> dict[str, np.ndarray]:
+    """A normalized one-flow, one-link graph to trace a prediction function with."""
+    return {"flow_x": np.zeros((1, 4), np.float32), "link_x": np.zeros((1, 4), np.float32),
+            "path": np.zeros((1, 1), np.int32), "mask": np.ones((1, 1), bool),
+            "capacity": np.ones(1, np.float32), "link_delay": np.zeros(1, np.float32)}
+
+
 class _Instance:
-    def __init__(self, state: int, iterations: int) -> None:
+    def __init__(self, state: int, iterations: int, xla: bool = True) -> None:
         self.model = build_model(state, iterations)
         _build(self.model)
-        self.fn = make_predict_fn(self.model)
+        self.fn = make_predict_fn(self.model, xla=xla)
+        if not xla:  # one trace serves every shape: take it now, not on the first prediction
+            self.fn(_tiny_graph())
         self.norm: Normalization | None = None
         self.version: str | None = None
         self.in_flight = 0
@@ -31,16 +40,20 @@ class _Instance:
 
 
 class Predictor:
-    def __init__(self, registry: Registry, objective: str = "delay", version: str | None = None) -> None:
+    def __init__(self, registry: Registry, objective: str = "delay", version: str | None = None,
+                 xla: bool = True) -> None:
+        """`xla`: compile with XLA (per bucketed shape; pays off for large snapshots) or trace once."""
         self.registry = registry
         self.objective = objective
+        self.xla = xla
         version = version or registry.active(objective)
         if version is None:
             raise RegistryError(f"no active {objective} model; train one with 'ndt train'")
         self._lock = threading.Condition()
         self._swap_lock = threading.Lock()
         self._serving = self._load_into(None, version)
-        self._standby: _Instance | None = None
+        # without XLA the standby is ready (traced) from the start, so a swap only loads weights
+        self._standby: _Instance | None = None if xla else _Instance(*self._serving.config, xla=False)
         self.swaps: list[dict[str, Any]] = []
 
     @property
@@ -51,7 +64,7 @@ class Predictor:
         model, norm, meta = self.registry.load(self.objective, version)
         cfg = (meta["config"]["state"], meta["config"]["iterations"])
         if inst is None or inst.config != cfg:
-            inst = _Instance(*cfg)
+            inst = _Instance(*cfg, xla=self.xla)
         inst.model.set_weights(model.get_weights())
         inst.norm, inst.version = norm, version
         return inst

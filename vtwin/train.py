@@ -39,9 +39,9 @@ class TrainResult:
 class TwinModel:
     """A model with its normalization and a compiled predictor: what serving and evaluation use."""
 
-    def __init__(self, model: RouteNet, norm: Normalization) -> None:
+    def __init__(self, model: RouteNet, norm: Normalization, xla: bool = True) -> None:
         self.model, self.norm = model, norm
-        self._predict = make_predict_fn(model)
+        self._predict = make_predict_fn(model, xla=xla)
 
     def predict_tensors(self, g: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         return self._predict(self.norm.apply(g))
@@ -75,7 +75,7 @@ def _batches(samples: list[Sample], norm: Normalization, windows_per_batch: int,
 def train(samples: list[Sample], *, model: RouteNet | None = None, norm: Normalization | None = None,
           state: int = 32, iterations: int = 6, epochs: int = 300, budget_s: float = 300.0, patience: int = 20,
           windows_per_batch: int = 8, lr: float = 1e-3, seed: int = 0, progress: bool = True,
-          xla: bool = False) -> TrainResult:
+          xla: bool = False, eager: bool = False) -> TrainResult:
     """Train on `samples` (a validation slice is held back for early stopping). With `xla` the
     training step is compiled by XLA once per bucketed batch shape; measured on the Abilene dataset
     that compiling cost more than it saved (6 epochs: 80 s with, 26 s without), so it is off."""
@@ -91,7 +91,6 @@ def train(samples: list[Sample], *, model: RouteNet | None = None, norm: Normali
     opt = tf.keras.optimizers.Adam(lr)
     val_batches = [(norm.apply(g), yd) for g, yd, _ in (batch(val[i:i + 32]) for i in range(0, len(val), 32))]
 
-    @tf.function(input_signature=[INPUT_SPEC, *TARGET_SPEC], jit_compile=xla)
     def step(x, yd, yj, lab):
         with tf.GradientTape() as tape:
             d, j = model(x, training=True)
@@ -104,6 +103,8 @@ def train(samples: list[Sample], *, model: RouteNet | None = None, norm: Normali
         opt.apply_gradients(zip(grads, model.trainable_variables, strict=True))
         return loss_d
 
+    if not eager:
+        step = tf.function(step, input_signature=[INPUT_SPEC, *TARGET_SPEC], jit_compile=xla)
     predict = make_predict_fn(model, xla=False)  # validation shapes vary: one trace, no XLA compiles
 
     def val_mape() -> float:
