@@ -183,7 +183,7 @@ def _run_args(t: argparse.ArgumentParser) -> None:
     t.add_argument("--schedule", default="paper-drift")
     t.add_argument("--duration", type=float, default=None, help="scale the phases to last this many seconds")
     t.add_argument("--window", type=float, default=1.0, help="measurement window, seconds")
-    t.add_argument("--train-budget", type=float, default=60.0, help="seconds of training per retraining")
+    t.add_argument("--train-budget", type=float, default=30.0, help="seconds of training per retraining")
     t.add_argument("--train-timeout", type=float, default=180.0, help="a trainer running longer is killed")
     t.add_argument("--post-windows", type=int, default=10, help="labeled post-drift windows before retraining")
     t.add_argument("--of-port", type=int, default=6653)

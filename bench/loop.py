@@ -23,7 +23,7 @@ def main() -> int:
     ap.add_argument("--topology", default="Abilene")
     ap.add_argument("--schedule", default="paper-drift")
     ap.add_argument("--duration", type=float, default=None)
-    ap.add_argument("--train-budget", type=float, default=60.0)
+    ap.add_argument("--train-budget", type=float, default=30.0)
     ap.add_argument("--data", default=None)
     args = ap.parse_args()
     if not require_root("bench/loop.py"):

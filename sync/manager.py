@@ -32,7 +32,7 @@ STATES = ("bootstrap", "serving", "collecting", "training", "validating", "swapp
 class ManagerConfig:
     min_post_windows: int = 10  # labeled windows after the detection before retraining starts
     replay: int = 20
-    budget_s: float = 60.0  # training budget given to the trainer
+    budget_s: float = 30.0  # training budget given to the trainer
     timeout_s: float = 180.0  # the trainer is killed after this
     threads: int = 1
     nice: int = 19

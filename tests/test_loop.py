@@ -71,3 +71,48 @@ def test_stationary_traffic_raises_no_drift(tmp_path):
     assert out["status"] == "finished"
     assert out["detections"] == [] and events(t, "drift") == []
     assert out["predicted_windows"] > 60 and out["swaps"] == 1  # the bootstrap model only
+
+
+def test_ctrl_c_stops_the_run_and_takes_the_lab_down(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from .conftest import ROOT, wait_for
+
+    sched = tmp_path / "long.json"
+    sched.write_text(json.dumps({"flows": 4, "phases": [{"profile": "deterministic", "load": 0.3,
+                                                         "duration_s": 300}]}))
+    data = tmp_path / "data"
+    proc = subprocess.Popen([sys.executable, "-m", "apps", "run", "diamond", "--schedule", str(sched), "--data",
+                             str(data), "--of-port", str(TEST_OF_PORT), "--rest-port", str(TEST_REST_PORT)],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        def windows() -> int:
+            try:
+                con = sqlite3.connect(data / "traffic.db", timeout=5)
+                n = con.execute("SELECT count(*) FROM snapshots").fetchone()[0]
+                con.close()
+                return n
+            except sqlite3.Error:
+                return 0
+
+        wait_for(lambda: windows() >= 5, timeout=90, what="the loop's first windows")
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, err
+    assert "interrupted" in err
+    assert json.loads(ndt("lab", "status", "--json").stdout)["status"] == "down"
+    bridges = subprocess.run(["ovs-vsctl", "list-br"], capture_output=True, text=True).stdout.split()
+    assert not {"s1", "s2", "s3", "s4"} & set(bridges)
+    t = sqlite3.connect(data / "traffic.db")
+    assert t.execute("SELECT status FROM runs").fetchone()[0] == "stopped"
+    # the run's own senders and receivers are gone (their PIDs are in its events)
+    pids = [pid for (d,) in t.execute("SELECT detail FROM events WHERE kind = 'receivers'")
+            for pid in json.loads(d).values()]
+    assert pids and not [p for p in pids if os.path.exists(f"/proc/{p}")]
