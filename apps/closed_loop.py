@@ -165,7 +165,7 @@ def add_drift_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--alpha", type=float, default=0.005, help="KSWIN significance level")
     p.add_argument("--drift-window", type=int, default=20, help="KSWIN window size (windows)")
     p.add_argument("--drift-stat", type=int, default=8, help="KSWIN statistic size (windows)")
-    p.add_argument("--min-change", type=float, default=0.15, help="smallest relative change of the mean that counts")
+    p.add_argument("--min-change", type=float, default=0.2, help="smallest relative change of the mean that counts")
     p.add_argument("--features", default="rate", help="comma-separated: rate,spread,size")
 
 

@@ -11,7 +11,10 @@ two guards that river's detector lacks:
   hundred samples; real changes of traffic are large.
 - a fresh start after an accepted detection: the detectors are rebuilt empty, so the next
   detection needs `window` post-detection samples (river keeps the last `stat` samples, and when
-  those straddle the change it can fire again for the same change as it refills).
+  those straddle the change it can fire again for the same change as it refills). A detection
+  the gate rejects keeps the window instead: river would empty it and be blind for `window`
+  samples (on steady UDP traffic its scale-free test fires on tiny wobbles, and a real change
+  a few windows later was missed that way).
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ class DriftConfig:
     alpha: float = 0.005
     window: int = 20
     stat: int = 8
-    min_change: float = 0.15
+    min_change: float = 0.2
     warmup: int = 3  # windows skipped at the start of a run (senders still starting)
     features: tuple[str, ...] = ("rate",)
     seed: int = 7
@@ -74,12 +77,15 @@ class DriftDetector:
         self.detections: list[Detection] = []
         self._fresh()
 
-    def _fresh(self) -> None:
+    def _make(self, window: list[float] | None = None):
         from river.drift import KSWIN
 
         c = self.config
-        self._kswin = {f: KSWIN(alpha=c.alpha, window_size=c.window, stat_size=c.stat, seed=c.seed)
-                       for f in c.features}
+        return KSWIN(alpha=c.alpha, window_size=c.window, stat_size=c.stat, seed=c.seed, window=window)
+
+    def _fresh(self) -> None:
+        c = self.config
+        self._kswin = {f: self._make() for f in c.features}
         self._recent: dict[str, deque[float]] = {f: deque(maxlen=c.window) for f in c.features}
 
     @property
@@ -106,6 +112,10 @@ class DriftDetector:
             if abs(new - old) >= self.config.min_change * max(abs(old), 1e-9):
                 fired.append(f)
                 pvals[f], before[f], after[f] = float(det.p_value), old, new
+            else:
+                # river empties its window on the next update after any detection, which would
+                # blind it for `window` samples; a rejected detection keeps the window it had
+                self._kswin[f] = self._make(recent)
         if fired:
             self.drift_detected = True
             self.detections.append(Detection(self.seen - 1 if window is None else window, fired, pvals, before, after))
