@@ -28,7 +28,7 @@ from traffic.schedule import ScheduleError
 from traffic.store import StoreError
 from vtwin.errors import RegistryError, SnapshotError
 
-from . import closed_loop
+from . import closed_loop, whatif_cli
 from . import demo as demo_mod
 from .table import print_table
 
@@ -488,6 +488,7 @@ def build_parser() -> Parser:
     t.set_defaults(func=cmd_model)
 
     closed_loop.add_parsers(sub, Parser)
+    whatif_cli.add_whatif_parser(sub)
 
     demo_mod.add_parser(sub)
     return p

@@ -213,3 +213,4 @@ def add_parsers(sub, parser_class: type[argparse.ArgumentParser]) -> None:
     t.add_argument("--data", default=None)
     t.add_argument("--json", action="store_true")
     t.set_defaults(func=cmd_report)
+

@@ -110,7 +110,8 @@ def build(stores: Stores, run_id: str) -> dict[str, Any]:
         if i not in first or i - 1 not in first:
             continue
         lo, hi = first[i], last[i]
-        det = next((d for d in detections if lo <= d <= hi), None)
+        # the detector's first detection in the phase, acted on or not (one during a retraining is ignored)
+        det = next((d for d in sorted(detections + ignored) if lo <= d <= hi), None)
         swap = next((e["effective_window"] for e in swaps if e["detail"].get("job") == "retrain"
                      and det is not None and e["detail"].get("drift_window") == det
                      and e.get("effective_window") is not None), None)
@@ -119,7 +120,8 @@ def build(stores: Stores, run_id: str) -> dict[str, Any]:
         drifts.append({
             "drift": len(drifts) + 1, "from": f"{phases[i - 1]['profile']} {phases[i - 1]['load']:g}",
             "to": f"{p['profile']} {p['load']:g}", "change_window": lo, "detected_window": det,
-            "detection_delay": None if det is None else det - lo, "swap_window": swap,
+            "detection_delay": None if det is None else det - lo, "acted_on": det in detections,
+            "swap_window": swap,
             "pre_nmse_with": pre["with"], "pre_nmse_without": pre["without"],
             "post_nmse_with": post["with"], "post_nmse_without": post["without"],
             "post_gain_db": None if post["with"] is None or post["without"] is None
@@ -136,7 +138,8 @@ def build(stores: Stores, run_id: str) -> dict[str, Any]:
                     "last_window": last.get(p["idx"])} for p in phases],
         "samples": len(s["true"]), "overall": overall, "drifts": drifts,
         "detections": detections, "detections_ignored": ignored,
-        "false_alarms": [d for d in detections if not any(r["detected_window"] == d for r in drifts)],
+        "false_alarms": [d for d in sorted(detections + ignored)
+                         if not any(r["detected_window"] == d for r in drifts)],
         "swaps": len(swaps), "trainings": trainings, "training_s": round(train_s, 1),
         "training_share": round(train_s / duration, 4), "sliding_nmse": sliding(s),
     }

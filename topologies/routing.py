@@ -13,21 +13,25 @@ from itertools import pairwise
 from .model import Topology
 
 
-def _adjacency(topo: Topology, down: Iterable[str] = ()) -> dict[int, list[tuple[int, int]]]:
+def _adjacency(topo: Topology, down: Iterable[str] = (),
+               weights: dict[str, float] | None = None) -> dict[int, list[tuple[int, int]]]:
     skip = set(down)
+    weights = weights or {}
     adj: dict[int, list[tuple[int, int]]] = {n.id: [] for n in topo.nodes}
     for link in topo.links:
         if link.id in skip:
             continue
-        ns = round(link.delay_ms * 1e6)
+        ns = round(weights.get(link.id, link.delay_ms) * 1e6)
         adj[link.a].append((link.b, ns))
         adj[link.b].append((link.a, ns))
     return adj
 
 
-def shortest_paths_from(topo: Topology, src: int, down: Iterable[str] = ()) -> dict[int, list[int]]:
-    """Node sequences from `src` to every reachable node, with links in `down` removed."""
-    adj = _adjacency(topo, down)
+def shortest_paths_from(topo: Topology, src: int, down: Iterable[str] = (),
+                        weights: dict[str, float] | None = None) -> dict[int, list[int]]:
+    """Node sequences from `src` to every reachable node, with links in `down` removed; `weights`
+    overrides a link's routing weight (its delay in ms by default)."""
+    adj = _adjacency(topo, down, weights)
     best: dict[int, tuple[int, int, tuple[int, ...]]] = {}
     heap: list[tuple[int, int, tuple[int, ...]]] = [(0, 0, (src,))]
     while heap:
@@ -42,9 +46,10 @@ def shortest_paths_from(topo: Topology, src: int, down: Iterable[str] = ()) -> d
     return {n: list(p) for n, (_, _, p) in best.items()}
 
 
-def shortest_path(topo: Topology, src: int, dst: int, down: Iterable[str] = ()) -> list[int] | None:
+def shortest_path(topo: Topology, src: int, dst: int, down: Iterable[str] = (),
+                  weights: dict[str, float] | None = None) -> list[int] | None:
     """The node sequence from src to dst, or None when dst is unreachable."""
-    return shortest_paths_from(topo, src, down).get(dst)
+    return shortest_paths_from(topo, src, down, weights).get(dst)
 
 
 def path_links(topo: Topology, nodes: list[int]) -> list[str]:

@@ -130,6 +130,14 @@ def graph_tensors(snaps: list[Snapshot]) -> dict[str, np.ndarray]:
     }
 
 
+def _scale(x: np.ndarray) -> np.ndarray:
+    """Standard deviations, except for features (nearly) constant in the training data: those are
+    scaled by their mean, so that a what-if value outside the training data (all links 10 Mbit/s,
+    then one at 40) stays a modest input instead of millions of standard deviations."""
+    mean, std = np.abs(x.mean(0)), x.std(0)
+    return np.where(std > 1e-3 * np.maximum(mean, 1e-3), std, np.maximum(mean, 1.0))
+
+
 @dataclass
 class Normalization:
     """Feature means and standard deviations, stored with the weights."""
@@ -143,8 +151,7 @@ class Normalization:
     def fit(tensors: list[dict[str, np.ndarray]]) -> Normalization:
         fx = np.concatenate([t["flow_x"] for t in tensors])
         lx = np.concatenate([t["link_x"] for t in tensors])
-        return Normalization(fx.mean(0).tolist(), (fx.std(0) + 1e-6).tolist(),
-                             lx.mean(0).tolist(), (lx.std(0) + 1e-6).tolist())
+        return Normalization(fx.mean(0).tolist(), _scale(fx).tolist(), lx.mean(0).tolist(), _scale(lx).tolist())
 
     def apply(self, t: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         out = dict(t)

@@ -1,0 +1,56 @@
+"""`ndt whatif REQUEST.json`: one what-if question to the virtual twin from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from ptwin.errors import LabError
+from traffic.store import Stores
+
+from .closed_loop import _emit
+from .table import print_table
+
+
+def cmd_whatif(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from vtwin.predictor import Predictor
+    from vtwin.registry import Registry
+
+    from .whatif import WhatIfError, answer
+
+    path = Path(args.request)
+    try:
+        request = json.loads(sys.stdin.read() if args.request == "-" else path.read_text())
+    except FileNotFoundError:
+        raise LabError(f"no request file {args.request}") from None
+    except ValueError as exc:
+        raise LabError(f"{args.request}: not valid JSON: {exc}") from None
+    stores = Stores(args.data)
+    predictor = Predictor(Registry(stores), xla=False)
+    try:
+        res = answer(predictor.predict, stores, request)
+    except WhatIfError as exc:
+        raise LabError(f"what-if: {exc}") from None
+
+    def render(r: dict[str, Any]) -> None:
+        print(f"{r['decision']} (risk {r['risk_score']}) for {r['scenario'].get('type')} on snapshot "
+              f"{r['snapshot_id']} with {r['model_version']}, answered in {1000 * r['seconds']:.0f} ms")
+        for reason in r["reasons"]:
+            print(f"  - {reason}")
+        print(f"blast radius: {r['blast_radius']}")
+        print_table([f for f in r["flows"] if f["affected"]][:20],
+                    ["flow", "pre_delay_ms", "post_delay_ms", "pre_violation", "post_violation", "lost"])
+
+    _emit(res, args.json, render)
+
+
+def add_whatif_parser(sub) -> None:
+    t = sub.add_parser("whatif", help="ask the virtual twin a what-if question (a JSON request file, or - )")
+    t.add_argument("request", metavar="REQUEST.json")
+    t.add_argument("--data", default=None)
+    t.add_argument("--json", action="store_true")
+    t.set_defaults(func=cmd_whatif)

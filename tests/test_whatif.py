@@ -1,0 +1,90 @@
+"""What-if questions answered by a real model trained on the real lab's data (the diamond run of
+the traffic tests), through `ndt whatif`."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from traffic.store import Stores
+from vtwin.dataset import from_stores
+from vtwin.registry import Registry
+from vtwin.train import train
+
+from .conftest import ndt
+
+
+@pytest.fixture(scope="module")
+def twin(traffic_run, tmp_path_factory):
+    """A copy of the traffic run's stores with a briefly trained active model."""
+    data = tmp_path_factory.mktemp("whatif") / "data"
+    shutil.copytree(traffic_run["data"], data, ignore=shutil.ignore_patterns("runs"))
+    stores = Stores(data)
+    res = train(from_stores(stores), budget_s=15, epochs=40, progress=False, eager=True, lr=3e-3)
+    reg = Registry(stores)
+    reg.promote("delay", reg.register("delay", res.model, res.norm))
+    snap = stores.traffic.execute("SELECT s.id FROM snapshots s JOIN snapshot_flows f ON f.snapshot_id = s.id "
+                                  "WHERE f.flow_no IS NOT NULL AND s.phase_idx = 0 GROUP BY s.id "
+                                  "ORDER BY count(*) DESC, s.id LIMIT 1").fetchone()[0]
+    return data, snap
+
+
+def ask(data, request: dict, check: bool = True):
+    path = data.parent / "request.json"
+    path.write_text(json.dumps(request))
+    r = ndt("whatif", str(path), "--data", str(data), "--json", check=check)
+    return json.loads(r.stdout) if check else r
+
+
+def test_isolating_a_switch_is_rejected_with_the_cut_pairs_named(twin):
+    data, snap = twin
+    from apps.whatif import baseline
+
+    topo = baseline(Stores(data), snap)[2].topo
+    cut = [lk.id for lk in topo.links if 0 in (lk.a, lk.b)]  # both links of node 0: it is cut off
+    res = ask(data, {"snapshot_id": snap, "scenario": {"type": "link_failure", "targets": cut},
+                     "slo": {"latency_ms": 200}, "policies": ["intent:reachability", "intent:routing-redundancy"]})
+    assert res["decision"] == "REJECT"
+    reach = next(i for i in res["intent_results"] if i["policy"] == "intent:reachability")
+    assert not reach["pass"] and reach["cut_pairs"]
+    assert all(topo.nodes[0].name in pair for pair in reach["cut_pairs"])  # each involves the isolated node
+    lost = {f["flow"] for f in res["flows"] if f["lost"]}
+    assert lost and res["blast_radius"]["flows"] >= len(lost) and 0 < res["risk_score"] <= 1
+
+
+def test_more_capacity_on_the_bottleneck_lowers_predicted_delay(twin):
+    data, snap = twin
+    base = ask(data, {"snapshot_id": snap, "scenario": {"type": "traffic_growth", "changes": [{"factor": 1.0}]}})
+    assert base["decision"] == "APPROVE" and base["blast_radius"]["flows"] == 0
+    stores = Stores(data)
+    from apps.whatif import baseline, route, utilization
+
+    _, _, net = baseline(stores, snap)
+    util = utilization(route(net)[0])
+    bottleneck = max(util, key=util.get)
+    res = ask(data, {"snapshot_id": snap, "scenario": {"type": "capacity_change",
+                                                        "changes": [{"link": bottleneck, "capacity_mbps": 20}]}})
+    crossing = [f for f in res["flows"] if f["pre_delay_ms"] is not None]
+    assert res["post_state"]["mean_delay_ms"] < res["pre_state"]["mean_delay_ms"]
+    assert res["post_state"]["max_utilization"] < res["pre_state"]["max_utilization"]
+    assert crossing and res["seconds"] < 5
+
+
+@pytest.mark.parametrize("request_,message", [
+    ({"snapshot_id": 10 ** 9, "scenario": {"type": "link_failure", "targets": ["L0"]}}, "no snapshot"),
+    ({"snapshot_id": "x", "scenario": {"type": "link_failure"}}, "snapshot_id"),
+    ({"snapshot_id": 1, "scenario": {"type": "meteor"}}, "unknown scenario"),
+    ({"snapshot_id": 1, "scenario": {"type": "link_failure", "targets": ["L99"]}}, "unknown link"),
+    ({"snapshot_id": 1, "scenario": {"type": "capacity_change", "changes": [{"link": "L0", "capacity_mbps": 0}]}},
+     "positive"),
+    ({"snapshot_id": 1, "scenario": {"type": "link_failure", "targets": ["L0"]}, "policies": ["intent:magic"]},
+     "unknown policy"),
+])
+def test_bad_requests_get_one_clear_error(twin, request_, message):
+    data, snap = twin
+    if request_.get("snapshot_id") == 1:
+        request_ = {**request_, "snapshot_id": snap}
+    r = ask(data, request_, check=False)
+    assert r.returncode == 1 and message in r.stderr and len(r.stderr.strip().splitlines()) == 1
