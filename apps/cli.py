@@ -15,7 +15,6 @@ import argparse  # noqa: E402
 import json
 import sys
 import time
-from collections.abc import Callable
 from typing import Any, NoReturn
 
 from controller_app.client import ControllerClient, ControllerError
@@ -30,7 +29,7 @@ from vtwin.errors import RegistryError, SnapshotError
 
 from . import closed_loop, whatif_cli
 from . import demo as demo_mod
-from .table import print_table
+from .table import emit, print_table
 
 
 class CliError(Exception):
@@ -41,13 +40,6 @@ class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         print(f"{self.prog}: error: {message} (see {self.prog} --help)", file=sys.stderr)
         raise SystemExit(2)
-
-
-def emit(data: Any, as_json: bool, render: Callable[[Any], None]) -> None:
-    if as_json:
-        print(json.dumps(data, indent=1, default=str))
-    else:
-        render(data)
 
 
 # -- topo ---------------------------------------------------------------------------------------

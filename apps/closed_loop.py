@@ -4,7 +4,6 @@ stored run through the detector and score it) and `ndt report` (the with/without
 from __future__ import annotations
 
 import argparse
-import json
 import signal
 import sys
 import time
@@ -19,7 +18,7 @@ from topologies.resolve import load
 from traffic.schedule import load_schedule
 from traffic.store import Stores
 
-from .table import print_table
+from .table import emit, print_table
 
 
 def drift_config(args: argparse.Namespace):
@@ -115,7 +114,7 @@ def cmd_run(args: argparse.Namespace) -> None:
               f" (shadow {r['shadow']}); {r['training_s']} s training")
         print(f"report: {r['report']['json']}" + (f", plot {r['report']['plot']}" if r["report"]["plot"] else ""))
 
-    _emit(result, args.json, render)
+    emit(result, args.json, render)
 
 
 def cmd_drift_score(args: argparse.Namespace) -> None:
@@ -129,7 +128,7 @@ def cmd_drift_score(args: argparse.Namespace) -> None:
               f"{r['missed']} missed, {r['false_alarms']} false alarm(s), mean delay {r['mean_delay']} windows")
         print_table(r["per_change"], ["change", "detected", "delay"])
 
-    _emit(res, args.json, render)
+    emit(res, args.json, render)
 
 
 def cmd_report(args: argparse.Namespace) -> None:
@@ -150,15 +149,7 @@ def cmd_report(args: argparse.Namespace) -> None:
               f"training {r['training_s']} s ({100 * r['training_share']:.1f} % of the run)")
         print(f"wrote {r['files']['json']}" + (f" and {r['files']['plot']}" if r["files"]["plot"] else ""))
 
-    _emit(rep, args.json, render)
-
-
-def _emit(data: Any, as_json: bool, render) -> None:
-    if as_json:
-        json.dump(data, sys.stdout, indent=1, default=str)
-        print()
-    else:
-        render(data)
+    emit(rep, args.json, render)
 
 
 def add_drift_args(p: argparse.ArgumentParser) -> None:

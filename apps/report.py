@@ -18,21 +18,19 @@ from typing import Any
 import numpy as np
 
 from traffic.store import Stores
+from vtwin import evaluate
 
 SLIDING = 100
 
 
 def nmse_db(pred: np.ndarray, true: np.ndarray) -> float | None:
-    if len(true) < 2:
-        return None
-    var = float(np.sum((true - true.mean()) ** 2))
-    if var <= 0:
-        return None
-    return round(10 * math.log10(max(float(np.sum((pred - true) ** 2)), 1e-30) / var), 2)
+    x = evaluate.nmse_db(pred, true)
+    return None if x is None else round(x, 2)
 
 
 def mape(pred: np.ndarray, true: np.ndarray) -> float | None:
-    return round(float(100 * np.mean(np.abs(pred - true) / true)), 2) if len(true) else None
+    x = evaluate.mape(pred, true)
+    return None if x is None else round(x, 2)
 
 
 def _samples(stores: Stores, run_id: str) -> dict[str, np.ndarray]:

@@ -1,8 +1,9 @@
-"""Plain-text tables for the command line (columns sized to their contents)."""
+"""Command-line output: plain-text tables (columns sized to their contents) and --json."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 
@@ -27,3 +28,11 @@ def print_table(rows: list[dict[str, Any]], columns: list[str]) -> None:
     print("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip())
     for t in text:
         print("  ".join(v.ljust(w) for v, w in zip(t, widths, strict=True)).rstrip())
+
+
+def emit(data: Any, as_json: bool, render: Callable[[Any], None]) -> None:
+    """Print `data` as JSON, or through `render` for people."""
+    if as_json:
+        print(json.dumps(data, indent=1, default=str))
+    else:
+        render(data)

@@ -10,8 +10,7 @@ from typing import Any
 from ptwin.errors import LabError
 from traffic.store import Stores
 
-from .closed_loop import _emit
-from .table import print_table
+from .table import emit, print_table
 
 
 def cmd_whatif(args: argparse.Namespace) -> None:
@@ -45,7 +44,7 @@ def cmd_whatif(args: argparse.Namespace) -> None:
         print_table([f for f in r["flows"] if f["affected"]][:20],
                     ["flow", "pre_delay_ms", "post_delay_ms", "pre_violation", "post_violation", "lost"])
 
-    _emit(res, args.json, render)
+    emit(res, args.json, render)
 
 
 def add_whatif_parser(sub) -> None:

@@ -6,7 +6,6 @@ Everything is persisted: predictions in traffic.db, detections, retrainings and 
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections import defaultdict
@@ -58,7 +57,7 @@ class TwinLoop:
         self.run_id = self.traffic.run_id
         self.registry = Registry(stores)
         self.detector = DriftDetector(self.config.drift)
-        self.manager = ModelManager(stores, self.run_id, self._swap, self.config.manager, trainer)
+        self.manager = ModelManager(stores, self.run_id, self._serve, self.config.manager, trainer)
         self.predictor: Predictor | None = None
         self.shadow: TwinModel | None = None
         self.shadow_version: str | None = None
@@ -87,9 +86,6 @@ class TwinLoop:
             self.shadow, self.shadow_version = TwinModel(model, norm, xla=False), version
             self.stores.event(self.run_id, time.time(), "shadow", {"version": version})
         return rec
-
-    def _swap(self, version: str) -> dict[str, Any]:
-        return self._serve(version)
 
     # -- windows ----------------------------------------------------------------------------------
     def _new_windows(self) -> list[tuple[int, int | None, list[dict[str, Any]]]]:
@@ -190,7 +186,3 @@ class TwinLoop:
                 "events": [{k: v for k, v in e.items() if k != "swap"} for e in self.manager.history],
                 "predict_ms": None if ms is None else {"median": round(float(np.median(ms)), 2),
                                                        "p95": round(float(np.percentile(ms, 95)), 2)}}
-
-
-def dumps(obj: Any) -> str:
-    return json.dumps(obj, default=str)
