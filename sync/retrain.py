@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         os.nice(args.nice)
     if args.idle and hasattr(os, "SCHED_IDLE"):
         os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
-    import tensorflow as tf
+    from vtwin.tfload import tf
 
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)
     tf.config.threading.set_inter_op_parallelism_threads(args.threads)

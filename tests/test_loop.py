@@ -34,6 +34,13 @@ def events(t: sqlite3.Connection, kind: str) -> list[dict]:
             t.execute("SELECT at, detail FROM events WHERE kind = ? ORDER BY id", [kind])]
 
 
+def timeline(t: sqlite3.Connection) -> list[str]:
+    """The run's events as 'seconds kind window', for failure messages."""
+    t0 = t.execute("SELECT min(at) FROM events").fetchone()[0]
+    return [f"{at - t0:.0f}s {kind} {json.loads(d or '{}').get('window', '')}".strip() for at, kind, d in
+            t.execute("SELECT at, kind, detail FROM events WHERE kind NOT IN ('receivers', 'loop') ORDER BY id")]
+
+
 def test_two_phase_run_detects_retrains_on_post_drift_labels_and_swaps(tmp_path):
     out, t, lab = run_loop(tmp_path, TWO_PHASE)
     assert out["status"] == "finished", out
@@ -51,8 +58,11 @@ def test_two_phase_run_detects_retrains_on_post_drift_labels_and_swaps(tmp_path)
     assert r["from_window"] == r["drift_window"] == drifts[0]["window"]
     assert r["first_train_window"] >= drifts[0]["window"] and r["replay_windows"] >= 1
     assert r["candidate_mape"] < r["serving_mape"]
-    versions = {v for (v,) in t.execute("SELECT DISTINCT version FROM predictions")}
-    assert versions >= {boot[0]["version"], r["version"]}
+    served = {v: (lo, hi) for v, lo, hi in t.execute(
+        "SELECT version, min(window), max(window) FROM predictions GROUP BY version")}
+    last = t.execute("SELECT max(window) FROM snapshots").fetchone()[0]
+    assert set(served) >= {boot[0]["version"], r["version"]}, \
+        f"served {served} of {last} windows; retraining took {r['seconds']} s: {timeline(t)}"
     rep = ndt("report", out["run"], "--data", str(tmp_path / "data"), "--json")
     rep = json.loads(rep.stdout)
     # predictions have no gap across the swap: the windows around it are all predicted

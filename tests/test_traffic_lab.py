@@ -6,6 +6,7 @@ a consistent store after the collector's restart, and the export."""
 from __future__ import annotations
 
 import json
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -54,12 +55,18 @@ def test_delay_and_loss_rise_past_capacity_on_the_bottleneck(traffic_run):
 
 
 def test_controller_rate_agrees_with_ditg_bitrate(traffic_run):
-    t, lab = traffic_run["t"], traffic_run["l"]
-    for key, size in t.execute("SELECT flow_key, pkt_size FROM run_flows WHERE phase_idx = 0").fetchall():
+    """The ingress switch's byte counter against every packet D-ITG logged as sent (the whole
+    log: the labels can lack a flow's first window, when the controller first polled the flow
+    after it; that was seen as a 12 % gap)."""
+    from traffic.ditg import LogReader
+
+    t = traffic_run["t"]
+    logs = traffic_run["data"] / "runs" / traffic_run["result"]["run"] / "logs"
+    for key, no in t.execute("SELECT flow_key, flow_no FROM run_flows WHERE phase_idx = 0").fetchall():
         ctl_bytes = t.execute("SELECT max(bytes) FROM snapshot_flows WHERE flow_key = ?", [key]).fetchone()[0]
-        received = lab.execute("SELECT sum(received) FROM labels WHERE flow_key = ?", [key]).fetchone()[0]
-        ditg_wire_bytes = received * (size + 42)  # D-ITG counts payload; the switch counts frames
-        assert ctl_bytes == pytest.approx(ditg_wire_bytes, rel=0.10), key
+        sent = LogReader(logs / f"p0-f{no}.tx", time.time()).read()
+        ditg_wire_bytes = int(sent.size.sum()) + 42 * len(sent)  # D-ITG logs payloads; the switch counts frames
+        assert len(sent) > 100 and ctl_bytes == pytest.approx(ditg_wire_bytes, rel=0.02), key
 
 
 def test_phase_boundaries_are_in_the_store(traffic_run):

@@ -1,19 +1,25 @@
 """Traffic without a lab: schedule parsing and its errors, flow sets that share links, labels
-from synthetic D-ITG packets, and the stores' atomic, idempotent windows under a killed writer."""
+from synthetic D-ITG packets, the binary log decoder against ITGDec on a real loopback flow, and
+the stores' atomic, idempotent windows under a killed writer."""
 
 from __future__ import annotations
 
 import json
+import re
+import shutil
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from topologies import load
-from traffic.ditg import Packet, sender_args
+from traffic.ditg import LogReader, Packets, sender_args
 from traffic.flowset import choose_pairs, per_flow_bps
 from traffic.labels import window_labels
 from traffic.schedule import BUILTIN, ScheduleError, load_schedule
@@ -92,14 +98,17 @@ def test_sender_arguments_follow_the_distributions(tmp_path: Path):
     assert "-e" in args and "-t" in args and args[args.index("-t") + 1] == "5000"
 
 
-def pkt(seq: int, tx: float, delay: float | None, size: int = 500) -> Packet:
-    return Packet(seq, "10.0.0.1/4000", "10.0.0.2/10001", tx, None if delay is None else tx + delay, size)
+def packets(rows: list[tuple[int, float, float | None]], size: int = 500) -> Packets:
+    """(seq, tx, delay or None) rows as a decoded log."""
+    return Packets(np.array([r[0] for r in rows]), np.array([r[1] for r in rows]),
+                   np.array([np.nan if r[2] is None else r[1] + r[2] for r in rows]),
+                   np.full(len(rows), size), 4000)
 
 
 def test_window_labels_delay_jitter_loss_and_bitrate():
     t0 = 1000.0
-    sent = [pkt(i, t0 + 0.1 * i, None) for i in range(20)]  # 10 per 1 s window
-    received = [pkt(i, t0 + 0.1 * i, 0.010 + 0.002 * (i % 2)) for i in range(20) if i not in (12, 13)]
+    sent = packets([(i, t0 + 0.1 * i, None) for i in range(20)])  # 10 per 1 s window
+    received = packets([(i, t0 + 0.1 * i, 0.010 + 0.002 * (i % 2)) for i in range(20) if i not in (12, 13)])
     labels = window_labels(sent, received, t0, 1.0)
     assert set(labels) == {0, 1}
     w0, w1 = labels[0], labels[1]
@@ -107,6 +116,64 @@ def test_window_labels_delay_jitter_loss_and_bitrate():
     assert w0["loss_pct"] == 0 and w1["loss_pct"] == pytest.approx(20.0)
     assert w0["sent"] == 10 and w1["received"] == 8
     assert w0["rx_bps"] == pytest.approx(8 * 500 * 10)
+
+
+def test_window_labels_without_a_sender_log_count_what_was_received():
+    t0 = 1000.0
+    received = packets([(i, t0 + 0.25 * i, 0.005) for i in (0, 1, 1, 2, 5)])  # seq 1 delivered twice
+    labels = window_labels(packets([]), received, t0, 1.0)
+    assert labels[0]["sent"] == labels[0]["received"] == 3 and labels[0]["loss_pct"] == 0
+    assert labels[0]["delay_ms"] == pytest.approx(5.0) and labels[0]["jitter_ms"] == pytest.approx(0.0)
+    assert labels[1]["received"] == 1 and window_labels(packets([]), packets([]), t0, 1.0) == {}
+
+
+ITGDEC_LINE = re.compile(r"Seq>\s*(\d+)\s+Src>\s*\S+/(\d+)\s+Dest>\s*\S+\s+txTime>\s*(\d+):(\d+):([\d.]+)\s+"
+                         r"rxTime>\s*(\d+):(\d+):([\d.]+)\s+Size>\s*(\d+)")
+
+
+@pytest.mark.skipif(shutil.which("ITGSend") is None, reason="needs D-ITG (run make install)")
+def test_binary_log_decoder_matches_itgdec_on_a_real_flow(tmp_path: Path):
+    """A real exponential UDP flow on loopback; the numpy decoder reads the receiver's log in two
+    growing pieces (the first cut inside a record) and agrees with ITGDec's text to the microsecond."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sig = sock.getsockname()[1]
+    sock.close()
+    recv = subprocess.Popen(["ITGRecv", "-Sp", str(sig)], cwd=tmp_path, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: f":{sig} " in subprocess.run(["ss", "-ltnH"], capture_output=True, text=True).stdout,
+                 timeout=10, what="ITGRecv listening")
+        subprocess.run(["ITGSend", "-a", "127.0.0.1", "-Sdp", str(sig), "-rp", "19077", "-T", "UDP", "-E", "300",
+                        "-u", "100", "900", "-t", "1500", "-l", "tx.log", "-x", "rx.log"], cwd=tmp_path,
+                       capture_output=True, timeout=30, check=True)
+    finally:
+        recv.terminate()
+        recv.wait(timeout=10)
+    rx_log = tmp_path / "rx.log"
+    full = rx_log.read_bytes()
+    assert len(full) > 100 * 144 and len(full) % 144 == 0
+    growing = tmp_path / "growing.log"
+    growing.write_bytes(full[:50 * 144 + 70])
+    ref = time.time()
+    reader = LogReader(growing, ref)
+    assert len(reader.read()) == 50
+    growing.write_bytes(full)
+    got = reader.read()
+    subprocess.run(["ITGDec", "rx.log", "-l", "rx.txt"], cwd=tmp_path, capture_output=True, timeout=30)
+    rows = [m.groups() for m in map(ITGDEC_LINE.search, (tmp_path / "rx.txt").read_text().splitlines()) if m]
+    assert len(rows) == len(got) == len(full) // 144
+    assert got.sport == int(rows[0][1]) and [int(r[0]) for r in rows] == got.seq.tolist()
+    assert [int(r[8]) for r in rows] == got.size.tolist() and len(set(got.size.tolist())) > 10
+
+    def tod(t: np.ndarray) -> np.ndarray:  # epoch -> local seconds of the day
+        return np.array([(lambda lt: lt.tm_hour * 3600 + lt.tm_min * 60 + lt.tm_sec)(time.localtime(x)) + x % 1
+                         for x in t])
+
+    want_tx = np.array([int(h) * 3600 + int(m) * 60 + float(s) for _, _, h, m, s, *_ in rows])
+    want_rx = np.array([int(h) * 3600 + int(m) * 60 + float(s) for *_, h, m, s, _ in rows])
+    assert np.abs(tod(got.tx) - want_tx).max() < 2e-6 and np.abs(tod(got.rx) - want_rx).max() < 2e-6
+    assert abs(got.tx[0] - ref) < 60  # the day was placed around the reference time
 
 
 def window(stores: Stores, run: str, w: int, nflows: int = 5) -> bool:

@@ -1,4 +1,4 @@
-"""D-ITG: the sender command for a flow, and decoding of its logs (ITGDec -l) into packets.
+"""D-ITG: the sender command for a flow, and incremental decoding of its binary logs into packets.
 
 ITGSend's inter-departure options: -C constant, -E exponential, -O Poisson, -U uniform (all in
 packets/s); size options: -c constant, -e exponential, -o Poisson, -u uniform (bytes).
@@ -6,11 +6,11 @@ packets/s); size options: -c constant, -e exponential, -o Poisson, -u uniform (b
 
 from __future__ import annotations
 
-import re
-import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 IDT_OPT = {"constant": "-C", "exponential": "-E", "poisson": "-O", "uniform": "-U"}
 SIZE_OPT = {"constant": "-c", "exponential": "-e", "poisson": "-o", "uniform": "-u"}
@@ -38,50 +38,74 @@ def sender_args(dst_ip: str, dport: int, protocol: str, idt: str, pps: float,
 
 
 @dataclass(frozen=True)
-class Packet:
-    seq: int
-    src: str  # ip/port
-    dst: str  # ip/port
-    tx: float  # epoch seconds
-    rx: float | None
-    size: int
+class Packets:
+    """Packets of one D-ITG log as columns: sequence number, send and receive time (epoch seconds;
+    receive time NaN where the packet was not received) and size in bytes."""
+
+    seq: np.ndarray
+    tx: np.ndarray
+    rx: np.ndarray
+    size: np.ndarray
+    sport: int | None = None  # the flow's source port (D-ITG picks it; read back from the log)
+
+    def __len__(self) -> int:
+        return int(self.seq.size)
+
+    @classmethod
+    def empty(cls) -> Packets:
+        return cls(np.zeros(0, np.int64), np.zeros(0), np.zeros(0), np.zeros(0, np.int64))
 
 
-_LINE = re.compile(r"Flow>\s*(\d+)\s+Seq>\s*(\d+)\s+Src>\s*(\S+)\s+Dest>\s*(\S+)\s+"
-                   r"txTime>\s*([\d:.]+)\s+rxTime>\s*([\d:.]+)\s+Size>\s*(\d+)")
+#: One record of a D-ITG 2.8.1 binary log (ITGSend -l and -x alike), little-endian, 144 bytes: flow,
+#: sequence number, source and destination port, send hour and minute, receive hour and minute,
+#: size, source and destination address as NUL-padded text, send and receive seconds. Times are
+#: the local time of day. Checked against `ITGDec -l` in tests/test_traffic_units.py.
+RECORD = np.dtype([("flow", "<u4"), ("seq", "<u4"), ("sport", "<u4"), ("dport", "<u4"),
+                   ("tx_h", "<u4"), ("tx_m", "<u4"), ("rx_h", "<u4"), ("rx_m", "<u4"), ("size", "<u4"),
+                   ("src", "S46"), ("dst", "S46"), ("tx_s", "<f8"), ("rx_s", "<f8")])
 
 
-def _epoch(tod: str, ref: float) -> float:
-    """A time of day (H:M:S.us, local time, as D-ITG logs it) as epoch seconds nearest `ref`."""
-    h, m, s = tod.split(":")
-    secs = int(h) * 3600 + int(m) * 60 + float(s)
+def _midnight(ref: float) -> float:
+    """Epoch seconds of the local midnight before `ref`."""
     lt = time.localtime(ref)
-    midnight = ref - (lt.tm_hour * 3600 + lt.tm_min * 60 + lt.tm_sec + (ref % 1))
-    t = midnight + secs
-    if t - ref > 43200:
-        t -= 86400
-    elif ref - t > 43200:
-        t += 86400
-    return t
+    return ref - (lt.tm_hour * 3600 + lt.tm_min * 60 + lt.tm_sec + (ref % 1))
 
 
-def decode(log: Path, ref: float, workdir: Path) -> list[Packet]:
-    """Packets of a D-ITG binary log (sender or receiver side); [] when the log is missing."""
-    if not log.exists() or log.stat().st_size == 0:
-        return []
-    out = workdir / (log.name + ".txt")
-    subprocess.run(["ITGDec", str(log), "-l", str(out)], capture_output=True, timeout=300, cwd=workdir)
-    packets = []
-    if not out.exists():
-        return packets
-    with out.open() as fh:
-        for line in fh:
-            m = _LINE.search(line)
-            if not m:
-                continue
-            rx = m.group(6)
-            packets.append(Packet(int(m.group(2)), m.group(3), m.group(4), _epoch(m.group(5), ref),
-                                  _epoch(rx, ref) if rx not in ("0:0:0.000000", "0:0:0.0") else None,
-                                  int(m.group(7))))
-    out.unlink()
-    return packets
+def _epoch(h: np.ndarray, m: np.ndarray, s: np.ndarray, ref: float) -> np.ndarray:
+    """Local times of day as epoch seconds, each the one nearest `ref` (a run spans midnight)."""
+    t = _midnight(ref) + h * 3600.0 + m * 60.0 + s
+    return t - 86400.0 * (t - ref > 43200) + 86400.0 * (ref - t > 43200)
+
+
+class LogReader:
+    """Reads a D-ITG binary log as it grows: every `read()` decodes only the whole records
+    appended since the last one (a writer may have flushed part of a record) and returns all
+    packets so far. A missing log reads as no packets."""
+
+    def __init__(self, path: Path, ref: float) -> None:
+        self.path = path
+        self.ref = ref
+        self.offset = 0
+        self.packets = Packets.empty()
+
+    def read(self) -> Packets:
+        try:
+            size = self.path.stat().st_size
+        except FileNotFoundError:
+            return self.packets
+        n = (size - self.offset) // RECORD.itemsize
+        if n <= 0:
+            return self.packets
+        with self.path.open("rb") as fh:
+            fh.seek(self.offset)
+            rec = np.frombuffer(fh.read(n * RECORD.itemsize), RECORD)
+        self.offset += n * RECORD.itemsize
+        lost = (rec["rx_h"] == 0) & (rec["rx_m"] == 0) & (rec["rx_s"] == 0)
+        rx = np.where(lost, np.nan, _epoch(rec["rx_h"], rec["rx_m"], rec["rx_s"], self.ref))
+        old = self.packets
+        self.packets = Packets(np.concatenate([old.seq, rec["seq"].astype(np.int64)]),
+                               np.concatenate([old.tx, _epoch(rec["tx_h"], rec["tx_m"], rec["tx_s"], self.ref)]),
+                               np.concatenate([old.rx, rx]),
+                               np.concatenate([old.size, rec["size"].astype(np.int64)]),
+                               old.sport if old.sport is not None else int(rec["sport"][0]))
+        return self.packets

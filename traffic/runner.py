@@ -1,6 +1,6 @@
 """Run a schedule on the running lab with D-ITG: receivers in the destination hosts, one sender
 per flow per phase in the source hosts, the collector beside it (restarted if it dies), phase
-boundaries and every flow's fate recorded, labels decoded from the D-ITG logs after each phase.
+boundaries and every flow's fate recorded, labels decoded from the D-ITG logs during and after each phase.
 """
 
 from __future__ import annotations
@@ -101,6 +101,8 @@ class TrafficRun:
         self.decoder = ThreadPoolExecutor(max_workers=1)
         self.decoding: list[Future] = []
         self.phase_senders: dict[int, list[Sender]] = {}
+        self.readers: dict[int, dict[Path, ditg.LogReader]] = {}
+        self.readers_lock = threading.Lock()
         self.t0 = 0.0
         #: Decode the running phase's logs every this many seconds, so labels arrive during the phase
         #: (windows older than label_lag_windows only: later packets of a window may still be in flight).
@@ -229,11 +231,24 @@ class TrafficRun:
     def _label_in_thread(self, idx: int, upto_window: int | None = None) -> int:
         stores = Stores(self.stores.root)  # SQLite connections belong to the thread that made them
         try:
-            return self.label_phase(idx, stores, upto_window)
+            return self.label_phase(idx, stores, upto_window, keep_readers=upto_window is not None)
         finally:
             stores.close()
 
-    def label_phase(self, idx: int, stores: Stores | None = None, upto_window: int | None = None) -> int:
+    def _readers_of(self, idx: int, keep: bool) -> dict[Path, ditg.LogReader]:
+        """The phase's log readers: kept while the phase runs, so each live pass decodes only what
+        its logs gained since the last one; a final pass drops them (their packets are labeled)."""
+        with self.readers_lock:
+            readers = self.readers.get(idx, {}) if keep else self.readers.pop(idx, {})
+            if keep:
+                self.readers[idx] = readers
+        for s in self.phase_senders.get(idx, []):
+            for log in (s.tx_log, s.rx_log):
+                readers.setdefault(log, ditg.LogReader(log, self.t0))
+        return readers
+
+    def label_phase(self, idx: int, stores: Stores | None = None, upto_window: int | None = None,
+                    keep_readers: bool = False) -> int:
         """Decode the phase's D-ITG logs into labels for the windows the traffic store has (up to
         `upto_window` while the phase still runs: its logs are still being written)."""
         stores = stores or self.stores
@@ -242,15 +257,13 @@ class TrafficRun:
             "SELECT s.window, f.flow_key FROM snapshot_flows f JOIN snapshots s ON s.id = f.snapshot_id "
             "WHERE s.run_id = ? AND f.flow_no IS NOT NULL", [self.run_id])}
         rows = []
-        work = self.dir / "decode"
-        work.mkdir(exist_ok=True)
         keys = {}
+        readers = self._readers_of(idx, keep_readers)
         for s in self.phase_senders.get(idx, []):
-            sent = ditg.decode(s.tx_log, self.t0, work)
-            received = ditg.decode(s.rx_log, self.t0, work)
-            if not sent and not received:
+            sent, received = readers[s.tx_log].read(), readers[s.rx_log].read()
+            sport = sent.sport if sent.sport is not None else received.sport
+            if sport is None:
                 continue
-            sport = int((sent or received)[0].src.rsplit("/", 1)[1])
             key = flow_key(s.proto, s.pair.src_ip, sport, s.pair.dst_ip, s.dport)
             keys[s.flow_no] = (key, sport)
             for w, lab in window_labels(sent, received, self.t0, self.window_s).items():

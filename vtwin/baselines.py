@@ -44,14 +44,14 @@ def flow_features(samples: list[Sample]) -> np.ndarray:
 
 class MLPBaseline:
     def __init__(self, units: int = 64) -> None:
-        import keras
+        from .tfload import keras
 
         self.model = keras.Sequential([keras.layers.Input((5,)), keras.layers.Dense(units, activation="relu"),
                                        keras.layers.Dense(units, activation="relu"), keras.layers.Dense(2)])
         self.mean = self.std = None
 
     def fit(self, samples: list[Sample], epochs: int = 200, seed: int = 0) -> MLPBaseline:
-        import keras
+        from .tfload import keras
 
         keras.utils.set_random_seed(seed)
         x = flow_features(samples)

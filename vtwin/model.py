@@ -18,9 +18,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import keras
 import numpy as np
-import tensorflow as tf
+
+from .tfload import keras, tf
 
 INPUT_SPEC = {
     "flow_x": tf.TensorSpec([None, 4], tf.float32),

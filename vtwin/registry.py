@@ -140,7 +140,7 @@ class Registry:
 
 def _build(model: RouteNet) -> None:
     """Create the model's weights by calling it once on a one-flow graph."""
-    import tensorflow as tf
+    from .tfload import tf
 
     model({"flow_x": tf.zeros([1, 4]), "link_x": tf.zeros([1, 4]), "path": tf.zeros([1, 1], tf.int32),
            "mask": tf.ones([1, 1], tf.bool), "capacity": tf.ones([1]), "link_delay": tf.zeros([1])})
