@@ -27,8 +27,9 @@ from traffic.schedule import ScheduleError
 from traffic.store import StoreError
 from vtwin.errors import RegistryError, SnapshotError
 
-from . import closed_loop, whatif_cli
+from . import closed_loop, serve_cli, whatif_cli
 from . import demo as demo_mod
+from .config import ConfigError
 from .table import emit, print_table
 
 
@@ -347,6 +348,12 @@ def cmd_train(args: argparse.Namespace) -> None:
     emit(out, args.json, render)
 
 
+def cmd_console(args: argparse.Namespace) -> None:
+    from .console import cmd_console as run_console
+
+    run_console(args)
+
+
 def cmd_model(args: argparse.Namespace) -> None:
     from traffic.store import Stores
     from vtwin.registry import Registry, parse_uri
@@ -481,6 +488,13 @@ def build_parser() -> Parser:
 
     closed_loop.add_parsers(sub, Parser)
     whatif_cli.add_whatif_parser(sub)
+    serve_cli.add_parser(sub)
+    t = sub.add_parser("console", help="live terminal console on the closed loop (worst flows, SLA, model, events)")
+    t.add_argument("--run", default=None, help="this run (default: the one whose loop status changed last)")
+    t.add_argument("--refresh", type=float, default=1.0, help="seconds between refreshes")
+    t.add_argument("--config", default=None, help="configuration file with the SLA policy")
+    t.add_argument("--data", default=None)
+    t.set_defaults(func=cmd_console)
 
     demo_mod.add_parser(sub)
     return p
@@ -503,7 +517,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args.func(args)
     except (CliError, LabError, TopologyError, ControllerError, ScheduleError, StoreError, TrafficError,
-            RegistryError, SnapshotError) as exc:
+            RegistryError, SnapshotError, ConfigError) as exc:
         print(f"ndt: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

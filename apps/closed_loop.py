@@ -1,5 +1,6 @@
-"""`ndt run` (the closed loop on its own lab, with a live status line), `ndt drift score` (replay a
-stored run through the detector and score it) and `ndt report` (the with/without-sync report)."""
+"""`ndt run` (the closed loop on its own lab, with a live status line and the SLA monitor),
+`ndt drift score` (replay a stored run through the detector and score it), `ndt sla` (a run's
+SLA results under a policy) and `ndt report` (the with/without-sync report)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from topologies.resolve import load
 from traffic.schedule import load_schedule
 from traffic.store import Stores
 
+from .config import load_config
 from .table import emit, print_table
 
 
@@ -63,6 +65,32 @@ class StatusLine:
             sys.stderr.write("\n")
 
 
+class SlaHook:
+    """Runs the SLA monitor on the loop's windows, at most every `every_s` seconds (its stores
+    belong to the loop's thread, which calls it)."""
+
+    def __init__(self, stores: Stores, policy: Any, every_s: float = 2.0) -> None:
+        self.stores, self.policy, self.every_s = stores, policy, every_s
+        self.monitor = None
+        self.last = 0.0
+
+    def __call__(self, run_id: str, force: bool = False) -> None:
+        from traffic.store import StoreError
+
+        from .sla import SlaMonitor
+
+        now = time.monotonic()
+        if not force and now - self.last < self.every_s:
+            return
+        self.last = now
+        if self.monitor is None:
+            try:
+                self.monitor = SlaMonitor(self.stores, run_id, self.policy)
+            except StoreError:  # the run's row is written as its traffic starts
+                return
+        self.monitor.update()
+
+
 def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
@@ -82,6 +110,7 @@ def cmd_run(args: argparse.Namespace) -> None:
         raise LabError("a lab is already running; 'ndt run' brings up its own (take it down with 'ndt lab down')")
     say = (lambda m: None) if args.json else (lambda m: print(m, file=sys.stderr, flush=True))
     stores = Stores(args.data)
+    sla = SlaHook(stores, load_config(args.config, stores.root).sla)
     lab = LabConfig(of_port=args.of_port, rest_port=args.rest_port)
     # SIGTERM ends the run like Ctrl-C: the lab is taken down either way
     signal.signal(signal.SIGTERM, _interrupt)
@@ -91,7 +120,7 @@ def cmd_run(args: argparse.Namespace) -> None:
         info = state["info"]
         client = ControllerClient(info["controller"]["rest"])
         loop = TwinLoop(schedule, stores, info["hosts"], Topology.from_dict(client.topology()), client, config,
-                        status=status)
+                        status=lambda s: (status(s), sla(s["run"])))
         say(f"run {loop.run_id}: {topo.name}, schedule {schedule.name} ({len(schedule.phases)} phases, "
             f"{schedule.duration_s:g} s), model {loop.manager.serving or 'none yet: bootstrap on the first labels'}, "
             f"data in {stores.root}")
@@ -99,6 +128,7 @@ def cmd_run(args: argparse.Namespace) -> None:
             result = loop.run()
         finally:
             status.done()
+            sla(loop.run_id, force=True)
     finally:
         say("... taking the lab down")
         lab_down()
@@ -152,6 +182,34 @@ def cmd_report(args: argparse.Namespace) -> None:
     emit(rep, args.json, render)
 
 
+def cmd_sla(args: argparse.Namespace) -> None:
+    from .sla import SlaMonitor, summary
+
+    stores = Stores(args.data)
+    monitor = SlaMonitor(stores, args.run, load_config(args.config, stores.root).sla)
+    monitor.update()
+    res = summary(stores, args.run)
+    latest = [w for (w,) in stores.traffic.execute(
+        "SELECT window FROM sla_windows WHERE run_id = ? AND labeled > 0 ORDER BY window DESC LIMIT 1", [args.run])]
+    window = args.window if args.window is not None else (latest[0] if latest else None)
+    flows = [] if window is None else sorted(
+        (f.to_dict() for f in monitor.flows(window)),
+        key=lambda f: -max(f["predicted_ms"] or 0, f["measured_ms"] or 0) / f["budget_ms"])
+    res.update({"window": window, "flow_states": flows, "policy": monitor.policy.to_dict()})
+
+    def render(r: dict[str, Any]) -> None:
+        print(f"{r['run']}: {r['windows']} windows evaluated ({r['labeled_windows']} with labels); "
+              f"{r['predicted_violations']} predicted and {r['measured_violations']} measured violations")
+        print(f"against measured delay: precision {r['precision']}, recall {r['recall']}, F1 {r['f1']}, "
+              f"accuracy {r['accuracy']} (always answering compliant: {r['always_compliant_accuracy']})")
+        if r["window"] is not None:
+            print(f"window {r['window']}, worst flows first:")
+            print_table(r["flow_states"], ["flow_key", "budget_ms", "budget_from", "predicted_ms", "measured_ms",
+                                           "predicted_violation", "measured_violation"])
+
+    emit(res, args.json, render)
+
+
 def add_drift_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--alpha", type=float, default=0.005, help="KSWIN significance level")
     p.add_argument("--drift-window", type=int, default=20, help="KSWIN window size (windows)")
@@ -180,6 +238,7 @@ def _run_args(t: argparse.ArgumentParser) -> None:
     t.add_argument("--of-port", type=int, default=6653)
     t.add_argument("--rest-port", type=int, default=8080)
     t.add_argument("--data", default=None)
+    t.add_argument("--config", default=None, help="configuration file with the SLA policy (see apps/config.py)")
     t.add_argument("--json", action="store_true")
     add_drift_args(t)
 
@@ -197,6 +256,14 @@ def add_parsers(sub, parser_class: type[argparse.ArgumentParser]) -> None:
     t.add_argument("--json", action="store_true")
     add_drift_args(t)
     t.set_defaults(func=cmd_drift_score)
+
+    t = sub.add_parser("sla", help="SLA monitoring of a run: budgets from policy, predicted and measured violations")
+    t.add_argument("run", metavar="RUN")
+    t.add_argument("--window", type=int, default=None, help="show this window's flows (default: the latest labeled)")
+    t.add_argument("--config", default=None, help="configuration file with the SLA policy")
+    t.add_argument("--data", default=None)
+    t.add_argument("--json", action="store_true")
+    t.set_defaults(func=cmd_sla)
 
     t = sub.add_parser("report", help="the closed-loop report of a run: NMSE with and without sync, drifts")
     t.add_argument("run", metavar="RUN")

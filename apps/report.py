@@ -4,7 +4,8 @@ From a run's stored predictions (serving model and frozen shadow), labels, phase
 NMSE (dB) over a sliding window of 100 labeled flow-windows, as a plot with phase boundaries,
 detections and swaps marked; one row per drift with pre- and post-drift NMSE with and without
 sync (the layout of Table 7 of the self-adaptive NDT paper); detection delays; retraining
-durations and the share of the run spent retraining; the swap count. Written as report.json and
+durations and the share of the run spent retraining; the swap count; the SLA monitor's
+confusion matrix against measured delay, with precision, recall, F1 and accuracy. Written as report.json and
 nmse.png in the run's directory (or --out).
 """
 
@@ -140,7 +141,19 @@ def build(stores: Stores, run_id: str) -> dict[str, Any]:
                          if not any(r["detected_window"] == d for r in drifts)],
         "swaps": len(swaps), "trainings": trainings, "training_s": round(train_s, 1),
         "training_share": round(train_s / duration, 4), "sliding_nmse": sliding(s),
+        "sla": _sla(stores, run_id),
     }
+
+
+def _sla(stores: Stores, run_id: str) -> dict[str, Any] | None:
+    """The SLA monitor's totals for the run, if it ran (see apps/sla.py)."""
+    from .sla import summary
+
+    res = summary(stores, run_id)
+    if not res["windows"]:
+        return None
+    res.pop("latest")
+    return res
 
 
 def plot(rep: dict[str, Any], path: Path) -> None:

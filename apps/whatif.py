@@ -15,6 +15,9 @@ Intents (`policies`): intent:reachability (every pair reachable before still is)
 intent:routing-redundancy (every affected pair still has two link-disjoint paths),
 intent:max-utilization[:X] (no link over X of its capacity, computed from offered rates; 0.9).
 
+The VTwin predicts delay and jitter; loss is estimated from the computed loads with a fluid
+model: a flow loses 1 - 1/u of its packets where u > 1 is the highest utilization on its path.
+
 Risk score, in [0, 1] and monotone in both terms:
     severity s = mean over flows of clip((delay / latency budget - 0.8) / 0.4, 0, 1)
                  (0 at 80 % of the budget or less, 1 at 120 % or more; a lost flow counts 1)
@@ -48,6 +51,22 @@ class WhatIfError(ValueError):
     """A request that cannot be answered (one clear message)."""
 
 
+class UnknownSnapshot(WhatIfError):
+    """The request names a snapshot the traffic store does not have."""
+
+
+@dataclass
+class Answer:
+    """A what-if answer and what its evidence pack draws: the network after the scenario."""
+
+    result: dict[str, Any]
+    topo: Topology
+    failed_nodes: set[int]
+    failed_links: set[str]
+    changed_links: set[str]
+    utilization: dict[str, float]
+
+
 @dataclass(frozen=True)
 class Demand:
     key: str
@@ -71,7 +90,7 @@ class Network:
 def baseline(stores: Stores, snapshot_id: int) -> tuple[str, int, Network]:
     rows = list(stores.traffic.query("SELECT run_id, window FROM snapshots WHERE id = ?", [snapshot_id]))
     if not rows:
-        raise WhatIfError(f"no snapshot {snapshot_id}")
+        raise UnknownSnapshot(f"no snapshot {snapshot_id}")
     run = stores.run(rows[0]["run_id"])
     topo = Topology.from_dict(json.loads(run["topology_json"]))
     demands = []
@@ -181,8 +200,9 @@ def route(net: Network) -> tuple[Snapshot, dict[str, list[int]], list[str]]:
     return Snapshot(net.topo, flows, dict(net.capacity), frozenset(net.down)), paths, lost
 
 
-def utilization(snap: Snapshot) -> dict[str, float]:
-    """Highest direction's computed utilization per link."""
+def directed_utilization(snap: Snapshot) -> dict[tuple[str, int], float]:
+    """Computed utilization of every used link direction (link id, from node): offered rates
+    with their header overhead over the capacity."""
     from vtwin.features import HEADER_BYTES
 
     load: dict[tuple[str, int], float] = {}
@@ -190,9 +210,24 @@ def utilization(snap: Snapshot) -> dict[str, float]:
         wire = f.offered_bps * (f.pkt_size + HEADER_BYTES) / f.pkt_size
         for hop in snap.directed_hops(f):
             load[hop] = load.get(hop, 0.0) + wire
+    return {hop: bps / (snap.capacity(hop[0]) * 1e6) for hop, bps in load.items()}
+
+
+def utilization(snap: Snapshot) -> dict[str, float]:
+    """Highest direction's computed utilization per link."""
     out: dict[str, float] = {}
-    for (lid, _), bps in load.items():
-        out[lid] = max(out.get(lid, 0.0), bps / (snap.capacity(lid) * 1e6))
+    for (lid, _), u in directed_utilization(snap).items():
+        out[lid] = max(out.get(lid, 0.0), u)
+    return out
+
+
+def path_loss_pct(snap: Snapshot) -> dict[str, float]:
+    """Per flow: the fluid model's loss (%) at the most loaded link direction of its path."""
+    util = directed_utilization(snap)
+    out = {}
+    for f in snap.flows:
+        u = max((util[hop] for hop in snap.directed_hops(f)), default=0.0)
+        out[f.key] = round(100.0 * max(0.0, 1.0 - 1.0 / u), 3) if u > 1.0 else 0.0
     return out
 
 
@@ -203,7 +238,7 @@ def _graph(net: Network) -> nx.MultiGraph:
     return g
 
 
-def answer(predict, stores: Stores, request: dict[str, Any]) -> dict[str, Any]:
+def answer(predict, stores: Stores, request: dict[str, Any]) -> Answer:
     """Answer one what-if request; `predict(snapshots) -> (delay, jitter, version)`."""
     t0 = time.perf_counter()
     if not isinstance(request, dict):
@@ -212,13 +247,20 @@ def answer(predict, stores: Stores, request: dict[str, Any]) -> dict[str, Any]:
         snapshot_id = int(request["snapshot_id"])
     except (KeyError, TypeError, ValueError):
         raise WhatIfError("the request needs an integer 'snapshot_id' (see ndt data summary)") from None
+    if not 0 <= snapshot_id < 2 ** 63:
+        raise UnknownSnapshot(f"no snapshot {snapshot_id}")
     scenario = request.get("scenario")
     if not isinstance(scenario, dict):
         raise WhatIfError("the request needs a 'scenario' object with a 'type'")
     slo = request.get("slo") or {}
     budget = _number(slo, "latency_ms") if "latency_ms" in slo else None
     jitter_budget = _number(slo, "jitter_ms") if slo.get("jitter_ms") is not None else None
+    loss_budget = _number(slo, "loss_pct", positive=False) if slo.get("loss_pct") is not None else None
+    if loss_budget is not None and loss_budget < 0:
+        raise WhatIfError(f"'loss_pct' must not be negative, got {loss_budget}")
     policies = request.get("policies") or ["intent:reachability"]
+    if not isinstance(policies, list):
+        raise WhatIfError("policies must be a list such as [\"intent:reachability\"]")
     run_id, window, pre_net = baseline(stores, snapshot_id)
     post_net = apply(pre_net, scenario)
     pre_snap, pre_paths, pre_lost = route(pre_net)
@@ -229,11 +271,14 @@ def answer(predict, stores: Stores, request: dict[str, Any]) -> dict[str, Any]:
     post = {f.key: (float(post_d[i]), float(post_j[i])) for i, f in enumerate(post_snap.flows)}
     if budget is None:  # no SLO given: the policy default of ndt's SLA monitor would apply; here, none
         budget = float("inf")
+    util_pre, util_post = utilization(pre_snap), utilization(post_snap)
+    loss_pre, loss_post = path_loss_pct(pre_snap), path_loss_pct(post_snap)
 
-    def violates(kpi: tuple[float, float] | None) -> bool:
+    def violates(kpi: tuple[float, float] | None, loss: float | None) -> bool:
         if kpi is None:
             return True
-        return kpi[0] > budget or (jitter_budget is not None and kpi[1] > jitter_budget)
+        return kpi[0] > budget or (jitter_budget is not None and kpi[1] > jitter_budget) or (
+            loss_budget is not None and (loss or 0.0) > loss_budget)
 
     flows = []
     for d in pre_net.demands:
@@ -245,9 +290,9 @@ def answer(predict, stores: Stores, request: dict[str, Any]) -> dict[str, Any]:
                       "post_delay_ms": None if b is None else round(b[0], 3),
                       "pre_jitter_ms": None if a is None else round(a[1], 3),
                       "post_jitter_ms": None if b is None else round(b[1], 3),
-                      "pre_violation": violates(a), "post_violation": violates(b), "affected": changed,
-                      "lost": b is None})
-    util_pre, util_post = utilization(pre_snap), utilization(post_snap)
+                      "pre_loss_pct": loss_pre.get(d.key), "post_loss_pct": loss_post.get(d.key),
+                      "pre_violation": violates(a, loss_pre.get(d.key)),
+                      "post_violation": violates(b, loss_post.get(d.key)), "affected": changed, "lost": b is None})
     intents = []
     graph = _graph(post_net)
     for pol in policies:
@@ -295,7 +340,7 @@ def answer(predict, stores: Stores, request: dict[str, Any]) -> dict[str, Any]:
         decision = "APPROVE"
         reasons.append("all intents hold and no flow newly violates the SLO")
     wid = uuid.uuid4().hex[:12]
-    return {
+    result = {
         "id": wid, "snapshot_id": snapshot_id, "run": run_id, "window": window, "model_version": version,
         "scenario": scenario, "slo": slo, "policies": policies,
         "pre_state": {"flows": len(pre), "violations": sum(f["pre_violation"] for f in flows),
@@ -310,3 +355,15 @@ def answer(predict, stores: Stores, request: dict[str, Any]) -> dict[str, Any]:
         "risk_score": round(risk, 4), "decision": decision, "reasons": reasons,
         "evidence_pack_url": f"/reports/whatif/{wid}.html", "seconds": round(time.perf_counter() - t0, 4),
     }
+    return Answer(result, post_net.topo, set(post_net.failed_nodes), post_net.down - pre_net.down,
+                  changed_links - (post_net.down - pre_net.down), util_post)
+
+
+def write_evidence(root: Any, ans: Answer) -> dict[str, str]:
+    """The answer's evidence pack (HTML and JSON) under <data>/reports/whatif/."""
+    from pathlib import Path
+
+    from .evidence import whatif_pack
+
+    return whatif_pack(Path(root), ans.result, ans.topo, ans.failed_nodes, ans.utilization, ans.changed_links,
+                       ans.failed_links)

@@ -19,7 +19,7 @@ def cmd_whatif(args: argparse.Namespace) -> None:
     from vtwin.predictor import Predictor
     from vtwin.registry import Registry
 
-    from .whatif import WhatIfError, answer
+    from .whatif import WhatIfError, answer, write_evidence
 
     path = Path(args.request)
     try:
@@ -31,9 +31,11 @@ def cmd_whatif(args: argparse.Namespace) -> None:
     stores = Stores(args.data)
     predictor = Predictor(Registry(stores), xla=False)
     try:
-        res = answer(predictor.predict, stores, request)
+        ans = answer(predictor.predict, stores, request)
     except WhatIfError as exc:
         raise LabError(f"what-if: {exc}") from None
+    res = ans.result
+    res["evidence_pack"] = write_evidence(stores.root, ans)["html"]
 
     def render(r: dict[str, Any]) -> None:
         print(f"{r['decision']} (risk {r['risk_score']}) for {r['scenario'].get('type')} on snapshot "
@@ -43,6 +45,7 @@ def cmd_whatif(args: argparse.Namespace) -> None:
         print(f"blast radius: {r['blast_radius']}")
         print_table([f for f in r["flows"] if f["affected"]][:20],
                     ["flow", "pre_delay_ms", "post_delay_ms", "pre_violation", "post_violation", "lost"])
+        print(f"evidence: {r['evidence_pack']}")
 
     emit(res, args.json, render)
 

@@ -70,6 +70,7 @@ class TwinLoop:
         self.error: BaseException | None = None
         self.phase: int | None = None
         self.predict_ms: list[float] = []
+        self._published = 0.0
         if self.manager.serving:
             self._serve(self.manager.serving)
 
@@ -143,11 +144,26 @@ class TwinLoop:
         except BaseException as exc:  # noqa: BLE001 - reported by the main thread
             self.error = exc
 
-    def snapshot_status(self) -> dict[str, Any]:
-        return {"run": self.run_id, "window": self.last_window, "phase": self.phase,
+    def snapshot_status(self, state: str = "running") -> dict[str, Any]:
+        last = self.detector.detections[-1] if self.detector.detections else None
+        recent = self.predict_ms[-50:]
+        return {"run": self.run_id, "state": state, "window": self.last_window, "phase": self.phase,
                 "phases": len(self.traffic.schedule.phases), "predicted": self.predicted,
                 "detections": len(self.detector.detections), "manager": self.manager.status(),
-                "shadow": self.shadow_version}
+                "shadow": self.shadow_version,
+                "detector": {"features": list(self.config.drift.features), "filled": self.detector.filled,
+                             "window": self.config.drift.window, "seen": self.detector.seen,
+                             "last_detection": None if last is None else last.window},
+                "predict_ms": round(float(np.median(recent)), 2) if recent else None}
+
+    def _publish(self, force: bool = False, state: str = "running") -> None:
+        """Hand the status to the caller every tick and persist it at most once a second."""
+        s = self.snapshot_status(state)
+        self.status(s)
+        now = time.monotonic()
+        if force or now - self._published >= 1.0:
+            self._published = now
+            self.stores.write_status(self.run_id, s)
 
     def run(self) -> dict[str, Any]:
         self.stores.event(self.run_id, time.time(), "loop", {"config": self.config.to_dict()})
@@ -159,7 +175,7 @@ class TwinLoop:
                     self._window(w, phase, flows)
                     self.last_window = w
                 self.manager.tick()
-                self.status(self.snapshot_status())
+                self._publish()
                 time.sleep(POLL_S)
             for w, phase, flows in self._new_windows():
                 self._window(w, phase, flows)
@@ -167,11 +183,14 @@ class TwinLoop:
         except BaseException:
             self.traffic.stop.set()
             worker.join()
+            self._publish(force=True, state="stopped")
             raise
         finally:
             self.manager.stop()
         if self.error is not None:
+            self._publish(force=True, state="failed")
             raise self.error
+        self._publish(force=True, state=(self.result or {}).get("status", "finished"))
         return self.summary()
 
     def stop(self) -> None:

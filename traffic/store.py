@@ -1,11 +1,13 @@
 """The data directory and its three SQLite stores (sqlite-utils, WAL mode, schema version):
 
 - traffic.db: what is known live, no labels: runs, phases, the flows each phase started,
-  one snapshot per measurement window with every active flow and every link, events, and the
-  closed loop's per-window predictions (serving model and frozen shadow);
+  one snapshot per measurement window with every active flow and every link, events, the
+  closed loop's per-window predictions (serving model and frozen shadow), its latest status,
+  and the SLA monitor's per-window results;
 - labels.db: per-flow per-window delay, jitter, loss and received bitrate decoded from D-ITG
   logs, keyed to the traffic store's (run, window) and flow key;
-- weights.db: the virtual twin's model versions (created empty here; vtwin fills it).
+- weights.db: the virtual twin's model versions (created empty here; vtwin fills it), and the
+  model operations' deployments and decisions with their evidence.
 
 Every write that belongs together happens in one transaction, and windows and labels have
 natural primary keys, so a writer that crashes and restarts neither loses committed rows nor
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -105,6 +108,13 @@ class Stores:
             run_id TEXT, window INTEGER, flow_key TEXT, version TEXT, delay_ms REAL, jitter_ms REAL,
             shadow_version TEXT, shadow_delay_ms REAL, shadow_jitter_ms REAL, predicted_at REAL,
             PRIMARY KEY (run_id, window, flow_key))""")
+        t.execute("""CREATE TABLE IF NOT EXISTS loop_status (
+            run_id TEXT PRIMARY KEY, updated_at REAL, pid INTEGER, status TEXT)""")
+        t.execute("""CREATE TABLE IF NOT EXISTS sla_windows (
+            run_id TEXT, window INTEGER, flows INTEGER, predicted_violations INTEGER, labeled INTEGER,
+            measured_violations INTEGER, tp INTEGER, fp INTEGER, fn INTEGER, tn INTEGER, precision REAL,
+            recall REAL, f1 REAL, accuracy REAL, always_compliant_accuracy REAL, evaluated_at REAL,
+            PRIMARY KEY (run_id, window))""")
         self.labels.execute("""CREATE TABLE IF NOT EXISTS labels (
             run_id TEXT, window INTEGER, flow_key TEXT, snapshot_id INTEGER, flow_no INTEGER,
             delay_ms REAL, jitter_ms REAL, loss_pct REAL, sent INTEGER, received INTEGER,
@@ -112,12 +122,23 @@ class Stores:
         self.weights.execute("""CREATE TABLE IF NOT EXISTS models (
             version TEXT PRIMARY KEY, objective TEXT, objective_version TEXT, created_at REAL, parent TEXT, status TEXT,
             weights BLOB, normalization TEXT, data_range TEXT, metrics TEXT, config TEXT)""")
+        self.weights.execute("""CREATE TABLE IF NOT EXISTS deployments (
+            id TEXT PRIMARY KEY, uri TEXT, baseline TEXT, strategy TEXT, weight REAL, thresholds TEXT,
+            status TEXT, created_at REAL, ended_at REAL)""")
+        self.weights.execute("""CREATE TABLE IF NOT EXISTS decisions (
+            id TEXT PRIMARY KEY, at REAL, kind TEXT, subject TEXT, decision TEXT, evidence TEXT, pack TEXT)""")
 
     # -- writes -----------------------------------------------------------------------------------
     def event(self, run_id: str, at: float, kind: str, detail: Any = None) -> None:
         with self.traffic.conn:
             self.traffic["events"].insert({"run_id": run_id, "at": at, "kind": kind,
                                            "detail": json.dumps(detail) if detail is not None else None})
+
+    def write_status(self, run_id: str, status: dict[str, Any]) -> None:
+        """The closed loop's latest status (one row per run, replaced)."""
+        with self.traffic.conn:
+            self.traffic["loop_status"].insert({"run_id": run_id, "updated_at": time.time(), "pid": os.getpid(),
+                                                "status": json.dumps(status, default=str)}, replace=True)
 
     def write_window(self, snapshot: dict[str, Any], flows: list[dict[str, Any]], links: list[dict[str, Any]]) -> bool:
         """Write one window atomically; False (and nothing written) if it was already stored."""
@@ -155,6 +176,13 @@ class Stores:
     def snapshot_ids(self, run_id: str) -> dict[int, int]:
         return {r["window"]: r["id"] for r in self.traffic.query(
             "SELECT id, window FROM snapshots WHERE run_id = ?", [run_id])}
+
+    def latest_run(self) -> str | None:
+        """The run whose loop status was updated last, else the run started last."""
+        rows = list(self.traffic.query("SELECT run_id FROM loop_status ORDER BY updated_at DESC LIMIT 1"))
+        if not rows:
+            rows = list(self.traffic.query("SELECT id AS run_id FROM runs ORDER BY started_at DESC LIMIT 1"))
+        return rows[0]["run_id"] if rows else None
 
     def last_window(self, run_id: str) -> dict[str, Any] | None:
         rows = list(self.traffic.query(

@@ -1,0 +1,182 @@
+"""Evidence packs: one self-contained HTML page (plots embedded as PNG) plus the JSON it was made
+from, per what-if answer and per model deployment, under <data>/reports/{whatif,deployments}/.
+
+A what-if pack holds the request, the decision and its reasons, the intents, the blast radius,
+pre and post state, per-flow delay before and after against the SLO (table and plot) and the
+topology with the affected links drawn. A deployment pack holds the deployment, every decision
+taken on it with its evidence, and the monitored accuracy of candidate and serving model.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+from topologies import Topology
+
+STYLE = """body{font-family:sans-serif;margin:2em;max-width:70em;color:#222}
+table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{border:1px solid #bbb;padding:.2em .6em;text-align:left}
+th{background:#eee}.APPROVE{color:#170}.REVIEW{color:#b60}.REJECT{color:#b00}pre{background:#f6f6f6;padding:1em}
+.pass{color:#170}.fail{color:#b00}"""
+
+
+def _esc(x: Any) -> str:
+    if isinstance(x, float):
+        x = f"{x:.4g}"
+    elif isinstance(x, (dict, list)):
+        x = json.dumps(x)
+    return html.escape("-" if x is None else str(x))
+
+
+def table(rows: list[dict[str, Any]], columns: list[str]) -> str:
+    if not rows:
+        return "<p>(none)</p>"
+    head = "".join(f"<th>{_esc(c)}</th>" for c in columns)
+    body = "".join("<tr>" + "".join(f"<td>{_esc(r.get(c))}</td>" for c in columns) + "</tr>" for r in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def image(png: bytes | None, alt: str) -> str:
+    if not png:
+        return ""
+    return f'<p><img alt="{_esc(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}"></p>'
+
+
+def page(title: str, body: str) -> str:
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{_esc(title)}</title>"
+            f"<style>{STYLE}</style></head><body><h1>{_esc(title)}</h1>{body}</body></html>")
+
+
+def _png(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90)
+    return buf.getvalue()
+
+
+def _figure(width: float, height: float):
+    """A figure and its axes without pyplot's global state (packs are drawn in service threads)."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height))
+    return fig, fig.subplots()
+
+
+def flow_delay_plot(res: dict[str, Any], limit: int = 30) -> bytes | None:
+    """Per-flow predicted delay before and after (the most changed flows), the SLO as a line."""
+    flows = sorted(res["flows"], key=lambda f: -(abs((f["post_delay_ms"] or 0) - (f["pre_delay_ms"] or 0))
+                                                + (1e6 if f["lost"] else 0)))[:limit]
+    if not flows:
+        return None
+    fig, ax = _figure(9, 0.28 * len(flows) + 1.6)
+    ys = range(len(flows))
+    pre = [f["pre_delay_ms"] or 0 for f in flows]
+    post = [f["post_delay_ms"] or 0 for f in flows]
+    ax.barh([y + 0.2 for y in ys], pre, height=0.4, label="before", color="tab:blue")
+    ax.barh([y - 0.2 for y in ys], post, height=0.4, label="after", color="tab:orange")
+    for y, f in zip(ys, flows, strict=True):
+        if f["lost"]:
+            ax.text(0, y - 0.2, " lost (no path)", va="center", fontsize=7, color="tab:red")
+    budget = (res.get("slo") or {}).get("latency_ms")
+    if budget:
+        ax.axvline(float(budget), color="tab:red", ls="--", label=f"SLO {budget} ms")
+    ax.set_yticks(list(ys), [f["flow"][-34:] for f in flows], fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlabel("predicted delay (ms)")
+    ax.legend(fontsize=8, loc="lower right")
+    fig.subplots_adjust(left=0.32, right=0.97, top=0.97, bottom=0.6 / (0.28 * len(flows) + 1.6) + 0.06)
+    return _png(fig)
+
+
+def topology_plot(topo: Topology, failed_links: set[str], changed_links: set[str], failed_nodes: set[int],
+                  utilization: dict[str, float]) -> bytes:
+    """The topology, failed links dashed red, links whose load changed orange, width by utilization."""
+    import networkx as nx
+
+    g = nx.Graph()
+    g.add_nodes_from(n.id for n in topo.nodes)
+    g.add_edges_from((lk.a, lk.b, {"id": lk.id}) for lk in topo.links)
+    have_xy = all(n.lon is not None and n.lat is not None for n in topo.nodes)
+    pos = ({n.id: (n.lon, n.lat) for n in topo.nodes} if have_xy else nx.spring_layout(g, seed=1))
+    fig, ax = _figure(8, 5.5)
+    for lk in topo.links:
+        color, style = ("tab:red", "--") if lk.id in failed_links else (
+            ("tab:orange", "-") if lk.id in changed_links else ("#888", "-"))
+        width = 1 + 4 * min(utilization.get(lk.id, 0.0), 1.5)
+        (xa, ya), (xb, yb) = pos[lk.a], pos[lk.b]
+        ax.plot([xa, xb], [ya, yb], style, color=color, lw=width, zorder=1)
+        if lk.id in failed_links or lk.id in changed_links:
+            ax.text((xa + xb) / 2, (ya + yb) / 2, lk.id, fontsize=7, color=color)
+    xs = [pos[n.id][0] for n in topo.nodes]
+    ys = [pos[n.id][1] for n in topo.nodes]
+    ax.scatter(xs, ys, s=60, zorder=2, c=["tab:red" if n.id in failed_nodes else "tab:blue" for n in topo.nodes])
+    if len(topo.nodes) <= 40:
+        for n in topo.nodes:
+            ax.annotate(n.name, pos[n.id], fontsize=7, xytext=(3, 3), textcoords="offset points")
+    ax.set_axis_off()
+    ax.set_title("red dashed: failed; orange: load changed; width: utilization after", fontsize=9)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def write_pack(directory: Path, ident: str, title: str, body: str, data: dict[str, Any]) -> dict[str, str]:
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / f"{ident}.json").write_text(json.dumps(data, indent=1, default=str))
+    (directory / f"{ident}.html").write_text(page(title, body))
+    return {"html": str(directory / f"{ident}.html"), "json": str(directory / f"{ident}.json")}
+
+
+def whatif_pack(root: Path, res: dict[str, Any], topo: Topology, failed_nodes: set[int],
+                utilization: dict[str, float], changed_links: set[str], failed_links: set[str]) -> dict[str, str]:
+    intents = [{**i, "pass": "pass" if i["pass"] else "FAIL"} for i in res["intent_results"]]
+    flows = sorted(res["flows"], key=lambda f: (not f["affected"], not f["post_violation"], f["flow"]))
+    body = (
+        f"<h2>Decision: <span class='{res['decision']}'>{res['decision']}</span> (risk {res['risk_score']})</h2>"
+        + "<ul>" + "".join(f"<li>{_esc(r)}</li>" for r in res["reasons"]) + "</ul>"
+        + f"<p>Snapshot {res['snapshot_id']} (run {_esc(res['run'])}, window {res['window']}), "
+        f"model {_esc(res['model_version'])}, answered in {1000 * res['seconds']:.1f} ms.</p>"
+        + "<h2>Request</h2><pre>" + _esc(json.dumps({k: res[k] for k in ("scenario", "slo", "policies")}, indent=1))
+        + "</pre><h2>Intents</h2>" + table(intents, ["policy", "pass", "detail"])
+        + "<h2>Blast radius</h2>" + table([res["blast_radius"]], ["devices", "links", "flows"])
+        + "<h2>State before and after</h2>"
+        + table([{"": "before", **res["pre_state"]}, {"": "after", **res["post_state"]}],
+                ["", "flows", "lost", "violations", "max_utilization", "mean_delay_ms"])
+        + "<h2>Per-flow delay against the SLO</h2>" + image(flow_delay_plot(res), "per-flow delay")
+        + "<h2>Affected links</h2>"
+        + image(topology_plot(topo, failed_links, changed_links, failed_nodes, utilization), "topology")
+        + "<h2>Flows (affected first)</h2>"
+        + table(flows, ["flow", "pre_delay_ms", "post_delay_ms", "pre_jitter_ms", "post_jitter_ms",
+                        "post_loss_pct", "pre_violation", "post_violation", "affected", "lost"]))
+    return write_pack(root / "reports" / "whatif", res["id"], f"What-if {res['id']}: {res['scenario'].get('type')}",
+                      body, res)
+
+
+def monitor_plot(decisions: list[dict[str, Any]]) -> bytes | None:
+    rows = [d["evidence"] for d in decisions if d["kind"] == "monitor" and d["evidence"].get("candidate")]
+    if not rows:
+        return None
+    fig, ax = _figure(8, 3.5)
+    xs = list(range(1, len(rows) + 1))
+    for key, label in (("candidate", "candidate"), ("serving", "serving model")):
+        ax.plot(xs, [(r.get(key) or {}).get("delay_mape") for r in rows], "o-", label=label)
+    ax.set_xlabel("monitor check")
+    ax.set_ylabel("delay MAPE (%) on recent windows")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def deployment_pack(root: Path, deployment: dict[str, Any], decisions: list[dict[str, Any]]) -> dict[str, str]:
+    body = ("<h2>Deployment</h2>" + table([deployment], ["id", "uri", "baseline", "strategy", "weight", "status"])
+            + "<h3>Rollback thresholds</h3><pre>" + _esc(json.dumps(deployment["thresholds"], indent=1)) + "</pre>"
+            + "<h2>Decisions</h2>" + table(decisions, ["at_iso", "kind", "decision"])
+            + "<h2>Monitored accuracy</h2>" + (image(monitor_plot(decisions), "monitored MAPE") or "<p>(no checks)</p>")
+            + "".join(f"<h3>{_esc(d['kind'])} at {_esc(d['at_iso'])}: {_esc(d['decision'])}</h3><pre>"
+                      + _esc(json.dumps(d["evidence"], indent=1)) + "</pre>" for d in decisions))
+    return write_pack(root / "reports" / "deployments", deployment["id"],
+                      f"Deployment {deployment['id']}: {deployment['uri']}", body,
+                      {"deployment": deployment, "decisions": decisions})
