@@ -54,8 +54,11 @@ class SlaPolicy:
         unknown = set(d) - {"margin_ms", "classes", "flows"}
         if unknown:
             raise SlaPolicyError(f"unknown key(s) {', '.join(sorted(unknown))}; use margin_ms, classes, flows")
-        margin = float(d.get("margin_ms", DEFAULT_MARGIN_MS))
-        if margin < 0:
+        try:
+            margin = float(d.get("margin_ms", DEFAULT_MARGIN_MS))
+        except (TypeError, ValueError):
+            raise SlaPolicyError(f"margin_ms must be a number of milliseconds, got {d['margin_ms']!r}") from None
+        if not margin >= 0:
             raise SlaPolicyError(f"margin_ms must not be negative, got {margin}")
         classes = d.get("classes") or {}
         if not isinstance(classes, dict):

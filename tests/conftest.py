@@ -163,3 +163,29 @@ def traffic_run(tmp_path_factory, private_run_dir):
     return {"result": json.loads(r.stdout), "data": data, "killed": killed,
             "t": sqlite3.connect(data / "traffic.db", check_same_thread=False),
             "l": sqlite3.connect(data / "labels.db", check_same_thread=False)}
+
+
+TWO_PHASE = {"flows": 6, "seed": 3, "phases": [
+    {"profile": "deterministic", "load": 0.3, "duration_s": 50},
+    {"profile": "exponential", "load": 0.5, "duration_s": 110},
+]}
+
+
+def run_loop(data: Path, schedule: dict, *extra: str) -> dict:
+    """`ndt run` on the diamond with `schedule`; its --json summary."""
+    sched = data.parent / f"{data.name}-schedule.json"
+    sched.write_text(json.dumps(schedule))
+    r = ndt("run", "diamond", "--schedule", str(sched), "--data", str(data), "--json", "--of-port",
+            str(TEST_OF_PORT), "--rest-port", str(TEST_REST_PORT), "--train-budget", "20", *extra, timeout=600)
+    return json.loads(r.stdout)
+
+
+@pytest.fixture(scope="session")
+def two_phase_loop(tmp_path_factory, private_run_dir) -> dict:
+    """One real closed-loop run (UDP at load 0.3, then TCP at 0.5) shared by the loop, SLA and console tests."""
+    if lab_missing():
+        pytest.skip(lab_missing())
+    data = tmp_path_factory.mktemp("loop") / "data"
+    out = run_loop(data, TWO_PHASE)
+    return {"out": out, "data": data, "t": sqlite3.connect(data / "traffic.db", check_same_thread=False),
+            "l": sqlite3.connect(data / "labels.db", check_same_thread=False)}

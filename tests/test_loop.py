@@ -9,24 +9,9 @@ import sqlite3
 
 import pytest
 
-from .conftest import TEST_OF_PORT, TEST_REST_PORT, lab_missing, ndt
+from .conftest import TEST_OF_PORT, TEST_REST_PORT, lab_missing, ndt, run_loop
 
 pytestmark = pytest.mark.skipif(lab_missing() is not None, reason=lab_missing() or "")
-
-TWO_PHASE = {"flows": 6, "seed": 3, "phases": [
-    {"profile": "deterministic", "load": 0.3, "duration_s": 50},
-    {"profile": "exponential", "load": 0.5, "duration_s": 110},
-]}
-
-
-def run_loop(tmp_path, schedule: dict, *extra: str) -> tuple[dict, sqlite3.Connection, sqlite3.Connection]:
-    sched = tmp_path / "schedule.json"
-    sched.write_text(json.dumps(schedule))
-    data = tmp_path / "data"
-    r = ndt("run", "diamond", "--schedule", str(sched), "--data", str(data), "--json", "--of-port",
-            str(TEST_OF_PORT), "--rest-port", str(TEST_REST_PORT), "--train-budget", "20", *extra, timeout=600)
-    out = json.loads(r.stdout)
-    return out, sqlite3.connect(data / "traffic.db"), sqlite3.connect(data / "labels.db")
 
 
 def events(t: sqlite3.Connection, kind: str) -> list[dict]:
@@ -41,8 +26,8 @@ def timeline(t: sqlite3.Connection) -> list[str]:
             t.execute("SELECT at, kind, detail FROM events WHERE kind NOT IN ('receivers', 'loop') ORDER BY id")]
 
 
-def test_two_phase_run_detects_retrains_on_post_drift_labels_and_swaps(tmp_path):
-    out, t, lab = run_loop(tmp_path, TWO_PHASE)
+def test_two_phase_run_detects_retrains_on_post_drift_labels_and_swaps(two_phase_loop):
+    out, t = two_phase_loop["out"], two_phase_loop["t"]
     assert out["status"] == "finished", out
     change = t.execute("SELECT min(window) FROM snapshots WHERE phase_idx = 1").fetchone()[0]
     drifts = events(t, "drift")
@@ -63,7 +48,7 @@ def test_two_phase_run_detects_retrains_on_post_drift_labels_and_swaps(tmp_path)
     last = t.execute("SELECT max(window) FROM snapshots").fetchone()[0]
     assert set(served) >= {boot[0]["version"], r["version"]}, \
         f"served {served} of {last} windows; retraining took {r['seconds']} s: {timeline(t)}"
-    rep = ndt("report", out["run"], "--data", str(tmp_path / "data"), "--json")
+    rep = ndt("report", out["run"], "--data", str(two_phase_loop["data"]), "--json")
     rep = json.loads(rep.stdout)
     # predictions have no gap across the swap: the windows around it are all predicted
     at = next(x["effective_window"] for x in rep["trainings"] if x["outcome"] == "swapped" and x["job"] == "retrain")
@@ -73,11 +58,38 @@ def test_two_phase_run_detects_retrains_on_post_drift_labels_and_swaps(tmp_path)
     d = rep["drifts"][0]
     assert d["after_swap_nmse_with"] < d["after_swap_nmse_without"], d
     assert rep["swaps"] == 2 and rep["files"]["plot"].endswith(".png")
+    assert rep["sla"]["labeled_windows"] > 50 and rep["sla"]["accuracy"] is not None
+
+
+def test_the_loop_persists_its_status_and_the_sla_of_every_window(two_phase_loop):
+    out, t = two_phase_loop["out"], two_phase_loop["t"]
+    (status,) = t.execute("SELECT status FROM loop_status WHERE run_id = ?", [out["run"]]).fetchone()
+    status = json.loads(status)
+    assert status["state"] == "finished" and status["manager"]["serving"] == out["serving"]
+    assert status["detector"]["window"] == 20 and status["predicted"] == out["predicted_windows"]
+    # every predicted window has an SLA row; labeled ones carry a consistent confusion matrix
+    cur = t.execute("SELECT * FROM sla_windows WHERE run_id = ? ORDER BY window", [out["run"]])
+    names = [c[0] for c in cur.description]
+    sla = [dict(zip(names, r, strict=True)) for r in cur]
+    predicted = {w for (w,) in t.execute("SELECT DISTINCT window FROM predictions WHERE run_id = ?", [out["run"]])}
+    assert {r["window"] for r in sla} == predicted
+    labeled = [r for r in sla if r["labeled"]]
+    assert len(labeled) > 0.8 * len(sla)
+    for r in labeled:
+        assert r["tp"] + r["fp"] + r["fn"] + r["tn"] == r["labeled"] <= r["flows"]
+        assert r["measured_violations"] == r["tp"] + r["fn"]
+        assert r["always_compliant_accuracy"] == pytest.approx((r["tn"] + r["fp"]) / r["labeled"], abs=1e-4)
+    # budgets come from the policy (propagation + 5 ms): the loaded TCP phase violates, the light UDP one not
+    phase = dict(t.execute("SELECT window, phase_idx FROM snapshots WHERE run_id = ?", [out["run"]]).fetchall())
+    share = {p: sum(r["measured_violations"] for r in labeled if phase[r["window"]] == p) /
+             max(1, sum(r["labeled"] for r in labeled if phase[r["window"]] == p)) for p in (0, 1)}
+    assert share[0] < 0.05 and share[1] > 0.1, share
 
 
 def test_stationary_traffic_raises_no_drift(tmp_path):
     steady = {"flows": 6, "seed": 3, "phases": [{"profile": "deterministic", "load": 0.5, "duration_s": 160}]}
-    out, t, _ = run_loop(tmp_path, steady)
+    out = run_loop(tmp_path / "data", steady)
+    t = sqlite3.connect(tmp_path / "data" / "traffic.db")
     assert out["status"] == "finished"
     assert out["detections"] == [] and events(t, "drift") == []
     assert out["predicted_windows"] > 60 and out["swaps"] == 1  # the bootstrap model only
