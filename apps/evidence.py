@@ -1,10 +1,12 @@
 """Evidence packs: one self-contained HTML page (plots embedded as PNG) plus the JSON it was made
 from, per what-if answer and per model deployment, under <data>/reports/{whatif,deployments}/.
 
-A what-if pack holds the request, the decision and its reasons, the intents, the blast radius,
-pre and post state, per-flow delay before and after against the SLO (table and plot) and the
-topology with the affected links drawn. A deployment pack holds the deployment, every decision
-taken on it with its evidence, and the monitored accuracy of candidate and serving model.
+A what-if answer is saved as JSON when it is given; its page is drawn from that JSON when first
+asked for (drawing takes several times longer than answering). The page holds the request, the
+decision and its reasons, the intents, the blast radius, pre and post state, per-flow delay
+before and after against the SLO (table and plot) and the topology with the affected links
+drawn. A deployment pack holds the deployment, every decision taken on it with its evidence,
+and the monitored accuracy of candidate and serving model.
 """
 
 from __future__ import annotations
@@ -129,8 +131,25 @@ def write_pack(directory: Path, ident: str, title: str, body: str, data: dict[st
     return {"html": str(directory / f"{ident}.html"), "json": str(directory / f"{ident}.json")}
 
 
-def whatif_pack(root: Path, res: dict[str, Any], topo: Topology, failed_nodes: set[int],
-                utilization: dict[str, float], changed_links: set[str], failed_links: set[str]) -> dict[str, str]:
+def save_whatif(root: Path, res: dict[str, Any], context: dict[str, Any]) -> Path:
+    """The what-if answer and its drawing context as <data>/reports/whatif/<id>.json."""
+    directory = root / "reports" / "whatif"
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{res['id']}.json"
+    path.write_text(json.dumps({**res, "context": context}, indent=1, default=str))
+    return path
+
+
+def render_whatif(root: Path, ident: str) -> dict[str, str]:
+    """The HTML page of a saved what-if answer (made once, then reused)."""
+    directory = root / "reports" / "whatif"
+    page_path = directory / f"{ident}.html"
+    files = {"html": str(page_path), "json": str(directory / f"{ident}.json")}
+    if page_path.exists():
+        return files
+    res = json.loads((directory / f"{ident}.json").read_text())
+    ctx = res.pop("context")
+    topo = Topology.from_dict(ctx["topology"])
     intents = [{**i, "pass": "pass" if i["pass"] else "FAIL"} for i in res["intent_results"]]
     flows = sorted(res["flows"], key=lambda f: (not f["affected"], not f["post_violation"], f["flow"]))
     body = (
@@ -146,12 +165,15 @@ def whatif_pack(root: Path, res: dict[str, Any], topo: Topology, failed_nodes: s
                 ["", "flows", "lost", "violations", "max_utilization", "mean_delay_ms"])
         + "<h2>Per-flow delay against the SLO</h2>" + image(flow_delay_plot(res), "per-flow delay")
         + "<h2>Affected links</h2>"
-        + image(topology_plot(topo, failed_links, changed_links, failed_nodes, utilization), "topology")
+        + image(topology_plot(topo, set(ctx["failed_links"]), set(ctx["changed_links"]), set(ctx["failed_nodes"]),
+                              ctx["utilization"]), "topology")
         + "<h2>Flows (affected first)</h2>"
         + table(flows, ["flow", "pre_delay_ms", "post_delay_ms", "pre_jitter_ms", "post_jitter_ms",
                         "post_loss_pct", "pre_violation", "post_violation", "affected", "lost"]))
-    return write_pack(root / "reports" / "whatif", res["id"], f"What-if {res['id']}: {res['scenario'].get('type')}",
-                      body, res)
+    tmp = page_path.with_suffix(".html.tmp")
+    tmp.write_text(page(f"What-if {ident}: {res['scenario'].get('type')}", body))
+    tmp.replace(page_path)  # a concurrent reader sees the whole page or none
+    return files
 
 
 def monitor_plot(decisions: list[dict[str, Any]]) -> bytes | None:

@@ -10,7 +10,7 @@ model), 422 for malformed requests.
     GET  /twin/status                 lab, serving model and deployment, loop, detector, retraining, latest window
     GET  /twin/snapshots[?run=&limit=&offset=]   time-indexed network states from the traffic store
     GET  /twin/snapshots/{id}         one state: flows (with predictions and labels) and links
-    POST /twin/whatif                 what-if question (see apps/whatif.py), evidence pack written after
+    POST /twin/whatif                 what-if question (see apps/whatif.py); its evidence page is drawn when asked for
     GET  /reports/whatif/{id}.html|json, /reports/deployments/{id}.html|json   evidence packs
     POST /ml/train | /ml/deploy | /ml/monitor | /ml/rollback     model operations (token)
     GET  /ml/models | /ml/deployments | /ml/deployments/{id} | /ml/decisions
@@ -29,7 +29,7 @@ import time
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import BackgroundTasks, Depends, FastAPI, Path, Query, Request
+from fastapi import Depends, FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -38,6 +38,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from vtwin.registry import RegistryError
 
 from .config import Config
+from .evidence import render_whatif
 from .metrics import CONTENT_TYPE, Metrics
 from .modelops import Conflict, ModelOps, NotFound, OpsError, TrainRequest
 from .service_models import (
@@ -53,7 +54,7 @@ from .service_models import (
     WhatIfResponse,
 )
 from .serving import OBJECTIVE, ServingTwin
-from .whatif import Answer, UnknownSnapshot, WhatIfError, answer, write_evidence
+from .whatif import Answer, UnknownSnapshot, WhatIfError, answer, save_answer
 
 ERRORS = {code: {"model": ErrorBody} for code in (400, 401, 403, 404, 409, 422)}
 MAX_ID = 2 ** 53 - 1  # exact in JSON Schema (a float); SQLite takes up to 2 ** 63 - 1
@@ -80,7 +81,7 @@ def _one_line(exc: RequestValidationError) -> str:
 
 
 class Twin:
-    """What the service holds: the serving twin, model operations, metrics, pending packs."""
+    """What the service holds: the serving twin, model operations, metrics."""
 
     def __init__(self, root: pathlib.Path, config: Config) -> None:
         self.root = root
@@ -88,7 +89,6 @@ class Twin:
         self.serving = ServingTwin(root)
         self.ops = ModelOps(self.serving)
         self.metrics = Metrics(self.serving)
-        self.pending: dict[str, threading.Event] = {}
 
     def warm(self) -> None:
         try:
@@ -220,7 +220,7 @@ def create_app(root: pathlib.Path, config: Config) -> FastAPI:
                 "routing_version": s["routing_version"], "flow_rows": flows, "link_rows": links}
 
     @app.post("/twin/whatif", response_model=WhatIfResponse, responses=ERRORS)
-    def whatif(body: WhatIfRequest, background: BackgroundTasks) -> dict[str, Any]:
+    def whatif(body: WhatIfRequest) -> dict[str, Any]:
         request = body.model_dump()
         request["slo"] = {k: v for k, v in request["slo"].items() if v is not None}
 
@@ -233,19 +233,9 @@ def create_app(root: pathlib.Path, config: Config) -> FastAPI:
             return out
 
         ans: Answer = guarded(answer, predict, twin.serving.stores(), request)
-        res = ans.result
-        twin.metrics.whatif.labels(res["decision"]).inc()
-        done = twin.pending[res["id"]] = threading.Event()
-
-        def pack() -> None:
-            try:
-                write_evidence(root, ans)
-            finally:
-                done.set()
-                twin.pending.pop(res["id"], None)
-
-        background.add_task(pack)
-        return res
+        twin.metrics.whatif.labels(ans.result["decision"]).inc()
+        save_answer(root, ans)  # its evidence page is drawn when first asked for
+        return ans.result
 
     @app.get("/reports/{kind}/{name}", responses=ERRORS, response_class=FileResponse)
     def report(kind: str, name: str) -> FileResponse:
@@ -253,9 +243,9 @@ def create_app(root: pathlib.Path, config: Config) -> FastAPI:
         if pattern is None or not pattern.match(name):
             raise ApiError(404, f"no report {kind}/{name}")
         ident = name.rsplit(".", 1)[0]
-        if ident in twin.pending:
-            twin.pending[ident].wait(timeout=30)
         path = root / "reports" / kind / name
+        if kind == "whatif" and name.endswith(".html") and not path.is_file() and path.with_suffix(".json").is_file():
+            render_whatif(root, ident)
         if not path.is_file():
             raise ApiError(404, f"no report {kind}/{name}")
         return FileResponse(path, media_type="text/html" if name.endswith(".html") else "application/json")

@@ -359,11 +359,24 @@ def answer(predict, stores: Stores, request: dict[str, Any]) -> Answer:
                   changed_links - (post_net.down - pre_net.down), util_post)
 
 
-def write_evidence(root: Any, ans: Answer) -> dict[str, str]:
-    """The answer's evidence pack (HTML and JSON) under <data>/reports/whatif/."""
+def save_answer(root: Any, ans: Answer) -> Any:
+    """The answer as JSON under <data>/reports/whatif/, with what its evidence page draws; the
+    page itself is rendered from it when first asked for (drawing takes longer than answering)."""
     from pathlib import Path
 
-    from .evidence import whatif_pack
+    from .evidence import save_whatif
 
-    return whatif_pack(Path(root), ans.result, ans.topo, ans.failed_nodes, ans.utilization, ans.changed_links,
-                       ans.failed_links)
+    return save_whatif(Path(root), ans.result, {
+        "topology": ans.topo.to_dict(), "failed_nodes": sorted(ans.failed_nodes),
+        "failed_links": sorted(ans.failed_links), "changed_links": sorted(ans.changed_links),
+        "utilization": ans.utilization})
+
+
+def write_evidence(root: Any, ans: Answer) -> dict[str, str]:
+    """The answer's evidence pack: its JSON and its HTML page, under <data>/reports/whatif/."""
+    from pathlib import Path
+
+    from .evidence import render_whatif
+
+    save_answer(root, ans)
+    return render_whatif(Path(root), ans.result["id"])
