@@ -176,7 +176,8 @@ def cmd_report(args: argparse.Namespace) -> None:
         print_table(r["drifts"], ["drift", "from", "to", "detection_delay", "pre_nmse_with", "pre_nmse_without",
                                   "post_nmse_with", "post_nmse_without", "post_gain_db"])
         print(f"detections {r['detections']}, false alarms {r['false_alarms']}, swaps {r['swaps']}, "
-              f"training {r['training_s']} s ({100 * r['training_share']:.1f} % of the run)")
+              f"retraining {r['retraining_s']} s ({100 * r['retraining_share']:.1f} % of the run; "
+              f"{r['training_s']} s with the bootstrap model)")
         print(f"wrote {r['files']['json']}" + (f" and {r['files']['plot']}" if r["files"]["plot"] else ""))
 
     emit(rep, args.json, render)

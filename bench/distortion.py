@@ -29,7 +29,8 @@ from ndtcli import ROOT, lab_down, ndt, require_root
 def trainer(data: str, run_id: str, restrained: bool, budget: float) -> subprocess.Popen:
     how = ["--nice", "19", "--idle", "--threads", "1"] if restrained else ["--nice", "0", "--no-idle", "--threads", "0"]
     return subprocess.Popen([sys.executable, "-m", "sync.retrain", "--data", data, "--run", run_id,
-                             "--from-window", "0", "--budget", str(budget), "--replay", "0", *how],
+                             "--from-window", "0", "--budget", str(budget), "--replay", "0",
+                             "--patience", "1000000", *how],  # no early stopping: train the whole phase
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
 
 

@@ -170,6 +170,7 @@ class TwinLoop:
         worker = threading.Thread(target=self._traffic_thread, name="traffic", daemon=True)
         worker.start()
         try:
+            self.manager.start_worker()  # its TensorFlow import and trace overlap the first windows
             while worker.is_alive():
                 for w, phase, flows in self._new_windows():
                     self._window(w, phase, flows)

@@ -2,9 +2,11 @@
 
     serving -> collecting (post-drift labels) -> training -> validating -> swapping -> serving
 
-A drift while the manager is not serving is recorded and not acted on. Training runs as a separate,
-lower-priority process (`sync.retrain`), so the loop keeps predicting and a crash or a timeout of
-the trainer only costs that attempt: the serving model keeps serving and the event is recorded.
+A drift while the manager is not serving is recorded and not acted on. Training runs in a separate,
+lower-priority worker process (`sync.retrain --serve`, started with the loop so that its TensorFlow
+import and trace are paid once, before the first drift), so the loop keeps predicting, and a crash
+or a timeout of the trainer only costs that attempt: the worker is killed (a new one is started
+for the next job), the serving model keeps serving and the event is recorded.
 The validation gate: the candidate replaces the serving model only if its delay MAPE on held-out
 post-drift windows is lower; otherwise it is archived as rejected. The manager's first job can be
 the bootstrap: with no model yet, it collects the first labeled windows and trains the initial one.
@@ -12,7 +14,6 @@ the bootstrap: with no model yet, it collects the first labeled windows and trai
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import threading
@@ -25,6 +26,8 @@ from typing import Any
 from traffic.store import Stores
 from vtwin.registry import Registry
 
+from .worker import TrainerWorker
+
 STATES = ("bootstrap", "serving", "collecting", "training", "validating", "swapping")
 
 
@@ -32,8 +35,10 @@ STATES = ("bootstrap", "serving", "collecting", "training", "validating", "swapp
 class ManagerConfig:
     min_post_windows: int = 10  # labeled windows after the detection before retraining starts
     replay: int = 20
-    budget_s: float = 30.0  # training budget given to the trainer
+    budget_s: float = 30.0  # training budget given to the trainer (early stopping usually ends it sooner)
     timeout_s: float = 180.0  # the trainer is killed after this
+    patience: int = 10  # retraining: epochs without progress (a 1 % better validation MAPE) before stopping
+    bootstrap_patience: int = 50  # a new model plateaus for a while before it learns: any progress counts
     threads: int = 1
     nice: int = 19
     state: int = 32
@@ -43,12 +48,14 @@ class ManagerConfig:
         return dict(self.__dict__)
 
 
+#: Starts a training worker with these arguments. A worker reads jobs as JSON lines on its stdin;
+#: a process without a stdin pipe is a one-shot trainer, which prints one result and ends.
 Trainer = Callable[[list[str]], subprocess.Popen]
 
 
 def default_trainer(args: list[str]) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "sync.retrain", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
+    return subprocess.Popen([sys.executable, "-m", "sync.retrain", "--serve", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, stdin=subprocess.PIPE, text=True, bufsize=1,
                             cwd=Path(__file__).resolve().parents[1])
 
 
@@ -57,7 +64,7 @@ class Job:
     kind: str  # bootstrap | retrain
     from_window: int
     drift_window: int | None
-    proc: subprocess.Popen | None = None
+    proc: subprocess.Popen | None = None  # the worker's process while it runs this job
     started: float = 0.0
     result: dict[str, Any] | None = None
 
@@ -79,6 +86,8 @@ class ModelManager:
         self.history: list[dict[str, Any]] = []
         self.swaps = 0
         self.training_s = 0.0
+        self.worker: TrainerWorker | None = None
+        self.worker_started = 0.0
 
     # -- events -----------------------------------------------------------------------------------
     def _event(self, kind: str, **detail: Any) -> None:
@@ -109,6 +118,7 @@ class ModelManager:
     def tick(self) -> None:
         """Advance the state machine; called by the loop every window (never blocks for long)."""
         with self.lock:
+            self._note_ready()
             job = self.job
             if job is None:
                 return
@@ -119,40 +129,80 @@ class ModelManager:
                 self._poll(job)
 
     # -- training ---------------------------------------------------------------------------------
+    def start_worker(self) -> None:
+        """Start the training worker now (the loop does at its start), so that its TensorFlow import
+        and trace overlap the first windows instead of delaying the first job."""
+        with self.lock:
+            self._worker()
+
+    def _worker(self) -> TrainerWorker:
+        if self.worker is not None and not self.worker.alive():
+            self.worker.kill()  # reap it; a new one takes the job
+            self.worker = None
+        if self.worker is None:
+            c = self.config
+            args = ["--data", str(self.stores.root), "--run", self.run_id, "--threads", str(c.threads),
+                    "--nice", str(c.nice), "--state", str(c.state), "--iterations", str(c.iterations)]
+            self.worker = TrainerWorker(self.trainer(args))
+            self.worker_started = time.monotonic()
+        return self.worker
+
+    def _note_ready(self) -> None:
+        w = self.worker
+        if w is not None and w.ready is not None and not w.ready.get("noted"):
+            w.ready["noted"] = True
+            self._event("trainer_ready", pid=w.pid, seconds=w.ready.get("seconds"),
+                        wall_s=round(time.monotonic() - self.worker_started, 1))
+
     def _start(self, job: Job) -> None:
         c = self.config
-        args = ["--data", str(self.stores.root), "--run", self.run_id, "--from-window", str(job.from_window),
-                "--replay", str(c.replay), "--budget", str(c.budget_s), "--threads", str(c.threads),
-                "--nice", str(c.nice), "--state", str(c.state), "--iterations", str(c.iterations)]
+        request: dict[str, Any] = {"from_window": job.from_window, "replay": c.replay, "budget": c.budget_s}
         if job.kind == "retrain" and self.serving:
-            args += ["--parent", self.serving]
-        job.proc = self.trainer(args)
+            request.update(parent=self.serving, patience=c.patience, min_delta=0.01)
+        else:
+            request.update(patience=c.bootstrap_patience, min_delta=0.0)
+        worker = self._worker()
+        if not worker.send(request):  # it died since it was started: one fresh try
+            worker.kill()
+            self.worker = None
+            worker = self._worker()
+            worker.send(request)
+        job.proc = worker.proc
         job.started = time.monotonic()
         self._to("training")
-        self._event("training_started", job=job.kind, from_window=job.from_window, pid=job.proc.pid,
+        self._event("training_started", job=job.kind, from_window=job.from_window, pid=worker.pid,
+                    trainer_ready=worker.ready is not None,
                     labeled_windows=self.labeled_windows_from(job.from_window))
 
     def _poll(self, job: Job) -> None:
-        proc = job.proc
+        worker = self.worker
         elapsed = time.monotonic() - job.started
-        if proc.poll() is None:
-            if elapsed > self.config.timeout_s:
-                proc.kill()
-                proc.communicate()
+        msg = worker.message() if worker is not None else None
+        if msg is None:
+            if worker is not None and worker.alive():
+                if elapsed > self.config.timeout_s:
+                    worker.kill()
+                    self.worker = None
+                    self.training_s += elapsed
+                    self._finish(job, "training_timeout", seconds=round(elapsed, 1))
+                return
+            if worker is not None:  # it ended: its last lines may still be on their way
+                worker.drain()
+            msg = worker.message() if worker is not None else None
+            if msg is None:
+                error = worker.last_error() if worker is not None else "no trainer"
+                if worker is not None:
+                    worker.kill()
+                self.worker = None
                 self.training_s += elapsed
-                self._finish(job, "training_timeout", seconds=round(elapsed, 1))
-            return
-        out, err = proc.communicate()
+                self._finish(job, "training_failed", seconds=round(elapsed, 1), error=error[:300])
+                return
         self.training_s += elapsed
-        if proc.returncode != 0:
-            tail = (err or "").strip().splitlines()[-1:] or [f"exit status {proc.returncode}"]
-            self._finish(job, "training_failed", seconds=round(elapsed, 1), error=tail[0][:300])
+        if "error" in msg or "version" not in msg:
+            self._finish(job, "training_failed", seconds=round(elapsed, 1),
+                         error=str(msg.get("error") or "the trainer printed no result")[:300])
             return
-        try:
-            job.result = json.loads(out.strip().splitlines()[-1])
-        except (ValueError, IndexError):
-            self._finish(job, "training_failed", seconds=round(elapsed, 1), error="trainer printed no result")
-            return
+        job.result = msg
         self._to("validating")
         self._validate(job, round(elapsed, 1))
 
@@ -191,15 +241,21 @@ class ModelManager:
             self.job = Job("bootstrap", current.from_window, None)
 
     def stop(self) -> None:
-        """Kill a running trainer (the loop is ending)."""
+        """End the worker, killing a running job (the loop is ending)."""
         with self.lock:
-            if self.job and self.job.proc and self.job.proc.poll() is None:
-                self.job.proc.kill()
-                self.job.proc.communicate()
-                self._event("training_cancelled", pid=self.job.proc.pid)
+            worker, self.worker = self.worker, None
+            if worker is None:
+                return
+            if self.state == "training":
+                worker.kill()
+                self._event("training_cancelled", pid=worker.pid)
+            else:
+                worker.close()
 
     def status(self) -> dict[str, Any]:
+        w = self.worker
         return {"state": self.state, "serving": self.serving, "swaps": self.swaps,
                 "training_s": round(self.training_s, 1),
+                "worker": None if w is None else {"pid": w.pid, "ready": w.ready is not None},
                 "job": None if self.job is None else {"kind": self.job.kind, "from_window": self.job.from_window,
                                                       "pid": self.job.proc.pid if self.job.proc else None}}

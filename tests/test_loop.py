@@ -5,6 +5,7 @@ validated swap, the frozen shadow beside it, and no drift on stationary traffic.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 
 import pytest
@@ -59,6 +60,49 @@ def test_two_phase_run_detects_retrains_on_post_drift_labels_and_swaps(two_phase
     assert d["after_swap_nmse_with"] < d["after_swap_nmse_without"], d
     assert rep["swaps"] == 2 and rep["files"]["plot"].endswith(".png")
     assert rep["sla"]["labeled_windows"] > 50 and rep["sla"]["accuracy"] is not None
+    # one training worker, traced once at the start, trained both models; it is gone after the run
+    started = events(t, "training_started")
+    ready = events(t, "trainer_ready")
+    assert len(ready) == 1 and {s["pid"] for s in started} == {ready[0]["pid"]}, timeline(t)
+    assert all(s["trainer_ready"] for s in started)
+    assert not os.path.exists(f"/proc/{ready[0]['pid']}")
+    assert rep["retraining_s"] == pytest.approx(r["seconds"], abs=0.2) and rep["retraining_share"] < 0.2
+
+
+def test_the_training_worker_traces_once_and_answers_jobs_in_turn(traffic_run, tmp_path):
+    """The real worker (`sync.retrain --serve`) on a real lab's labels: ready once, a bootstrap job,
+    a warm-started job scored against its parent, a bad job answered with an error, then the
+    next job still served; it ends at the end of its input."""
+    import shutil
+
+    from sync.manager import default_trainer
+    from sync.worker import TrainerWorker
+
+    from .conftest import wait_for
+
+    data = tmp_path / "data"
+    shutil.copytree(traffic_run["data"], data, ignore=shutil.ignore_patterns("runs"))
+    (run,) = sqlite3.connect(data / "traffic.db").execute("SELECT id FROM runs").fetchone()
+    worker = TrainerWorker(default_trainer(["--data", str(data), "--run", run, "--threads", "1"]))
+    try:
+        wait_for(lambda: worker.ready, timeout=120, what="the worker's trace")
+
+        def answer(job: dict) -> dict:
+            assert worker.send(job)
+            return wait_for(worker.message, timeout=120, what=f"the answer to {job}")
+
+        first = answer({"from_window": 0, "to_window": 7, "budget": 20, "patience": 50, "min_delta": 0})
+        assert first["version"] == "v1" and first["serving"] is None and first["training"]["epochs"] > 1
+        second = answer({"from_window": 8, "parent": "v1", "budget": 20})
+        assert second["version"] == "v2" and second["serving"]["delay_mape"] is not None
+        assert second["first_train_window"] >= 8 and second["replay_windows"] >= 1
+        bad = answer({"from_window": 0, "parent": "v9"})
+        assert "v9" in bad["error"] and worker.alive()
+        assert answer({"from_window": 10 ** 6})["error"].startswith("ValueError: only 0 labeled")
+        worker.close(timeout=30)
+        assert worker.proc.returncode == 0 and worker.ready["pid"] == worker.pid
+    finally:
+        worker.kill()
 
 
 def test_the_loop_persists_its_status_and_the_sla_of_every_window(two_phase_loop):
@@ -96,7 +140,6 @@ def test_stationary_traffic_raises_no_drift(tmp_path):
 
 
 def test_ctrl_c_stops_the_run_and_takes_the_lab_down(tmp_path):
-    import os
     import signal
     import subprocess
     import sys
@@ -134,7 +177,9 @@ def test_ctrl_c_stops_the_run_and_takes_the_lab_down(tmp_path):
     assert not {"s1", "s2", "s3", "s4"} & set(bridges)
     t = sqlite3.connect(data / "traffic.db")
     assert t.execute("SELECT status FROM runs").fetchone()[0] == "stopped"
-    # the run's own senders and receivers are gone (their PIDs are in its events)
+    # the run's own senders, receivers and training worker are gone (their PIDs are in its events and status)
     pids = [pid for (d,) in t.execute("SELECT detail FROM events WHERE kind = 'receivers'")
             for pid in json.loads(d).values()]
+    (status,) = t.execute("SELECT status FROM loop_status").fetchone()
+    pids.append(json.loads(status)["manager"]["worker"]["pid"])
     assert pids and not [p for p in pids if os.path.exists(f"/proc/{p}")]

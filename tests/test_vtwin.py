@@ -190,3 +190,32 @@ def test_train_and_model_commands(traffic_run, tmp_path):
     assert [m["status"] for m in listed] == ["active", "rolled_back"]
     r = ndt("model", "show", "registry://delay:v9", "--data", str(data), check=False)
     assert r.returncode == 1 and r.stderr.count("\n") == 1 and "no model" in r.stderr
+
+
+def test_a_fitter_traces_once_and_its_fits_do_not_leak_into_each_other():
+    """The retraining worker's Fitter: warming up moves no weight, and a second fit from the same
+    weights gives the same model as the first (the optimizer is reset), with one trace in all."""
+    from vtwin.dataset import Sample
+    from vtwin.train import Fitter
+
+    topo = load("mesh6")
+    samples = []
+    for w in range(12):
+        snap = mesh_snapshot()
+        rates = np.array([f.offered_bps for f in snap.flows]) / 1e6
+        delay = 2.0 + 3.0 * rates * (1 + 0.1 * (w % 3))
+        samples.append(Sample("run-x", w, 0, topo.name, snap, delay, 0.1 * delay))
+    model = build_model(16, 2)
+    _build(model)
+    w0 = model.get_weights()
+    fitter = Fitter(model)
+    fitter.warm_up()
+    assert all(np.array_equal(a, b) for a, b in zip(w0, model.get_weights(), strict=True))
+    r1 = fitter.fit(samples, epochs=6, patience=99, progress=False, lr=3e-3)
+    w1 = model.get_weights()
+    assert not all(np.array_equal(a, b) for a, b in zip(w0, w1, strict=True))
+    model.set_weights(w0)
+    r2 = fitter.fit(samples, r1.norm, epochs=6, patience=99, progress=False, lr=3e-3)
+    assert all(np.allclose(a, b, rtol=1e-4, atol=1e-6) for a, b in zip(w1, model.get_weights(), strict=True))
+    assert [h["val_mape"] for h in r1.history] == pytest.approx([h["val_mape"] for h in r2.history], rel=1e-3)
+    assert fitter.step.experimental_get_tracing_count() == 1

@@ -88,6 +88,13 @@ class RouteNet(keras.Model):
         return delay, jitter
 
 
+def tiny_graph() -> dict[str, np.ndarray]:
+    """A normalized one-flow, one-link graph to trace a function with."""
+    return {"flow_x": np.zeros((1, 4), np.float32), "link_x": np.zeros((1, 4), np.float32),
+            "path": np.zeros((1, 1), np.int32), "mask": np.ones((1, 1), bool),
+            "capacity": np.ones(1, np.float32), "link_delay": np.zeros(1, np.float32)}
+
+
 def to_tensors(t: dict[str, Any]) -> dict[str, tf.Tensor]:
     return {k: tf.convert_to_tensor(t[k], dtype=spec.dtype) for k, spec in INPUT_SPEC.items()}
 

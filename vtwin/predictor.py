@@ -15,15 +15,8 @@ from typing import Any
 import numpy as np
 
 from .features import Normalization, graph_tensors
-from .model import RouteNet, build_model, make_predict_fn
+from .model import RouteNet, build_model, make_predict_fn, tiny_graph
 from .registry import Registry, RegistryError, _build, uri
-
-
-def _tiny_graph() -> dict[str, np.ndarray]:
-    """A normalized one-flow, one-link graph to trace a prediction function with."""
-    return {"flow_x": np.zeros((1, 4), np.float32), "link_x": np.zeros((1, 4), np.float32),
-            "path": np.zeros((1, 1), np.int32), "mask": np.ones((1, 1), bool),
-            "capacity": np.ones(1, np.float32), "link_delay": np.zeros(1, np.float32)}
 
 
 class _Instance:
@@ -32,7 +25,7 @@ class _Instance:
         _build(self.model)
         self.fn = make_predict_fn(self.model, xla=xla)
         if not xla:  # one trace serves every shape: take it now, not on the first prediction
-            self.fn(_tiny_graph())
+            self.fn(tiny_graph())
         self.norm: Normalization | None = None
         self.version: str | None = None
         self.in_flight = 0

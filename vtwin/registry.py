@@ -17,7 +17,7 @@ from traffic.store import Stores
 
 from .errors import RegistryError
 from .features import Normalization
-from .model import RouteNet, build_model
+from .model import RouteNet, build_model, tiny_graph, to_tensors
 
 STATUSES = ("candidate", "active", "archived", "rejected", "rolled_back")
 _URI = re.compile(r"^(?:registry://)?(?:(?P<objective>[a-z_]+):)?(?P<version>v\d+)$")
@@ -140,7 +140,4 @@ class Registry:
 
 def _build(model: RouteNet) -> None:
     """Create the model's weights by calling it once on a one-flow graph."""
-    from .tfload import tf
-
-    model({"flow_x": tf.zeros([1, 4]), "link_x": tf.zeros([1, 4]), "path": tf.zeros([1, 1], tf.int32),
-           "mask": tf.ones([1, 1], tf.bool), "capacity": tf.ones([1]), "link_delay": tf.zeros([1])})
+    model(to_tensors(tiny_graph()))
