@@ -28,7 +28,8 @@ def drift_config(args: argparse.Namespace):
 
     try:
         return DriftConfig(alpha=args.alpha, window=args.drift_window, stat=args.drift_stat,
-                           min_change=args.min_change, features=tuple(args.features.split(",")))
+                           min_change=args.min_change, features=tuple(args.features.split(",")),
+                           smooth=args.drift_smooth)
     except DriftConfigError as exc:
         raise LabError(f"drift detector: {exc}") from None
 
@@ -217,6 +218,7 @@ def add_drift_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--drift-stat", type=int, default=8, help="KSWIN statistic size (windows)")
     p.add_argument("--min-change", type=float, default=0.2, help="smallest relative change of the mean that counts")
     p.add_argument("--features", default="rate", help="comma-separated: rate,spread,size")
+    p.add_argument("--drift-smooth", type=int, default=2, help="feed the detector the mean of this many windows")
 
 
 def run_parser_defaults() -> dict[str, Any]:

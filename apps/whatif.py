@@ -41,6 +41,7 @@ import numpy as np
 from topologies import Link, Topology
 from topologies.routing import path_links, shortest_path
 from traffic.store import Stores
+from vtwin.dataset import negligible
 from vtwin.features import FlowSpec, Snapshot
 
 SCENARIOS = ("link_failure", "node_failure", "capacity_change", "traffic_growth", "add_link", "routing_weight")
@@ -96,7 +97,7 @@ def baseline(stores: Stores, snapshot_id: int) -> tuple[str, int, Network]:
     demands = []
     for f in stores.traffic.query("SELECT * FROM snapshot_flows WHERE snapshot_id = ?", [snapshot_id]):
         links = json.loads(f["links"] or "[]")
-        if not links:
+        if not links or negligible(f):
             continue
         rate = f["offered_bps"] or f["measured_bps"] or 0.0
         wb, wp = f["window_bytes"], f["window_packets"]

@@ -37,7 +37,9 @@ class ManagerConfig:
     replay: int = 20
     budget_s: float = 30.0  # training budget given to the trainer (early stopping usually ends it sooner)
     timeout_s: float = 180.0  # the trainer is killed after this
-    patience: int = 10  # retraining: epochs without progress (a 1 % better validation MAPE) before stopping
+    # retraining: epochs without progress (a 1 % better validation MAPE) before stopping; a warm-started
+    # model facing an overloaded phase crawls for 60 epochs before its queues grow (10 stopped it there)
+    patience: int = 30
     bootstrap_patience: int = 50  # a new model plateaus for a while before it learns: any progress counts
     threads: int = 1
     nice: int = 19

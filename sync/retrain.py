@@ -47,7 +47,7 @@ class Job:
     replay: int = 20
     held_out: float = 0.25
     budget: float = 30.0
-    patience: int = 10
+    patience: int = 30
     min_delta: float = 0.01
     lr: float = 3e-3
     seed: int = 0

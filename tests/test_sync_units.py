@@ -62,8 +62,32 @@ def test_one_detection_per_real_change_after_it_happens(factor):
     assert 60 <= found[0] < 60 + 20 and 120 <= found[1] < 120 + 20
 
 
+def split_polls(n: int, mean: float, rng: random.Random, p: float = 0.15) -> list[float]:
+    """Steady per-window rates where now and then a counter poll's bytes land in the next window
+    (pairs like 0.55, 1.67 around 1.11 Mbit/s, as seen on Abilene)."""
+    v = [mean * (1 + rng.gauss(0, 0.01)) for _ in range(n)]
+    for i in range(n - 1):
+        if rng.random() < p:
+            moved = v[i] * rng.uniform(0.3, 0.6)
+            v[i] -= moved
+            v[i + 1] += moved
+    return v
+
+
+def test_smoothing_two_windows_sees_changes_that_split_polls_hide():
+    hits = {1: 0, 2: 0}
+    for seed in range(20):
+        rng = random.Random(seed)
+        values = split_polls(100, 1.0, rng) + split_polls(100, 0.75, rng)
+        for k in hits:
+            found = detect(values, DriftConfig(smooth=k))
+            hits[k] += len(found) == 1 and 100 <= found[0] < 120
+    assert hits[2] >= 18 and hits[2] > hits[1] + 3, hits
+    assert detect(split_polls(3000, 1.0, random.Random(99))) == []
+
+
 def test_bad_detector_settings_are_refused():
-    for kw in ({"alpha": 0}, {"stat": 1}, {"window": 10, "stat": 8}, {"features": ("x",)}):
+    for kw in ({"alpha": 0}, {"stat": 1}, {"window": 10, "stat": 8}, {"features": ("x",)}, {"smooth": 0}):
         with pytest.raises(DriftConfigError):
             DriftConfig(**kw)
 

@@ -219,3 +219,20 @@ def test_a_fitter_traces_once_and_its_fits_do_not_leak_into_each_other():
     assert all(np.allclose(a, b, rtol=1e-4, atol=1e-6) for a, b in zip(w1, model.get_weights(), strict=True))
     assert [h["val_mape"] for h in r1.history] == pytest.approx([h["val_mape"] for h in r2.history], rel=1e-3)
     assert fitter.step.experimental_get_tracing_count() == 1
+
+
+def test_snapshots_leave_out_negligible_background_flows():
+    """D-ITG's signaling connections (not the run's, a few kbit/s) stay out of a window's snapshot;
+    TCP acknowledgement streams and the run's own flows, however slow, stay in."""
+    from vtwin.dataset import window_snapshot
+
+    topo = load("line3")
+
+    def row(key: str, flow_no: int | None, bps: float) -> dict:
+        return {"flow_key": key, "links": json.dumps(["L0"]), "src": "h1", "proto": "tcp", "flow_no": flow_no,
+                "offered_bps": bps if flow_no is not None else None, "measured_bps": bps, "pkt_size": None,
+                "window_bytes": 6600, "window_packets": 100}
+
+    snap = window_snapshot(topo, [row("run-slow", 0, 2e3), row("signaling", None, 3e3), row("acks", None, 6e4)])
+    assert [f.key for f in snap.flows] == ["run-slow", "acks"]
+    assert window_snapshot(topo, [row("signaling", None, 3e3)]) is None
