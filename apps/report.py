@@ -6,7 +6,7 @@ detections and swaps marked; one row per drift with pre- and post-drift NMSE wit
 sync (the layout of Table 7 of the self-adaptive NDT paper); detection delays; retraining
 durations and the share of the run spent training (the bootstrap model included) and retraining
 (after drifts), the training worker's start-up (TensorFlow import and trace, paid once a run, while
-the first labels arrive); the swap count; the SLA monitor's
+the first labels arrive), the windows left unlabeled while training ran; the swap count; the SLA monitor's
 confusion matrix against measured delay, with precision, recall, F1 and accuracy. Written as report.json and
 nmse.png in the run's directory (or --out).
 """
@@ -100,6 +100,8 @@ def build(stores: Stores, run_id: str) -> dict[str, Any]:
     train_s = sum(t["seconds"] or 0 for t in trainings)
     retrain_s = sum(t["seconds"] or 0 for t in trainings if t["job"] == "retrain")
     ready = [e["detail"].get("seconds") for e in events if e["kind"] == "trainer_ready"]
+    paused = stores.paused_windows(run_id, t0, window_s)
+    pauses = stores.traffic.execute("SELECT count(*) FROM label_pauses WHERE run_id = ?", [run_id]).fetchone()[0]
 
     def seg(lo: int, hi: int, after: int | None = None) -> dict[str, Any]:
         m = (s["window"] >= max(lo, after if after is not None else lo)) & (s["window"] <= hi)
@@ -145,7 +147,8 @@ def build(stores: Stores, run_id: str) -> dict[str, Any]:
                          if not any(r["detected_window"] == d for r in drifts)],
         "swaps": len(swaps), "trainings": trainings, "training_s": round(train_s, 1),
         "training_share": round(train_s / duration, 4), "retraining_s": round(retrain_s, 1),
-        "retraining_share": round(retrain_s / duration, 4), "trainer_starts_s": ready, "sliding_nmse": sliding(s),
+        "retraining_share": round(retrain_s / duration, 4), "trainer_starts_s": ready,
+        "label_pauses": {"count": pauses, "windows": len(paused)}, "sliding_nmse": sliding(s),
         "sla": _sla(stores, run_id),
     }
 

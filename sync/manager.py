@@ -10,6 +10,9 @@ for the next job), the serving model keeps serving and the event is recorded.
 The validation gate: the candidate replaces the serving model only if its delay MAPE on held-out
 post-drift windows is lower; otherwise it is archived as rejected. The manager's first job can be
 the bootstrap: with no model yet, it collects the first labeled windows and trains the initial one.
+Labels pause while the worker starts and while a job trains (`Stores.pause_labels`): a
+training job slows the lab's userspace switches and delay relays a little, so windows measured
+then are left unlabeled rather than stored with delay that is not the network's.
 """
 
 from __future__ import annotations
@@ -90,6 +93,7 @@ class ModelManager:
         self.training_s = 0.0
         self.worker: TrainerWorker | None = None
         self.worker_started = 0.0
+        self._pauses: dict[str, int] = {}  # open label pauses: "warmup" (the worker's trace), "job"
 
     # -- events -----------------------------------------------------------------------------------
     def _event(self, kind: str, **detail: Any) -> None:
@@ -137,14 +141,31 @@ class ModelManager:
         with self.lock:
             self._worker()
 
+    def _pause(self, key: str, reason: str) -> None:
+        """No labels while training shares the lab's cores (bench/distortion.py: a restrained job
+        still added 0.09-0.12 ms to delays whose per-window deviation was 0.07 ms)."""
+        if key not in self._pauses:
+            self._pauses[key] = self.stores.pause_labels(self.run_id, time.time(), reason)
+
+    def _resume(self, key: str) -> None:
+        pid = self._pauses.pop(key, None)
+        if pid is not None:
+            self.stores.resume_labels(pid, time.time())
+
+    def _drop_worker(self) -> None:
+        if self.worker is not None:
+            self.worker.kill()
+            self.worker = None
+        self._resume("warmup")
+
     def _worker(self) -> TrainerWorker:
         if self.worker is not None and not self.worker.alive():
-            self.worker.kill()  # reap it; a new one takes the job
-            self.worker = None
+            self._drop_worker()  # reap it; a new one takes the job
         if self.worker is None:
             c = self.config
             args = ["--data", str(self.stores.root), "--run", self.run_id, "--threads", str(c.threads),
                     "--nice", str(c.nice), "--state", str(c.state), "--iterations", str(c.iterations)]
+            self._pause("warmup", "training worker start-up")
             self.worker = TrainerWorker(self.trainer(args))
             self.worker_started = time.monotonic()
         return self.worker
@@ -153,6 +174,7 @@ class ModelManager:
         w = self.worker
         if w is not None and w.ready is not None and not w.ready.get("noted"):
             w.ready["noted"] = True
+            self._resume("warmup")
             self._event("trainer_ready", pid=w.pid, seconds=w.ready.get("seconds"),
                         wall_s=round(time.monotonic() - self.worker_started, 1))
 
@@ -165,10 +187,10 @@ class ModelManager:
             request.update(patience=c.bootstrap_patience, min_delta=0.0)
         worker = self._worker()
         if not worker.send(request):  # it died since it was started: one fresh try
-            worker.kill()
-            self.worker = None
+            self._drop_worker()
             worker = self._worker()
             worker.send(request)
+        self._pause("job", f"{job.kind} training")
         job.proc = worker.proc
         job.started = time.monotonic()
         self._to("training")
@@ -183,8 +205,7 @@ class ModelManager:
         if msg is None:
             if worker is not None and worker.alive():
                 if elapsed > self.config.timeout_s:
-                    worker.kill()
-                    self.worker = None
+                    self._drop_worker()
                     self.training_s += elapsed
                     self._finish(job, "training_timeout", seconds=round(elapsed, 1))
                 return
@@ -193,9 +214,7 @@ class ModelManager:
             msg = worker.message() if worker is not None else None
             if msg is None:
                 error = worker.last_error() if worker is not None else "no trainer"
-                if worker is not None:
-                    worker.kill()
-                self.worker = None
+                self._drop_worker()
                 self.training_s += elapsed
                 self._finish(job, "training_failed", seconds=round(elapsed, 1), error=error[:300])
                 return
@@ -235,6 +254,7 @@ class ModelManager:
         self._finish(job, "swapped", swap=swap, **detail)
 
     def _finish(self, current: Job, kind: str, **detail: Any) -> None:
+        self._resume("job")
         self._to("serving" if self.serving else "bootstrap")
         self._event(kind, **detail)
         if self.serving:
@@ -246,13 +266,13 @@ class ModelManager:
         """End the worker, killing a running job (the loop is ending)."""
         with self.lock:
             worker, self.worker = self.worker, None
-            if worker is None:
-                return
-            if self.state == "training":
+            if worker is not None and self.state == "training":
                 worker.kill()
                 self._event("training_cancelled", pid=worker.pid)
-            else:
+            elif worker is not None:
                 worker.close()
+            for key in list(self._pauses):
+                self._resume(key)
 
     def status(self) -> dict[str, Any]:
         w = self.worker

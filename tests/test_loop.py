@@ -10,6 +10,8 @@ import sqlite3
 
 import pytest
 
+from traffic.store import Stores
+
 from .conftest import TEST_OF_PORT, TEST_REST_PORT, lab_missing, ndt, run_loop
 
 pytestmark = pytest.mark.skipif(lab_missing() is not None, reason=lab_missing() or "")
@@ -67,6 +69,14 @@ def test_two_phase_run_detects_retrains_on_post_drift_labels_and_swaps(two_phase
     assert all(s["trainer_ready"] for s in started)
     assert not os.path.exists(f"/proc/{ready[0]['pid']}")
     assert rep["retraining_s"] == pytest.approx(r["seconds"], abs=0.2) and rep["retraining_share"] < 0.2
+    # labels paused while the worker started and while each job trained: no label in those windows
+    pauses = t.execute("SELECT reason, start_at, end_at FROM label_pauses ORDER BY id").fetchall()
+    assert [p[0] for p in pauses] == ["training worker start-up", "bootstrap training", "retrain training"]
+    assert all(end is not None and end > start for _, start, end in pauses)
+    paused = Stores(two_phase_loop["data"]).paused_windows(out["run"], *t.execute(
+        "SELECT t0, window_s FROM runs").fetchone())
+    labeled = {w for (w,) in two_phase_loop["l"].execute("SELECT DISTINCT window FROM labels")}
+    assert paused and not paused & labeled
 
 
 def test_the_training_worker_traces_once_and_answers_jobs_in_turn(traffic_run, tmp_path):

@@ -166,6 +166,23 @@ def test_a_drift_during_retraining_is_recorded_not_acted_on(serving_registry):
     assert m.history[-1]["kind"] == "training_cancelled"
 
 
+def test_labels_pause_while_a_job_trains(serving_registry):
+    stores, _, _ = serving_registry
+    m, _ = manager(stores, python_trainer("import time; time.sleep(1.5)"))
+    m.on_drift(3)
+    m.tick()
+    query = "SELECT start_at, end_at FROM label_pauses WHERE reason = 'retrain training'"
+    (start, end), = stores.traffic.execute(query).fetchall()
+    assert end is None  # open while the job runs
+    wait_for(lambda: (m.tick(), m.state == "serving")[1], timeout=30, what="the job's end")
+    (start, end), = stores.traffic.execute(query).fetchall()
+    assert end - start >= 1.0
+    assert stores.traffic.execute("SELECT count(*) FROM label_pauses WHERE end_at IS NULL").fetchone()[0] == 0
+    t0 = start - 10.25  # the pause starts 10.25 s into a run of 1 s windows: window 10 is the first paused
+    paused = stores.paused_windows("run-x", t0, 1.0)
+    assert min(paused) == 10 and max(paused) == int(end - t0) and 9 not in paused
+
+
 @pytest.mark.parametrize("better", [True, False])
 def test_validation_gate_promotes_only_a_better_candidate(serving_registry, better):
     stores, reg, v1 = serving_registry

@@ -250,9 +250,11 @@ class TrafficRun:
     def label_phase(self, idx: int, stores: Stores | None = None, upto_window: int | None = None,
                     keep_readers: bool = False) -> int:
         """Decode the phase's D-ITG logs into labels for the windows the traffic store has (up to
-        `upto_window` while the phase still runs: its logs are still being written)."""
+        `upto_window` while the phase still runs: its logs are still being written), except the
+        windows of a label pause (`Stores.pause_labels`)."""
         stores = stores or self.stores
         snaps = stores.snapshot_ids(self.run_id)
+        paused = stores.paused_windows(self.run_id, self.t0, self.window_s)
         present = {(r["window"], r["flow_key"]) for r in stores.traffic.query(
             "SELECT s.window, f.flow_key FROM snapshot_flows f JOIN snapshots s ON s.id = f.snapshot_id "
             "WHERE s.run_id = ? AND f.flow_no IS NOT NULL", [self.run_id])}
@@ -268,7 +270,8 @@ class TrafficRun:
             keys[s.flow_no] = (key, sport)
             for w, lab in window_labels(sent, received, self.t0, self.window_s).items():
                 # a label is kept only where the traffic store has the flow's features for the window
-                if (w, key) in present and (upto_window is None or w <= upto_window):
+                # and none for a window measured while labels were paused (a training job running)
+                if (w, key) in present and w not in paused and (upto_window is None or w <= upto_window):
                     rows.append({"run_id": self.run_id, "window": w, "flow_key": key, "snapshot_id": snaps[w],
                                  "flow_no": s.flow_no, **lab})
         with stores.traffic.conn:

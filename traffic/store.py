@@ -3,7 +3,7 @@
 - traffic.db: what is known live, no labels: runs, phases, the flows each phase started,
   one snapshot per measurement window with every active flow and every link, events, the
   closed loop's per-window predictions (serving model and frozen shadow), its latest status,
-  and the SLA monitor's per-window results;
+  the SLA monitor's per-window results, and label pauses (the times its training ran);
 - labels.db: per-flow per-window delay, jitter, loss and received bitrate decoded from D-ITG
   logs, keyed to the traffic store's (run, window) and flow key;
 - weights.db: the virtual twin's model versions (created empty here; vtwin fills it), and the
@@ -17,6 +17,7 @@ duplicates them.
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from pathlib import Path
@@ -115,6 +116,8 @@ class Stores:
             measured_violations INTEGER, tp INTEGER, fp INTEGER, fn INTEGER, tn INTEGER, precision REAL,
             recall REAL, f1 REAL, accuracy REAL, always_compliant_accuracy REAL, evaluated_at REAL,
             PRIMARY KEY (run_id, window))""")
+        t.execute("""CREATE TABLE IF NOT EXISTS label_pauses (
+            id INTEGER PRIMARY KEY, run_id TEXT, start_at REAL, end_at REAL, reason TEXT)""")
         self.labels.execute("""CREATE TABLE IF NOT EXISTS labels (
             run_id TEXT, window INTEGER, flow_key TEXT, snapshot_id INTEGER, flow_no INTEGER,
             delay_ms REAL, jitter_ms REAL, loss_pct REAL, sent INTEGER, received INTEGER,
@@ -165,6 +168,27 @@ class Stores:
         with self.labels.conn:
             self.labels["labels"].insert_all(rows, ignore=True)
         return self.labels.execute("SELECT count(*) FROM labels").fetchone()[0] - before
+
+    def pause_labels(self, run_id: str, at: float, reason: str) -> int:
+        """From `at` on, the run's windows get no labels (until `resume_labels`): what the lab
+        measures while a training job shares its cores is not the network's alone."""
+        with self.traffic.conn:
+            return self.traffic["label_pauses"].insert({"run_id": run_id, "start_at": at, "end_at": None,
+                                                        "reason": reason}).last_pk
+
+    def resume_labels(self, pause_id: int, at: float) -> None:
+        with self.traffic.conn:
+            self.traffic.execute("UPDATE label_pauses SET end_at = ? WHERE id = ? AND end_at IS NULL", [at, pause_id])
+
+    def paused_windows(self, run_id: str, t0: float, window_s: float) -> set[int]:
+        """The windows that overlap a label pause (an open one lasts until now)."""
+        out: set[int] = set()
+        now = time.time()
+        for r in self.traffic.query("SELECT start_at, end_at FROM label_pauses WHERE run_id = ?", [run_id]):
+            end = r["end_at"] if r["end_at"] is not None else now
+            first, last = math.floor((r["start_at"] - t0) / window_s), math.ceil((end - t0) / window_s) - 1
+            out.update(range(max(first, 0), last + 1))
+        return out
 
     # -- reads ------------------------------------------------------------------------------------
     def run(self, run_id: str) -> dict[str, Any]:
