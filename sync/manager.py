@@ -93,6 +93,7 @@ class ModelManager:
         self.training_s = 0.0
         self.worker: TrainerWorker | None = None
         self.worker_started = 0.0
+        self._ready_pid: int | None = None  # the worker whose readiness was recorded
         self._pauses: dict[str, int] = {}  # open label pauses: "warmup" (the worker's trace), "job"
 
     # -- events -----------------------------------------------------------------------------------
@@ -172,8 +173,8 @@ class ModelManager:
 
     def _note_ready(self) -> None:
         w = self.worker
-        if w is not None and w.ready is not None and not w.ready.get("noted"):
-            w.ready["noted"] = True
+        if w is not None and w.ready is not None and self._ready_pid != w.pid:
+            self._ready_pid = w.pid
             self._resume("warmup")
             self._event("trainer_ready", pid=w.pid, seconds=w.ready.get("seconds"),
                         wall_s=round(time.monotonic() - self.worker_started, 1))
@@ -200,25 +201,26 @@ class ModelManager:
 
     def _poll(self, job: Job) -> None:
         worker = self.worker
+        if worker is None:  # stopped under it: nothing will answer
+            self._finish(job, "training_failed", seconds=0.0, error="no trainer")
+            return
         elapsed = time.monotonic() - job.started
-        msg = worker.message() if worker is not None else None
-        if msg is None:
-            if worker is not None and worker.alive():
-                if elapsed > self.config.timeout_s:
-                    self._drop_worker()
-                    self.training_s += elapsed
-                    self._finish(job, "training_timeout", seconds=round(elapsed, 1))
-                return
-            if worker is not None:  # it ended: its last lines may still be on their way
-                worker.drain()
-            msg = worker.message() if worker is not None else None
-            if msg is None:
-                error = worker.last_error() if worker is not None else "no trainer"
+        msg = worker.message()
+        if msg is None and worker.alive():
+            if elapsed > self.config.timeout_s:
                 self._drop_worker()
                 self.training_s += elapsed
-                self._finish(job, "training_failed", seconds=round(elapsed, 1), error=error[:300])
-                return
+                self._finish(job, "training_timeout", seconds=round(elapsed, 1))
+            return
+        if msg is None:  # it ended: its last lines may still be on their way
+            worker.drain()
+            msg = worker.message()
         self.training_s += elapsed
+        if msg is None:
+            error = worker.last_error()
+            self._drop_worker()
+            self._finish(job, "training_failed", seconds=round(elapsed, 1), error=error[:300])
+            return
         if "error" in msg or "version" not in msg:
             self._finish(job, "training_failed", seconds=round(elapsed, 1),
                          error=str(msg.get("error") or "the trainer printed no result")[:300])

@@ -185,9 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     tf.config.threading.set_inter_op_parallelism_threads(args.threads)
     worker = Retrainer(args.data, args.run, args.state, args.iterations)
     if not args.serve:
-        job = Job(from_window=args.from_window, to_window=args.to_window, parent=args.parent, replay=args.replay,
-                  held_out=args.held_out, budget=args.budget, patience=args.patience, min_delta=args.min_delta,
-                  lr=args.lr, seed=args.seed)
+        job = Job(**{name: getattr(args, name) for name in Job.__dataclass_fields__})
         try:
             result = worker.run_job(job)
         except ValueError as exc:
