@@ -1,7 +1,7 @@
 """Retraining jobs, run by the model manager in a separate low-priority process.
 
 A job trains on the run's labeled windows from `from_window` on (the post-drift data) plus a replay
-sample of older labeled windows, warm-started from `parent` (or from scratch for the bootstrap
+sample of the run's older labeled windows, warm-started from `parent` (or from scratch for the bootstrap
 model), within a time budget, with early stopping; holds back the newest post-drift windows;
 scores the parent (before training) and the candidate on them; registers the candidate (status
 `candidate`) and prints one JSON line:
@@ -125,18 +125,18 @@ class Retrainer:
         from vtwin.train import data_range
 
         t0 = time.monotonic()
-        samples = from_stores(self.stores)
+        # the run's own windows only: reading every run of the data directory per job grew with it
+        samples = from_stores(self.stores, runs=[self.run])
         upto = job.to_window if job.to_window is not None else 1 << 62
-        post = sorted((s for s in samples if s.run == self.run and job.from_window <= s.window <= upto),
-                      key=lambda s: s.window)
-        older = [s for s in samples if not (s.run == self.run and s.window >= job.from_window)]
+        post = sorted((s for s in samples if job.from_window <= s.window <= upto), key=lambda s: s.window)
+        older = [s for s in samples if s.window < job.from_window]
         if len(post) < 4:
             raise ValueError(f"only {len(post)} labeled window(s) from window {job.from_window} of {self.run}")
         k = max(1, round(len(post) * job.held_out))
         fit_post, held = post[:-k], post[-k:]
         replay = random.Random(job.seed).sample(older, min(job.replay, len(older)))
 
-        def score(norm) -> dict[str, Any]:
+        def score(fitter, norm) -> dict[str, Any]:
             d, j = fitter.predict_samples(held, norm)
             return scores(d, j, np.concatenate([s.delay_ms for s in held]),
                           np.concatenate([s.jitter_ms for s in held]))
@@ -146,14 +146,14 @@ class Retrainer:
             model, norm, _ = self.registry.load("delay", job.parent)
             parent_uri = uri("delay", job.parent)
             fitter = self._fitter_for(model)
-            serving = score(norm)  # the parent, before training moves its weights
+            serving = score(fitter, norm)  # the parent, before training moves its weights
         else:
             fitter = self.fitter
             if self.initial is not None:
                 fitter.model.set_weights(self.initial)
         res = fitter.fit(fit_post + replay, norm, budget_s=job.budget, epochs=1000, patience=job.patience,
                          min_delta=job.min_delta, seed=job.seed, progress=False, lr=job.lr)
-        cand = score(res.norm)
+        cand = score(fitter, res.norm)
         metrics = {"validation": {"candidate": cand, "serving": serving, "windows": [held[0].window, held[-1].window]},
                    "training": {"epochs": res.epochs, "best_epoch": res.best_epoch, "seconds": res.seconds,
                                 "stopped": res.stopped, "val_delay_mape": res.best_val_mape}}
