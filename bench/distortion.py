@@ -1,11 +1,17 @@
-"""Does retraining distort what the lab measures? Training shares the two cores with the emulated
-network, and a starved switch daemon or delay relay adds delay that is not the network's.
+"""Does the training worker distort what the lab measures? Training shares the two cores with the
+emulated network, and a starved switch daemon or delay relay adds delay that is not the network's.
+The closed loop pauses labels while it would (`sync.manager`); this measures what each pause saves.
 
-Runs stationary traffic (the same deterministic phase three times) on a lab: phase 1 with
-nothing else running, phase 2 with a retraining job as the loop runs it (SCHED_IDLE, nice 19,
-one TensorFlow thread), phase 3 with an unrestrained one (nice 0, all threads). Prints JSON: each
-flow's mean delay per phase, the change against phase 1, and the measurement noise (the
-standard deviation of a flow's per-window delay in phase 1, and the standard error of its mean).
+Runs stationary traffic (the same deterministic phase four times) on a lab and, in phases 2-4, one
+activity of the loop's training worker from the phase's start:
+- "startup": the worker as the loop starts it (`sync.retrain --serve`: SCHED_IDLE, nice 19, one
+  TensorFlow thread) importing TensorFlow and tracing its step, then idle;
+- "restrained": a retraining job as the loop runs it (same restraints), trained for the phase;
+- "unrestrained": the same job at nice 0 with every thread (what the restraints are worth).
+Each activity is compared, flow by flow, over the windows it ran in against phase 1 (nothing
+else running). Prints JSON: per activity its seconds, windows, mean change of delay in ms and
+in % of phase 1, against the measurement noise (standard deviation of a flow's per-window
+delay in phase 1, and the standard error of its mean).
 
     sudo .venv/bin/python bench/distortion.py [--topology diamond] [--phase-s 40] [--load 0.5]
 """
@@ -14,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sqlite3
 import subprocess
 import sys
@@ -25,13 +32,40 @@ from statistics import fmean, pstdev
 
 from ndtcli import ROOT, lab_down, ndt, require_root
 
+ACTIVITIES = ("startup", "restrained", "unrestrained")
 
-def trainer(data: str, run_id: str, restrained: bool, budget: float) -> subprocess.Popen:
-    how = ["--nice", "19", "--idle", "--threads", "1"] if restrained else ["--nice", "0", "--no-idle", "--threads", "0"]
-    return subprocess.Popen([sys.executable, "-m", "sync.retrain", "--data", data, "--run", run_id,
-                             "--from-window", "0", "--budget", str(budget), "--replay", "0",
+
+def trainer(data: str, run_id: str, activity: str, budget: float) -> subprocess.Popen:
+    base = [sys.executable, "-m", "sync.retrain", "--data", data, "--run", run_id]
+    if activity == "startup":
+        return subprocess.Popen([*base, "--serve", "--nice", "19", "--idle", "--threads", "1"], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    how = ["--nice", "19", "--idle", "--threads", "1"] if activity == "restrained" else \
+        ["--nice", "0", "--no-idle", "--threads", "0"]
+    return subprocess.Popen([*base, "--from-window", "0", "--budget", str(budget), "--replay", "0",
                              "--patience", "1000000", *how],  # no early stopping: train the whole phase
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+
+
+def wait_until(cond, timeout: float) -> object:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            value = cond()
+        except sqlite3.Error:
+            value = None
+        if value:
+            return value
+        time.sleep(0.2)
+    return None
+
+
+def query(db: Path, sql: str, args: list) -> list:
+    con = sqlite3.connect(db, timeout=5)
+    try:
+        return con.execute(sql, args).fetchall()
+    finally:
+        con.close()
 
 
 def main() -> int:
@@ -42,84 +76,77 @@ def main() -> int:
     args = ap.parse_args()
     if not require_root("bench/distortion.py"):
         return 1
-    data = tempfile.mkdtemp(prefix="ndt-distortion-")
+    data = Path(tempfile.mkdtemp(prefix="ndt-distortion-"))
     phase = {"profile": "deterministic", "load": args.load, "duration_s": args.phase_s}
-    sched = Path(data) / "steady3.json"
-    sched.write_text(json.dumps({"flows": 6, "seed": 5, "phases": [phase, phase, phase]}))
+    sched = data / "steady4.json"
+    sched.write_text(json.dumps({"flows": 6, "seed": 5, "phases": [phase] * 4}))
     ndt("lab", "up", args.topology)
     jobs: dict[str, dict] = {}
 
     def drive() -> None:
-        """Start a trainer at the start of phases 2 and 3 (once phase 1's labels exist)."""
-        db = Path(data) / "traffic.db"
-        for idx, name in ((1, "restrained"), (2, "unrestrained")):
-            while True:
-                try:
-                    con = sqlite3.connect(db, timeout=5)
-                    row = con.execute("SELECT run_id FROM phases WHERE idx = ?", [idx]).fetchone()
-                    con.close()
-                except sqlite3.Error:
-                    row = None
-                if row:
-                    break
-                time.sleep(0.2)
-            deadline = time.monotonic() + 30  # phase 1's labels are decoded as phase 2 starts
-            while time.monotonic() < deadline:
-                try:
-                    con = sqlite3.connect(Path(data) / "labels.db", timeout=5)
-                    n = con.execute("SELECT count(DISTINCT window) FROM labels").fetchone()[0]
-                    con.close()
-                except sqlite3.Error:
-                    n = 0
-                if n >= 10:
-                    break
-                time.sleep(0.2)
-            t0 = time.monotonic()
-            proc = trainer(data, row[0], name == "restrained", args.phase_s - 5)
-            out, err = proc.communicate()
-            jobs[name] = {"phase": idx, "seconds": round(time.monotonic() - t0, 1), "exit": proc.returncode,
-                          "error": err.strip().splitlines()[-1] if proc.returncode and err.strip() else None}
+        """Start each activity at the start of phases 2-4 (once phase 1's labels exist)."""
+        for idx, name in enumerate(ACTIVITIES, start=1):
+            row = wait_until(lambda i=idx: query(data / "traffic.db", "SELECT run_id FROM phases WHERE idx = ?", [i]),
+                             args.phase_s * 3)
+            if not row:
+                return
+            run_id = row[0][0]
+            wait_until(lambda: query(data / "labels.db", "SELECT count(DISTINCT window) FROM labels", [])[0][0] >= 10,
+                       30)  # phase 1's labels are decoded as phase 2 starts
+            start = time.time()
+            proc = trainer(str(data), run_id, name, args.phase_s - 5)
+            if name == "startup":
+                line = proc.stdout.readline()  # {"ready": ...} once traced
+                end = time.time()
+                proc.stdin.close()
+                _, err = proc.communicate()
+                ok = line.startswith('{"ready"')
+            else:
+                _, err = proc.communicate()
+                end = time.time()
+                ok = proc.returncode == 0
+            jobs[name] = {"phase": idx, "start": start, "end": end, "seconds": round(end - start, 1), "ok": ok,
+                          "error": None if ok else (err.strip().splitlines() or ["?"])[-1]}
 
     driver = threading.Thread(target=drive, daemon=True)
     driver.start()
     try:
-        run = ndt("traffic", "run", str(sched), "--data", data)
+        run = ndt("traffic", "run", str(sched), "--data", str(data))
     finally:
         lab_down()
     driver.join(timeout=120)
-    lab = sqlite3.connect(Path(data) / "labels.db")
-    lab.execute(f"ATTACH '{Path(data) / 'traffic.db'}' AS t")
-    per: dict[tuple[int, int], list[float]] = {}
-    for no, ph, d in lab.execute(
-            "SELECT l.flow_no, s.phase_idx, l.delay_ms FROM labels l JOIN t.snapshots s ON s.id = l.snapshot_id "
-            "WHERE l.run_id = ? AND l.delay_ms IS NOT NULL", [run["run"]]):
-        per.setdefault((no, ph), []).append(d)
-    flows = []
-    for no in sorted({k[0] for k in per}):
-        base = per.get((no, 0), [])
-        if len(base) < 3:
-            continue
-        m0 = fmean(base)
-        row = {"flow": no, "phase1_ms": round(m0, 3), "noise_sd_ms": round(pstdev(base), 3),
-               "noise_se_ms": round(pstdev(base) / len(base) ** 0.5, 3)}
-        for ph, name in ((1, "restrained"), (2, "unrestrained")):
-            vals = per.get((no, ph), [])
-            row[f"{name}_ms"] = round(fmean(vals), 3) if vals else None
-            row[f"{name}_change_ms"] = round(fmean(vals) - m0, 3) if vals else None
-        flows.append(row)
-
-    def mean(key: str) -> float | None:
-        vals = [f[key] for f in flows if f.get(key) is not None]
-        return round(fmean(vals), 3) if vals else None
-
+    (t0, window_s), = query(data / "traffic.db", "SELECT t0, window_s FROM runs WHERE id = ?", [run["run"]])
+    lab = sqlite3.connect(data / "labels.db")
+    lab.execute(f"ATTACH '{data / 'traffic.db'}' AS t")
+    rows = lab.execute("SELECT l.flow_no, s.phase_idx, l.window, l.delay_ms FROM labels l JOIN t.snapshots s "
+                       "ON s.id = l.snapshot_id WHERE l.run_id = ? AND l.delay_ms IS NOT NULL", [run["run"]]).fetchall()
+    base: dict[int, list[float]] = {}
+    for no, ph, _, d in rows:
+        if ph == 0:
+            base.setdefault(no, []).append(d)
+    out: dict[str, dict] = {}
+    for name, job in jobs.items():
+        # the windows wholly inside the activity (and its phase)
+        first, last = math.ceil((job["start"] - t0) / window_s), math.floor((job["end"] - t0) / window_s) - 1
+        during: dict[int, list[float]] = {}
+        for no, ph, w, d in rows:
+            if ph == job["phase"] and first <= w <= last:
+                during.setdefault(no, []).append(d)
+        changes = [(fmean(v) - fmean(base[no]), fmean(base[no])) for no, v in during.items()
+                   if len(base.get(no, [])) >= 3]
+        out[name] = {"seconds": job["seconds"], "ok": job["ok"], "error": job["error"],
+                     "windows": max(0, last - first + 1),
+                     "mean_change_ms": round(fmean(c for c, _ in changes), 3) if changes else None,
+                     "mean_change_pct": round(100 * fmean(c / m for c, m in changes), 2) if changes else None,
+                     "max_abs_change_pct": round(100 * max(abs(c / m) for c, m in changes), 2) if changes else None}
+    noise = [pstdev(v) for v in base.values() if len(v) >= 3]
+    se = [pstdev(v) / len(v) ** 0.5 for v in base.values() if len(v) >= 3]
     print(json.dumps({
         "bench": "distortion", "topology": args.topology, "load": args.load, "phase_s": args.phase_s,
-        "run": run["run"], "data": data, "trainers": jobs, "flows": flows,
-        "mean_change_ms": {"restrained": mean("restrained_change_ms"), "unrestrained": mean("unrestrained_change_ms")},
-        "mean_abs_change_ms": {k: round(fmean(abs(f[f"{k}_change_ms"]) for f in flows
-                                              if f.get(f"{k}_change_ms") is not None), 3) if flows else None
-                               for k in ("restrained", "unrestrained")},
-        "noise_sd_ms": mean("noise_sd_ms"), "noise_se_ms": mean("noise_se_ms"),
+        "run": run["run"], "data": str(data), "activities": out,
+        "phase1_mean_ms": round(fmean(fmean(v) for v in base.values()), 3) if base else None,
+        "noise_sd_ms": round(fmean(noise), 3) if noise else None,
+        "noise_se_ms": round(fmean(se), 3) if se else None,
     }, indent=1))
     return 0
 

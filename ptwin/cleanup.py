@@ -1,5 +1,6 @@
 """Remove exactly what a lab recorded in its state file: its processes (checked by pid and start
-time), its Open vSwitch bridges and its root-namespace interfaces. Nothing else is touched."""
+time), the processes adopted for it (a traffic run's D-ITG processes and collector, a training
+worker), its Open vSwitch bridges and its root-namespace interfaces. Nothing else is touched."""
 
 from __future__ import annotations
 
@@ -7,7 +8,14 @@ from typing import Any
 
 from . import system
 from .shaping import run_batch
-from .state import is_alive, stop_processes
+from .state import adopted_processes, is_alive, stop_processes
+
+
+def stop_adopted() -> list[str]:
+    """End the adopted processes that still run (before the lab: they run in its hosts)."""
+    alive = [r for r in adopted_processes() if is_alive(r)]
+    stop_processes(alive)
+    return [f"process {r['pid']} ({r.get('what')})" for r in alive]
 
 
 def remove_recorded(state: dict[str, Any]) -> list[str]:
@@ -37,7 +45,8 @@ def remove_recorded(state: dict[str, Any]) -> list[str]:
 
 def leftovers(state: dict[str, Any]) -> list[str]:
     """Recorded resources that still exist (empty after a clean down)."""
-    out = [f"process {r['pid']} ({r.get('what')})" for r in state.get("processes", []) if is_alive(r)]
+    procs = [*adopted_processes(), *state.get("processes", [])]
+    out = [f"process {r['pid']} ({r.get('what')})" for r in procs if is_alive(r)]
     out += [f"bridge {b}" for b in sorted(system.existing_bridges() & set(state.get("bridges", [])))]
     present = system.existing_interfaces()
     out += [f"interface {i}" for i in state.get("interfaces", []) if i in present]

@@ -15,10 +15,21 @@ from typing import Any
 from topologies import Topology
 
 from . import system
-from .cleanup import leftovers, remove_recorded
+from .cleanup import leftovers, remove_recorded, stop_adopted
 from .errors import LabError
 from .lab import DELAY_BACKENDS, LabConfig
-from .state import control_path, is_alive, key_path, lab_dir, read_state, state_path, stop_process, write_state
+from .state import (
+    adopted_dir,
+    control_path,
+    is_alive,
+    key_path,
+    lab_dir,
+    process_record,
+    read_state,
+    state_path,
+    stop_process,
+    write_state,
+)
 
 
 def _daemon_rec(state: dict[str, Any]) -> dict[str, Any] | None:
@@ -67,7 +78,20 @@ def lab_up(topo: Topology, config: LabConfig, progress: Callable[[str], None] = 
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 start_new_session=True, cwd="/")
         log.close()
+        # recorded at once: until the daemon writes its own record, only this one lets 'lab down' find it
+        state = read_state() or {}
+        if not state.get("processes"):
+            write_state({**state, "processes": [process_record(proc.pid, "lab daemon")]})
+    try:
+        return _wait_ready(proc, config, progress)
+    except BaseException:  # Ctrl-C or a timeout while it starts: the daemon removes what it built
+        _abort_start(proc)
+        raise
+
+
+def _wait_ready(proc: subprocess.Popen, config: LabConfig, progress: Callable[[str], None]) -> dict[str, Any]:
     last = ""
+    d = lab_dir()
     deadline = time.monotonic() + config.ready_timeout + 90
     while time.monotonic() < deadline:
         state = read_state() or {}
@@ -84,8 +108,22 @@ def lab_up(topo: Topology, config: LabConfig, progress: Callable[[str], None] = 
             _clear(state)
             raise LabError(error)
         time.sleep(0.2)
-    lab_down()
     raise LabError("the lab did not become ready in time; it was taken down")
+
+
+def _abort_start(proc: subprocess.Popen, timeout: float = 25.0) -> None:
+    """Stop a lab daemon that is still starting: SIGTERM makes it tear down what it built so far."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    state = read_state()
+    if state is not None:
+        remove_recorded(state)
+        _clear(state)
 
 
 def _starting_recently(state: dict[str, Any]) -> bool:
@@ -130,6 +168,8 @@ def lab_down(timeout: float = 120.0) -> dict[str, Any]:
     if state is None:
         return {"status": "down", "was_running": False, "removed": []}
     was_alive = lab_alive(state)
+    # first what runs in its hosts for it (traffic, a training worker), left behind if their run was killed
+    adopted = stop_adopted()
     if was_alive:
         try:
             request("down", timeout=10)
@@ -142,7 +182,7 @@ def lab_down(timeout: float = 120.0) -> dict[str, Any]:
         if rec and is_alive(rec):
             stop_process(rec)
         state = read_state() or state
-    removed = remove_recorded(state)
+    removed = adopted + remove_recorded(state)
     left = leftovers(state)
     if left:
         raise LabError(f"could not remove: {', '.join(left[:5])}")
@@ -153,8 +193,12 @@ def lab_down(timeout: float = 120.0) -> dict[str, Any]:
 def _clear(state: dict[str, Any]) -> None:
     if state and leftovers(state):
         remove_recorded(state)
-    for p in (control_path(), key_path(), state_path()):
+    for p in (*adopted_dir().glob("*"), control_path(), key_path(), state_path()):
         try:
             os.unlink(p)
         except FileNotFoundError:
             pass
+    try:
+        adopted_dir().rmdir()
+    except OSError:
+        pass

@@ -19,7 +19,7 @@ from typing import Any
 from topologies import Topology, TopologyError
 from topologies.resolve import load_json
 
-from .cleanup import remove_recorded
+from .cleanup import remove_recorded, stop_adopted
 from .errors import LabError
 from .lab import Lab, LabConfig
 from .state import control_path, key_path, lab_dir, process_record, read_state, write_state
@@ -129,6 +129,7 @@ class Daemon:
     def teardown(self) -> None:
         self.state["status"] = "stopping"
         write_state(self.state)
+        stop_adopted()  # traffic and training started for this lab run in its hosts
         self.lab.down()
         mine = os.getpid()
         rest = dict(self.state, processes=[p for p in self.state["processes"] if p["pid"] != mine])

@@ -2,7 +2,11 @@
 
 The state file lists every resource the lab created (bridges, root-namespace interfaces,
 processes with their start times) as soon as it is created, so `ndt lab down` can remove
-exactly those even when the lab's own process died.
+exactly those even when the lab's own process died. Processes that other programs start for
+the running lab (a traffic run's D-ITG senders and receivers and its collector, the closed
+loop's training worker) are recorded beside it, one file each in `adopted/`
+(`adopt`/`release`), so that `ndt lab down` ends them too when the program that started them
+was killed.
 """
 
 from __future__ import annotations
@@ -35,6 +39,10 @@ def key_path() -> Path:
     return lab_dir() / "control.key"
 
 
+def adopted_dir() -> Path:
+    return lab_dir() / "adopted"
+
+
 def read_state() -> dict[str, Any] | None:
     try:
         return json.loads(state_path().read_text())
@@ -56,11 +64,12 @@ def write_state(state: dict[str, Any]) -> None:
 def start_time(pid: int) -> int | None:
     """The kernel's start time of `pid` (clock ticks since boot), or None if it is gone."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
+        stat = Path(f"/proc/{pid}/stat").read_bytes()
     except OSError:
         return None
-    fields = stat.rsplit(")", 1)[1].split()
-    if fields[0] in ("Z", "X"):
+    # bytes: the command name in parentheses is whatever the process set, not always UTF-8
+    fields = stat.rsplit(b")", 1)[1].split()
+    if fields[0] in (b"Z", b"X"):
         return None  # a zombie has finished running
     return int(fields[19])
 
@@ -69,6 +78,47 @@ def process_record(pid: int, what: str, stop: str = "TERM") -> dict[str, Any]:
     """A process the lab started; `stop` names the signal that ends it (HUP for Mininet shells,
     which ignore TERM), sent to its process group when it leads one."""
     return {"pid": pid, "start": start_time(pid), "what": what, "stop": stop}
+
+
+def adopt(pid: int, what: str, stop: str = "TERM") -> Path | None:
+    """Record a process started for the running lab by another program, so `ndt lab down` ends
+    it even if that program dies; returns the record's path (for `release`), or None when no lab
+    is recorded (a store-only run: nothing would take it down)."""
+    if not state_path().exists():
+        return None
+    rec = process_record(pid, what, stop)
+    if rec["start"] is None:
+        return None  # it has already ended
+    d = adopted_dir()
+    d.mkdir(parents=True, exist_ok=True)
+    path = d / f"{pid}-{rec['start']}.json"
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    tmp.write_text(json.dumps(rec))
+    os.replace(tmp, path)
+    return path
+
+
+def release(path: Path | None) -> None:
+    """Forget an adopted process (its owner stopped it)."""
+    if path is not None:
+        path.unlink(missing_ok=True)
+
+
+def adopted_processes() -> list[dict[str, Any]]:
+    """The adopted processes' records (whether or not they still run)."""
+    out = []
+    try:
+        paths = sorted(adopted_dir().glob("*.json"))
+    except OSError:
+        return out
+    for path in paths:
+        try:
+            rec = json.loads(path.read_text(encoding="utf-8", errors="replace"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(rec, dict) and isinstance(rec.get("pid"), int):
+            out.append(rec)
+    return out
 
 
 def is_alive(rec: dict[str, Any]) -> bool:

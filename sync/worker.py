@@ -4,7 +4,8 @@ it prints without ever blocking the loop, notice when it died, kill it and reap 
 The worker (`python -m sync.retrain --serve`) prints JSON lines: `{"ready": ...}` once it has
 traced its model, then one result (`{"version": ...}`) or `{"error": ...}` per job read on its
 stdin. Threads read its stdout (into a queue) and its stderr (the last lines, for error reports),
-so neither pipe can fill up and stall it.
+so neither pipe can fill up and stall it. The lab adopts the worker (`ptwin.state.adopt`), so
+`ndt lab down` ends it when the loop that started it was killed.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import threading
 from collections import deque
 from typing import Any
 
+from ptwin.state import adopt, release
+
 
 class TrainerWorker:
     def __init__(self, proc: subprocess.Popen) -> None:
@@ -23,6 +26,7 @@ class TrainerWorker:
         self.lines: queue.Queue[dict[str, Any]] = queue.Queue()
         self.stderr_tail: deque[str] = deque(maxlen=20)
         self.ready: dict[str, Any] | None = None
+        self.adopted = adopt(proc.pid, "training worker")
         self._readers = [threading.Thread(target=self._read_stdout, daemon=True, name=f"trainer-{proc.pid}-out"),
                          threading.Thread(target=self._read_stderr, daemon=True, name=f"trainer-{proc.pid}-err")]
         for t in self._readers:
@@ -88,6 +92,7 @@ class TrainerWorker:
         if self.proc.poll() is None:
             self.proc.kill()
         self.proc.wait()
+        release(self.adopted)
         self.drain()
         for f in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
             if f is not None:

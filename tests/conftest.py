@@ -79,6 +79,26 @@ def private_run_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
             os.environ[k] = v
 
 
+def lab_recorded() -> bool:
+    """True when the suite's private run directory records a lab (up, starting or dead)."""
+    return (Path(os.environ["NDT_RUN_DIR"]) / "lab" / "state.json").exists()
+
+
+def take_lab_down() -> None:
+    """`ndt lab down` on the suite's private run directory if it records a lab; one failed test's
+    lab must not make the next test's `lab up` fail."""
+    if lab_recorded():
+        ndt("lab", "down", check=False, timeout=180)
+
+
+@pytest.fixture(autouse=True)
+def no_lab_left_behind(private_run_dir: Path) -> Iterator[None]:
+    """Whatever a test leaves recorded in the private run directory (a lab whose `ndt run` was
+    killed, a lab whose test failed before its own finalizer) is taken down after it."""
+    yield
+    take_lab_down()
+
+
 class RunningLab:
     def __init__(self, info: dict, state_path: Path) -> None:
         self.info = info
@@ -109,7 +129,7 @@ def lab() -> Iterator[Callable[..., RunningLab]]:
 
     yield up
     if started:
-        ndt("lab", "down", check=False)
+        take_lab_down()
 
 
 TRAFFIC_SCHEDULE = {"flows": 6, "seed": 2, "phases": [
@@ -128,7 +148,6 @@ def traffic_run(tmp_path_factory, private_run_dir):
     sched = d / "two.json"
     sched.write_text(json.dumps(TRAFFIC_SCHEDULE))
     data = d / "data"
-    lab_up("diamond")
     killed: dict = {}
 
     def kill_collector() -> None:
@@ -151,14 +170,16 @@ def traffic_run(tmp_path_factory, private_run_dir):
             time.sleep(0.2)
 
     killer = threading.Thread(target=kill_collector)
-    killer.start()
     try:
+        lab_up("diamond")
+        killer.start()
         r = subprocess.run([sys.executable, "-m", "apps", "traffic", "run", str(sched), "--data", str(data), "--json"],
                            capture_output=True, text=True, timeout=300, cwd=ROOT)
     finally:
         killed.setdefault("stop", True)
-        killer.join()
-        ndt("lab", "down", check=False)  # the data stays; other tests need the bridge names
+        if killer.is_alive():
+            killer.join()
+        take_lab_down()  # the data stays; other tests need the bridge names
     assert r.returncode == 0, r.stderr
     return {"result": json.loads(r.stdout), "data": data, "killed": killed,
             "t": sqlite3.connect(data / "traffic.db", check_same_thread=False),
@@ -175,8 +196,11 @@ def run_loop(data: Path, schedule: dict, *extra: str) -> dict:
     """`ndt run` on the diamond with `schedule`; its --json summary."""
     sched = data.parent / f"{data.name}-schedule.json"
     sched.write_text(json.dumps(schedule))
-    r = ndt("run", "diamond", "--schedule", str(sched), "--data", str(data), "--json", "--of-port",
-            str(TEST_OF_PORT), "--rest-port", str(TEST_REST_PORT), "--train-budget", "20", *extra, timeout=600)
+    try:
+        r = ndt("run", "diamond", "--schedule", str(sched), "--data", str(data), "--json", "--of-port",
+                str(TEST_OF_PORT), "--rest-port", str(TEST_REST_PORT), "--train-budget", "20", *extra, timeout=600)
+    finally:
+        take_lab_down()  # a run that failed or timed out (and was killed) may have left its lab up
     return json.loads(r.stdout)
 
 

@@ -6,13 +6,18 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 
 from traffic.store import Stores
 
-from .conftest import TEST_OF_PORT, TEST_REST_PORT, lab_missing, ndt, run_loop
+from .conftest import ROOT, TEST_OF_PORT, TEST_REST_PORT, lab_missing, ndt, run_loop, wait_for
 
 pytestmark = pytest.mark.skipif(lab_missing() is not None, reason=lab_missing() or "")
 
@@ -88,8 +93,6 @@ def test_the_training_worker_traces_once_and_answers_jobs_in_turn(traffic_run, t
     from sync.manager import default_trainer
     from sync.worker import TrainerWorker
 
-    from .conftest import wait_for
-
     data = tmp_path / "data"
     shutil.copytree(traffic_run["data"], data, ignore=shutil.ignore_patterns("runs"))
     (run,) = sqlite3.connect(data / "traffic.db").execute("SELECT id FROM runs").fetchone()
@@ -149,47 +152,110 @@ def test_stationary_traffic_raises_no_drift(tmp_path):
     assert out["predicted_windows"] > 60 and out["swaps"] == 1  # the bootstrap model only
 
 
-def test_ctrl_c_stops_the_run_and_takes_the_lab_down(tmp_path):
-    import signal
-    import subprocess
-    import sys
-
-    from .conftest import ROOT, wait_for
-
+def start_run(tmp_path: Path, duration_s: float = 300) -> tuple[subprocess.Popen, Path]:
+    """`ndt run` on the diamond in the background with one long stationary phase."""
     sched = tmp_path / "long.json"
     sched.write_text(json.dumps({"flows": 4, "phases": [{"profile": "deterministic", "load": 0.3,
-                                                         "duration_s": 300}]}))
+                                                         "duration_s": duration_s}]}))
     data = tmp_path / "data"
     proc = subprocess.Popen([sys.executable, "-m", "apps", "run", "diamond", "--schedule", str(sched), "--data",
-                             str(data), "--of-port", str(TEST_OF_PORT), "--rest-port", str(TEST_REST_PORT)],
+                             str(data), "--of-port", str(TEST_OF_PORT), "--rest-port", str(TEST_REST_PORT),
+                             "--train-budget", "25"],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        def windows() -> int:
-            try:
-                con = sqlite3.connect(data / "traffic.db", timeout=5)
-                n = con.execute("SELECT count(*) FROM snapshots").fetchone()[0]
-                con.close()
-                return n
-            except sqlite3.Error:
-                return 0
+    return proc, data
 
-        wait_for(lambda: windows() >= 5, timeout=90, what="the loop's first windows")
+
+def loop_state(data: Path) -> dict:
+    """The loop's persisted status ({} before its first)."""
+    try:
+        con = sqlite3.connect(data / "traffic.db", timeout=5)
+        try:
+            row = con.execute("SELECT status FROM loop_status").fetchone()
+        finally:
+            con.close()
+    except sqlite3.Error:
+        return {}
+    return json.loads(row[0]) if row else {}
+
+
+def stop_run(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.kill()
+    proc.communicate()
+
+
+def test_ctrl_c_with_a_job_in_flight_stops_the_run_within_30_s_and_takes_the_lab_down(tmp_path):
+    proc, data = start_run(tmp_path)
+    try:
+        # the bootstrap job trains on the first labeled windows: interrupt while it is in flight
+        wait_for(lambda: loop_state(data).get("manager", {}).get("state") == "training", timeout=150,
+                 what="the bootstrap job to be in flight")
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=120)
+        sent = time.monotonic()
+        try:
+            out, err = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            pytest.fail("ndt run did not stop within 30 s of Ctrl-C")
+        took = time.monotonic() - sent
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        stop_run(proc)
     assert proc.returncode == 130, err
-    assert "interrupted" in err
+    assert "interrupted" in err and took < 30
     assert json.loads(ndt("lab", "status", "--json").stdout)["status"] == "down"
     bridges = subprocess.run(["ovs-vsctl", "list-br"], capture_output=True, text=True).stdout.split()
     assert not {"s1", "s2", "s3", "s4"} & set(bridges)
     t = sqlite3.connect(data / "traffic.db")
     assert t.execute("SELECT status FROM runs").fetchone()[0] == "stopped"
+    assert [k for (k,) in t.execute("SELECT kind FROM events WHERE kind = 'training_cancelled'")]
     # the run's own senders, receivers and training worker are gone (their PIDs are in its events and status)
     pids = [pid for (d,) in t.execute("SELECT detail FROM events WHERE kind = 'receivers'")
             for pid in json.loads(d).values()]
-    (status,) = t.execute("SELECT status FROM loop_status").fetchone()
-    pids.append(json.loads(status)["manager"]["worker"]["pid"])
+    pids.append(loop_state(data)["manager"]["worker"]["pid"])
     assert pids and not [p for p in pids if os.path.exists(f"/proc/{p}")]
+
+
+def host_namespaces(state: dict) -> set[str]:
+    return {os.readlink(f"/proc/{p['pid']}/ns/net") for p in state["processes"] if p["what"].startswith("host ")}
+
+
+def namespaces_in_use() -> set[str]:
+    """The network namespace of every process on the machine."""
+    out = set()
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            out.add(os.readlink(f"/proc/{pid}/ns/net"))
+        except OSError:
+            pass
+    return out
+
+
+def test_after_a_killed_run_lab_down_leaves_nothing_it_created(tmp_path):
+    from ptwin.cleanup import leftovers
+    from ptwin.state import adopted_processes, is_alive, read_state
+
+    proc, data = start_run(tmp_path)
+    try:
+        # traffic flowing and the training worker started: then the run dies without cleaning up
+        wait_for(lambda: (loop_state(data).get("manager", {}).get("worker") or {}).get("pid")
+                 and loop_state(data).get("window", -1) >= 3, timeout=120, what="traffic and the training worker")
+        state = read_state()
+        adopted = adopted_processes()
+        kinds = {p["what"].split()[0] for p in adopted if is_alive(p)}
+        assert {"ITGSend", "ITGRecv", "collector", "training"} <= kinds, adopted
+        spaces = host_namespaces(state)
+        proc.kill()
+        proc.wait()
+    finally:
+        stop_run(proc)
+    assert json.loads(ndt("lab", "status", "--json").stdout)["status"] == "ready"  # orphaned, still up
+    assert [p for p in adopted if is_alive(p)]  # the run's traffic, collector and worker outlived it
+    ndt("lab", "down")
+    assert json.loads(ndt("lab", "status", "--json").stdout)["status"] == "down"
+    assert leftovers(state) == []  # no recorded process, bridge or interface
+    assert not [p for p in adopted if is_alive(p)]
+    assert not spaces & namespaces_in_use()  # no host namespace is kept alive by a stray process
+    bridges = subprocess.run(["ovs-vsctl", "list-br"], capture_output=True, text=True).stdout.split()
+    assert not {"s1", "s2", "s3", "s4"} & set(bridges)
+    # and a new lab comes up on the same names and ports
+    r = ndt("lab", "up", "diamond", "--json", "--of-port", str(TEST_OF_PORT), "--rest-port", str(TEST_REST_PORT))
+    assert json.loads(r.stdout)["switches"] == 4

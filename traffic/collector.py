@@ -2,8 +2,10 @@
 the controller's REST API (routing version, every active flow with its path and counters, every
 link with capacity, load and drops) into the traffic store, in one transaction.
 
-Window k of a run covers [t0 + k*W, t0 + (k+1)*W). A restarted collector resumes at the
-current window; windows already stored are never written twice.
+Window k of a run covers [t0 + k*W, t0 + (k+1)*W). A collector that falls behind (a busy
+machine, a slow controller) or is restarted stores the windows it missed late, up to
+`MAX_CATCH_UP` of them, sharing the counters' increase between them; windows already stored are
+never written twice.
 
     python -m traffic.collector --run RUN [--data DIR] [--controller URL]
 """
@@ -21,6 +23,9 @@ from typing import Any
 from controller_app.client import ControllerClient, ControllerError
 
 from .store import Stores, flow_key, match_key
+
+#: How many ended windows a late collector still stores (sharing the counters' increase between them).
+MAX_CATCH_UP = 10
 
 
 class Collector:
@@ -55,52 +60,74 @@ class Collector:
             "ORDER BY idx DESC LIMIT 1", [self.run_id, t, t]))
         return rows[0]["idx"] if rows else None
 
-    def collect(self, window: int) -> bool:
-        """Read the controller and store window `window`; False when it was stored already."""
+    def collect(self, windows: list[int]) -> int:
+        """Read the controller once and store `windows` (consecutive, all ended); return how many
+        were new. More than one window means the collector is late (the machine is busy): the
+        counters' increase since the last window stored is shared evenly between them, so that
+        every window has its snapshot instead of some being skipped."""
         health = self.client.get("/health")
         flows = self.client.flows()
         links = self.client.links()
         offered = self._offered()
-        t_start = self.t0 + window * self.window_s
-        frows = []
+        k = len(windows)
         seen = {}
+        per_window: list[list[dict[str, Any]]] = [[] for _ in windows]
         for f in flows:
             key = flow_key(f["proto"], f["src_ip"], f["sport"], f["dst_ip"], f["dport"])
-            # A flow not seen at the last window started during this one: all its bytes are new.
+            # A flow not seen at the last window started since: all its bytes are new.
             pp, pb = self.prev.get(key, (0, 0))
-            wp = f["packets"] - pp if f["packets"] >= pp else f["packets"]
-            wb = f["bytes"] - pb if f["bytes"] >= pb else f["bytes"]
+            if f["packets"] < pp or f["bytes"] < pb:
+                pp, pb = 0, 0  # its rule was replaced: counters started again
             seen[key] = (f["packets"], f["bytes"])
-            if wp == 0:
-                continue  # idle in this window (its rule has not expired yet): not an active flow
             o = offered.get(match_key(f["proto"], f["src_ip"], f["dst_ip"], f["dport"]), {})
-            frows.append({
-                "flow_key": key, "ctl_flow_id": f["id"], "src": f["src"], "dst": f["dst"], "proto": f["proto"],
-                "sport": f["sport"], "dport": f["dport"], "links": json.dumps(f["links"]),
-                "packets": f["packets"], "bytes": f["bytes"], "window_packets": wp, "window_bytes": wb,
-                "measured_bps": 8.0 * wb / self.window_s,
-                "ctl_rate_bps": f["rate_bps"], "offered_bps": o.get("offered_bps"),
-                "pkt_size": o.get("pkt_size"), "flow_no": o.get("flow_no"),
-            })
+            for i in range(k):
+                p0, p1 = pp + (f["packets"] - pp) * i // k, pp + (f["packets"] - pp) * (i + 1) // k
+                b0, b1 = pb + (f["bytes"] - pb) * i // k, pb + (f["bytes"] - pb) * (i + 1) // k
+                if p1 == p0:
+                    continue  # idle in this window (its rule has not expired yet): not an active flow
+                per_window[i].append({
+                    "flow_key": key, "ctl_flow_id": f["id"], "src": f["src"], "dst": f["dst"], "proto": f["proto"],
+                    "sport": f["sport"], "dport": f["dport"], "links": json.dumps(f["links"]),
+                    "packets": p1, "bytes": b1, "window_packets": p1 - p0, "window_bytes": b1 - b0,
+                    "measured_bps": 8.0 * (b1 - b0) / self.window_s,
+                    "ctl_rate_bps": f["rate_bps"], "offered_bps": o.get("offered_bps"),
+                    "pkt_size": o.get("pkt_size"), "flow_no": o.get("flow_no"),
+                })
         lrows = [{
             "link_id": lk["id"], "capacity_mbps": lk["capacity_mbps"], "delay_ms": lk["delay_ms"],
             "up": int(lk["up"]), "load_ab_bps": lk["load_bps"]["a_to_b"], "load_ba_bps": lk["load_bps"]["b_to_a"],
             "drops_ab": lk["tx_dropped"]["a_to_b"], "drops_ba": lk["tx_dropped"]["b_to_a"],
         } for lk in links]
-        snap = {"run_id": self.run_id, "window": window, "t_start": t_start, "t_end": t_start + self.window_s,
-                "phase_idx": self._phase_at(t_start + self.window_s / 2), "topology": health.get("topology"),
-                "routing_version": health.get("routing_version")}
-        written = self.stores.write_window(snap, frows, lrows)
+        written = 0
+        for window, frows in zip(windows, per_window, strict=True):
+            t_start = self.t0 + window * self.window_s
+            snap = {"run_id": self.run_id, "window": window, "t_start": t_start, "t_end": t_start + self.window_s,
+                    "phase_idx": self._phase_at(t_start + self.window_s / 2), "topology": health.get("topology"),
+                    "routing_version": health.get("routing_version")}
+            written += self.stores.write_window(snap, frows, lrows)
+        if k > 1:
+            self.stores.event(self.run_id, time.time(), "collector_late",
+                              {"windows": windows, "late_s": round(time.time() - self.t0 -
+                                                                   (windows[-1] + 1) * self.window_s, 3)})
         self.prev = seen
         return written
 
     def run_until(self, end_at: float | None = None) -> int:
-        """Collect every window from now until `end_at` (or until stopped); return windows written."""
+        """Collect every window from now until `end_at` (or until stopped); return windows written.
+        A window that ended while the collector was busy (a slow controller, a loaded machine) is
+        collected late, never skipped, up to `MAX_CATCH_UP` windows back; past that it resumes at
+        the current window and records the gap."""
         written = 0
+        last = self.stores.last_window(self.run_id)
+        nxt = None if last is None else int(last["window"]) + 1
         while not self.stopping:
-            now = time.time()
-            window = math.floor((now - self.t0) / self.window_s)
-            boundary = self.t0 + (window + 1) * self.window_s
+            current = math.floor((time.time() - self.t0) / self.window_s)  # the window in progress
+            if nxt is None or current - nxt > MAX_CATCH_UP:
+                if nxt is not None:
+                    self.stores.event(self.run_id, time.time(), "collector_gap", {"from": nxt, "to": current - 1})
+                nxt = current
+            upto = max(nxt, current - 1)  # the windows that have ended, or else the next one to end
+            boundary = self.t0 + (upto + 1) * self.window_s
             if end_at is not None and boundary > end_at + 1e-6:
                 break
             while not self.stopping and time.time() < boundary:
@@ -108,9 +135,11 @@ class Collector:
             if self.stopping:
                 break
             try:
-                written += self.collect(window)
+                written += self.collect(list(range(nxt, upto + 1)))
+                nxt = upto + 1
             except ControllerError as exc:
                 self.stores.event(self.run_id, time.time(), "collector_error", str(exc))
+                time.sleep(min(0.5, self.window_s / 2))  # the next pass collects these windows late
         return written
 
 

@@ -1,6 +1,8 @@
 """Run a schedule on the running lab with D-ITG: receivers in the destination hosts, one sender
 per flow per phase in the source hosts, the collector beside it (restarted if it dies), phase
 boundaries and every flow's fate recorded, labels decoded from the D-ITG logs during and after each phase.
+Every process it starts is adopted by the lab (`ptwin.state.adopt`): if this run is killed,
+`ndt lab down` still ends them.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Any
 
 from controller_app.client import ControllerClient
 from ptwin.hostexec import host_command
-from ptwin.state import process_record, stop_processes
+from ptwin.state import adopt, process_record, release, stop_processes
 from topologies import Topology
 
 from . import ditg
@@ -55,6 +57,7 @@ class Sender:
     rx_log: Path
     started: float
     ended: float | None = None
+    adopted: Path | None = None
 
     def poll(self) -> bool:
         """True while the sender runs; notes when it stopped."""
@@ -98,6 +101,7 @@ class TrafficRun:
         self.pairs = choose_pairs(topo, schedule.flows, schedule.seed)
         self.receivers: list[dict[str, Any]] = []
         self.collector: subprocess.Popen | None = None
+        self.collector_adopted: Path | None = None
         self.decoder = ThreadPoolExecutor(max_workers=1)
         self.decoding: list[Future] = []
         self.phase_senders: dict[int, list[Sender]] = {}
@@ -125,7 +129,7 @@ class TrafficRun:
                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=self.logs)
             log.close()
             rec = process_record(proc.pid, f"ITGRecv {pair.dst}:{ports[no]}")
-            rec["proc"] = proc
+            rec["proc"], rec["adopted"] = proc, adopt(proc.pid, rec["what"])
             procs.append(rec)
         self.receivers += procs
         self.stores.event(self.run_id, time.time(), "receivers", {r["what"]: r["pid"] for r in procs})
@@ -147,6 +151,7 @@ class TrafficRun:
         stop_processes(self.receivers)
         for r in self.receivers:
             r["proc"].wait()
+            release(r["adopted"])
         self.receivers = []
 
     def _start_collector(self) -> None:
@@ -155,6 +160,8 @@ class TrafficRun:
             [sys.executable, "-m", "traffic.collector", "--run", self.run_id, "--data", str(self.stores.root),
              "--controller", self.controller.url], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         log.close()
+        release(self.collector_adopted)
+        self.collector_adopted = adopt(self.collector.pid, "collector")
         self.stores.event(self.run_id, time.time(), "collector_pid", self.collector.pid)
 
     def _check_collector(self) -> None:
@@ -170,6 +177,8 @@ class TrafficRun:
             except subprocess.TimeoutExpired:
                 self.collector.kill()
                 self.collector.wait()
+        release(self.collector_adopted)
+        self.collector_adopted = None
 
     # -- phases -----------------------------------------------------------------------------------
     def _start_phase(self, idx: int, phase: Phase) -> list[Sender]:
@@ -194,7 +203,8 @@ class TrafficRun:
             with open(out, "wb") as fh:
                 proc = subprocess.Popen(host_command(self._pid(pair.src), args), stdout=fh,
                                         stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=self.logs)
-            senders.append(Sender(no, pair, prof.protocol.lower(), dport, proc, out, tx_log, rx_log, time.time()))
+            senders.append(Sender(no, pair, prof.protocol.lower(), dport, proc, out, tx_log, rx_log, time.time(),
+                                  adopted=adopt(proc.pid, f"ITGSend {pair.src}>{pair.dst}:{dport}")))
             rows.append({"run_id": self.run_id, "phase_idx": idx, "flow_no": no, "flow_key": None, "src": pair.src,
                          "dst": pair.dst, "src_ip": pair.src_ip, "dst_ip": pair.dst_ip,
                          "proto": prof.protocol.lower(), "sport": None, "dport": dport,
@@ -220,6 +230,7 @@ class TrafficRun:
                         ("failed", f"still running {GRACE_S:g} s after the phase ended")
                 else:
                     status, error = sender_outcome(s, planned_end - s.started)
+                release(s.adopted)
                 counts[status] += 1
                 self.stores.traffic["run_flows"].update((self.run_id, idx, s.flow_no),
                                                         {"status": status, "error": error})
@@ -350,6 +361,7 @@ class TrafficRun:
                     if s.proc.poll() is None:
                         s.proc.kill()
                         s.proc.wait()
+                    release(s.adopted)
             self._stop_collector()
             self._stop_receivers()
             for f in self.decoding:
