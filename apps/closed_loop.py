@@ -132,7 +132,13 @@ def cmd_run(args: argparse.Namespace) -> None:
             sla(loop.run_id, force=True)
     finally:
         say("... taking the lab down")
-        lab_down()
+        # a second Ctrl-C must not leave the lab half up: the teardown runs to its end (bounded by lab_down)
+        handlers = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            lab_down()
+        finally:
+            for sig, handler in handlers.items():
+                signal.signal(sig, handler)
     from .report import write
 
     rep = write(stores, result["run"])

@@ -5,8 +5,8 @@ NMSE (dB) over a sliding window of 100 labeled flow-windows, as a plot with phas
 detections and swaps marked; one row per drift with pre- and post-drift NMSE with and without
 sync (the layout of Table 7 of the self-adaptive NDT paper); detection delays; retraining
 durations and the share of the run spent training (the bootstrap model included) and retraining
-(after drifts), the training worker's start-up (TensorFlow import and trace, paid once a run, while
-the first labels arrive), the windows left unlabeled while training ran; the swap count; the SLA monitor's
+(after drifts), the training worker's start-up (TensorFlow import and trace, paid once a run, before
+the traffic starts), the windows left unlabeled while training ran; the swap count; the SLA monitor's
 confusion matrix against measured delay, with precision, recall, F1 and accuracy. Written as report.json and
 nmse.png in the run's directory (or --out).
 """

@@ -2,16 +2,17 @@
 emulated network, and a starved switch daemon or delay relay adds delay that is not the network's.
 The closed loop pauses labels while it would (`sync.manager`); this measures what each pause saves.
 
-Runs stationary traffic (the same deterministic phase four times) on a lab and, in phases 2-4, one
-activity of the loop's training worker from the phase's start:
+Runs stationary traffic (the same deterministic phase, first a short one to let the new lab settle:
+its first 10-15 s measured delays 2-3x the steady ones, then three long ones) and, from the start
+of phases 2-4, one activity of the loop's training worker:
 - "startup": the worker as the loop starts it (`sync.retrain --serve`: SCHED_IDLE, nice 19, one
   TensorFlow thread) importing TensorFlow and tracing its step, then idle;
-- "restrained": a retraining job as the loop runs it (same restraints), trained for the phase;
+- "restrained": a retraining job as the loop runs it (same restraints), for half the phase;
 - "unrestrained": the same job at nice 0 with every thread (what the restraints are worth).
-Each activity is compared, flow by flow, over the windows it ran in against phase 1 (nothing
-else running). Prints JSON: per activity its seconds, windows, mean change of delay in ms and
-in % of phase 1, against the measurement noise (standard deviation of a flow's per-window
-delay in phase 1, and the standard error of its mean).
+Each activity is compared, flow by flow, over the windows it ran in against the windows of the
+same phase after it ended (same traffic, minutes apart at most). Prints JSON: per activity its
+seconds, windows, mean change of delay in ms and in % of the idle windows, against the
+measurement noise (standard deviation of a flow's per-window delay in the idle windows).
 
     sudo .venv/bin/python bench/distortion.py [--topology diamond] [--phase-s 40] [--load 0.5]
 """
@@ -71,7 +72,8 @@ def query(db: Path, sql: str, args: list) -> list:
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--topology", default="diamond")
-    ap.add_argument("--phase-s", type=float, default=40.0)
+    ap.add_argument("--phase-s", type=float, default=60.0)
+    ap.add_argument("--settle-s", type=float, default=20.0)
     ap.add_argument("--load", type=float, default=0.5)
     args = ap.parse_args()
     if not require_root("bench/distortion.py"):
@@ -79,7 +81,8 @@ def main() -> int:
     data = Path(tempfile.mkdtemp(prefix="ndt-distortion-"))
     phase = {"profile": "deterministic", "load": args.load, "duration_s": args.phase_s}
     sched = data / "steady4.json"
-    sched.write_text(json.dumps({"flows": 6, "seed": 5, "phases": [phase] * 4}))
+    settle = dict(phase, duration_s=args.settle_s)
+    sched.write_text(json.dumps({"flows": 6, "seed": 5, "phases": [settle] + [phase] * 3}))
     ndt("lab", "up", args.topology)
     jobs: dict[str, dict] = {}
 
@@ -92,14 +95,13 @@ def main() -> int:
                 return
             run_id = row[0][0]
             wait_until(lambda: query(data / "labels.db", "SELECT count(DISTINCT window) FROM labels", [])[0][0] >= 10,
-                       30)  # phase 1's labels are decoded as phase 2 starts
+                       30)  # the settling phase's labels are decoded as phase 2 starts
             start = time.time()
-            proc = trainer(str(data), run_id, name, args.phase_s - 5)
+            proc = trainer(str(data), run_id, name, args.phase_s / 2 - 5)
             if name == "startup":
                 line = proc.stdout.readline()  # {"ready": ...} once traced
                 end = time.time()
-                proc.stdin.close()
-                _, err = proc.communicate()
+                _, err = proc.communicate()  # end of input: the worker exits
                 ok = line.startswith('{"ready"')
             else:
                 _, err = proc.communicate()
@@ -120,33 +122,35 @@ def main() -> int:
     lab.execute(f"ATTACH '{data / 'traffic.db'}' AS t")
     rows = lab.execute("SELECT l.flow_no, s.phase_idx, l.window, l.delay_ms FROM labels l JOIN t.snapshots s "
                        "ON s.id = l.snapshot_id WHERE l.run_id = ? AND l.delay_ms IS NOT NULL", [run["run"]]).fetchall()
-    base: dict[int, list[float]] = {}
-    for no, ph, _, d in rows:
-        if ph == 0:
-            base.setdefault(no, []).append(d)
+    phases = dict(((i, (a, b)) for i, a, b in query(data / "traffic.db", "SELECT idx, start_at, end_at FROM phases "
+                                                       "WHERE run_id = ?", [run["run"]])))
     out: dict[str, dict] = {}
+    noise = []
     for name, job in jobs.items():
-        # the windows wholly inside the activity (and its phase)
+        # the windows wholly inside the activity, against the phase's windows from 3 s after it ended
         first, last = math.ceil((job["start"] - t0) / window_s), math.floor((job["end"] - t0) / window_s) - 1
+        idle_from = math.ceil((job["end"] + 3 - t0) / window_s)
+        idle_to = math.floor((phases[job["phase"]][1] - t0) / window_s) - 2
         during: dict[int, list[float]] = {}
+        idle: dict[int, list[float]] = {}
         for no, ph, w, d in rows:
             if ph == job["phase"] and first <= w <= last:
                 during.setdefault(no, []).append(d)
-        changes = [(fmean(v) - fmean(base[no]), fmean(base[no])) for no, v in during.items()
-                   if len(base.get(no, [])) >= 3]
+            elif ph == job["phase"] and idle_from <= w <= idle_to:
+                idle.setdefault(no, []).append(d)
+        changes = [(fmean(v) - fmean(idle[no]), fmean(idle[no])) for no, v in during.items()
+                   if len(idle.get(no, [])) >= 3]
+        noise += [pstdev(v) for v in idle.values() if len(v) >= 3]
         out[name] = {"seconds": job["seconds"], "ok": job["ok"], "error": job["error"],
-                     "windows": max(0, last - first + 1),
+                     "windows": max(0, last - first + 1), "idle_windows": max(0, idle_to - idle_from + 1),
+                     "idle_ms": round(fmean(m for _, m in changes), 3) if changes else None,
                      "mean_change_ms": round(fmean(c for c, _ in changes), 3) if changes else None,
                      "mean_change_pct": round(100 * fmean(c / m for c, m in changes), 2) if changes else None,
                      "max_abs_change_pct": round(100 * max(abs(c / m) for c, m in changes), 2) if changes else None}
-    noise = [pstdev(v) for v in base.values() if len(v) >= 3]
-    se = [pstdev(v) / len(v) ** 0.5 for v in base.values() if len(v) >= 3]
     print(json.dumps({
         "bench": "distortion", "topology": args.topology, "load": args.load, "phase_s": args.phase_s,
         "run": run["run"], "data": str(data), "activities": out,
-        "phase1_mean_ms": round(fmean(fmean(v) for v in base.values()), 3) if base else None,
         "noise_sd_ms": round(fmean(noise), 3) if noise else None,
-        "noise_se_ms": round(fmean(se), 3) if se else None,
     }, indent=1))
     return 0
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -171,11 +172,12 @@ def lab_down(timeout: float = 120.0) -> dict[str, Any]:
     # first what runs in its hosts for it (traffic, a training worker), left behind if their run was killed
     adopted = stop_adopted()
     if was_alive:
+        rec = _daemon_rec(state)
         try:
             request("down", timeout=10)
         except LabError:
-            pass
-        rec = _daemon_rec(state)
+            if rec:  # it did not take the request (busy, or its socket is gone): SIGTERM tears it down too
+                _signal_daemon(rec)
         deadline = time.monotonic() + timeout
         while rec and is_alive(rec) and time.monotonic() < deadline:
             time.sleep(0.1)
@@ -188,6 +190,14 @@ def lab_down(timeout: float = 120.0) -> dict[str, Any]:
         raise LabError(f"could not remove: {', '.join(left[:5])}")
     _clear(state)
     return {"status": "down", "was_running": was_alive, "removed_leftovers": removed}
+
+
+def _signal_daemon(rec: dict[str, Any]) -> None:
+    if is_alive(rec):
+        try:
+            os.kill(rec["pid"], signal.SIGTERM)
+        except ProcessLookupError:
+            pass
 
 
 def _clear(state: dict[str, Any]) -> None:

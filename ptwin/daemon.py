@@ -170,13 +170,22 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except Exception as exc:  # noqa: BLE001 - any failure must still tear the lab down
         traceback.print_exc()
-        _fail(daemon, f"{type(exc).__name__}: {exc}")
+        _fail(daemon, f"{type(exc).__name__}: {exc} (at {_where(exc)}; traceback in {lab_dir() / 'daemon.log'})")
         return 1
     if daemon is not None:
         daemon.teardown()
         daemon.state["status"] = "stopped"
         write_state(daemon.state)
     return 0
+
+
+def _where(exc: BaseException) -> str:
+    """file:line of the innermost frame of an unexpected failure, for its one-line report."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    if not frames:
+        return "?"
+    f = frames[-1]
+    return f"{'/'.join(f.filename.split('/')[-2:])}:{f.lineno} {f.name}"
 
 
 def _fail(daemon: Daemon | None, message: str) -> None:

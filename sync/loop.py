@@ -37,11 +37,13 @@ POLL_S = 0.25
 class LoopConfig:
     window_s: float = 1.0
     live_labels_s: float = 4.0
+    trainer_start_s: float = 120.0  # the longest the traffic waits for the training worker's trace
     drift: DriftConfig = field(default_factory=DriftConfig)
     manager: ManagerConfig = field(default_factory=ManagerConfig)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"window_s": self.window_s, "live_labels_s": self.live_labels_s, "drift": self.drift.to_dict(),
+        return {"window_s": self.window_s, "live_labels_s": self.live_labels_s,
+                "trainer_start_s": self.trainer_start_s, "drift": self.drift.to_dict(),
                 "manager": self.manager.to_dict()}
 
 
@@ -165,12 +167,26 @@ class TwinLoop:
             self._published = now
             self.stores.write_status(self.run_id, s)
 
+    def _await_trainer(self) -> None:
+        """Wait for the training worker's trace before the traffic starts: its TensorFlow import and
+        trace distort what the lab measures as much as a job does, and before the traffic they
+        cost no label. Past `trainer_start_s` the traffic starts anyway, labels paused until it is ready."""
+        deadline = time.monotonic() + self.config.trainer_start_s
+        while time.monotonic() < deadline:
+            ready = self.manager.worker_ready()
+            if ready or ready is None:  # ready, or died: the manager starts another when a job needs it
+                return
+            self._publish(state="starting")
+            time.sleep(POLL_S)
+        self.manager.warmup_pause()
+
     def run(self) -> dict[str, Any]:
         self.stores.event(self.run_id, time.time(), "loop", {"config": self.config.to_dict()})
         worker = threading.Thread(target=self._traffic_thread, name="traffic", daemon=True)
-        worker.start()
         try:
-            self.manager.start_worker()  # its TensorFlow import and trace overlap the first windows
+            self.manager.start_worker(pause=False)
+            self._await_trainer()
+            worker.start()
             while worker.is_alive():
                 for w, phase, flows in self._new_windows():
                     self._window(w, phase, flows)
@@ -183,7 +199,8 @@ class TwinLoop:
                 self.last_window = w
         except BaseException:
             self.traffic.stop.set()
-            worker.join()
+            if worker.ident is not None:  # started
+                worker.join()
             self._publish(force=True, state="stopped")
             raise
         finally:

