@@ -163,9 +163,9 @@ def rate_changes(t: sqlite3.Connection, recent: int = 8, window: int = 20) -> di
                            "ON f.snapshot_id = s.id WHERE f.flow_no IS NOT NULL GROUP BY s.window"))
     out = {}
     for w in sorted(rates):
-        new = [rates.get(x) for x in range(w - recent + 1, w + 1)]
-        old = [rates.get(x) for x in range(w - window + 1, w - recent + 1)]
-        if None not in new and None not in old:
+        new = [rates[x] for x in range(w - recent + 1, w + 1) if x in rates]
+        old = [rates[x] for x in range(w - window + 1, w - recent + 1) if x in rates]
+        if len(new) >= recent // 2 and len(old) >= (window - recent) // 2:  # a window may lack its run flows
             out[w] = sum(new) / len(new) / (sum(old) / len(old)) - 1
     return out
 
@@ -186,7 +186,7 @@ def test_stationary_traffic_raises_no_drift(tmp_path):
     drifts = events(t, "drift")
     assert [d["window"] for d in drifts] == out["detections"]
     for d in drifts:
-        assert abs(changes[d["window"]]) >= 0.15, (d, changes)
+        assert abs(changes.get(d["window"], 0.0)) >= 0.15, (d, changes)
     if max(abs(c) for c in changes.values()) < 0.10:
         assert out["detections"] == [], changes
     retrained = [s for s in events(t, "swapped") if s["job"] == "retrain"]
