@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -91,12 +92,30 @@ def take_lab_down() -> None:
         ndt("lab", "down", check=False, timeout=180)
 
 
+#: Labs a module fixture keeps up across its tests (see `held_lab`); the per-test finalizer spares them.
+_HELD: list[str] = []
+
+
+@contextmanager
+def held_lab(topo: str, *extra: str) -> Iterator[RunningLab]:
+    """A lab kept up across several tests (a module fixture's). It is taken down when the holder
+    ends, also when `lab up` itself fails half-way."""
+    _HELD.append(topo)
+    try:
+        yield lab_up(topo, *extra)
+    finally:
+        _HELD.remove(topo)
+        take_lab_down()
+
+
 @pytest.fixture(autouse=True)
 def no_lab_left_behind(private_run_dir: Path) -> Iterator[None]:
     """Whatever a test leaves recorded in the private run directory (a lab whose `ndt run` was
-    killed, a lab whose test failed before its own finalizer) is taken down after it."""
+    killed, a lab whose test failed before its own finalizer) is taken down after it, unless a
+    module fixture holds that lab for its next tests."""
     yield
-    take_lab_down()
+    if not _HELD:
+        take_lab_down()
 
 
 class RunningLab:

@@ -13,7 +13,7 @@ import requests
 from topologies import load
 from topologies.addressing import Plan
 
-from .conftest import TEST_OF_PORT, lab_up, ndt, needs_lab, wait_for
+from .conftest import TEST_OF_PORT, held_lab, ndt, needs_lab, wait_for
 from .transfers import ping_rtts, tcp_transfer, udp_transfer
 
 pytestmark = [needs_lab, pytest.mark.lab]
@@ -21,9 +21,8 @@ pytestmark = [needs_lab, pytest.mark.lab]
 
 @pytest.fixture(scope="module")
 def diamond(private_run_dir):
-    lab = lab_up("diamond", "--delay-backend", "relay")
-    yield lab
-    ndt("lab", "down", check=False)
+    with held_lab("diamond", "--delay-backend", "relay") as lab:
+        yield lab
 
 
 def ip(lab, host: str) -> str:
