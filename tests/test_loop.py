@@ -74,13 +74,20 @@ def test_two_phase_run_detects_retrains_on_post_drift_labels_and_swaps(two_phase
     assert len(ready) == 1 and {s["pid"] for s in started} == {ready[0]["pid"]}, timeline(t)
     assert all(s["trainer_ready"] for s in started)
     assert not os.path.exists(f"/proc/{ready[0]['pid']}")
-    assert rep["retraining_s"] == pytest.approx(r["seconds"], abs=0.2) and rep["retraining_share"] < 0.2
+    # the report's retraining time is every retraining job's, a later one included
+    retrain_jobs = [x for x in rep["trainings"] if x["job"] == "retrain"]
+    assert r["seconds"] in [x["seconds"] for x in retrain_jobs]
+    assert rep["retraining_s"] == pytest.approx(sum(x["seconds"] or 0 for x in retrain_jobs), abs=0.2)
+    assert rep["retraining_share"] < 0.2
     # the worker traced before the traffic started (no window measured then); labels paused while each
     # job trained: no label in those windows
     (t0,) = t.execute("SELECT t0 FROM runs").fetchone()
     assert ready[0]["at"] < t0
     pauses = t.execute("SELECT reason, start_at, end_at FROM label_pauses ORDER BY id").fetchall()
-    assert [p[0] for p in pauses] == ["bootstrap training", "retrain training"]
+    reasons = [p[0] for p in pauses]
+    # one pause per job; a later retraining still in flight when the run ended paused too
+    assert reasons[0] == "bootstrap training" and set(reasons[1:]) == {"retrain training"}
+    assert len(reasons) - 1 >= len(retrain_jobs)
     assert all(end is not None and end > start for _, start, end in pauses)
     paused = Stores(two_phase_loop["data"]).paused_windows(out["run"], *t.execute(
         "SELECT t0, window_s FROM runs").fetchone())
