@@ -52,11 +52,12 @@ def topo_summary(topo: Topology) -> dict[str, Any]:
         "nodes": [{"id": n.id, "name": n.name, "lat": n.lat, "lon": n.lon} for n in topo.nodes],
         "links": [{"id": lk.id, "a": lk.a, "b": lk.b, "a_name": topo.nodes[lk.a].name,
                    "b_name": topo.nodes[lk.b].name, "capacity_mbps": lk.capacity_mbps,
-                   "delay_ms": round(lk.delay_ms, 4)} for lk in topo.links],
+                   "delay_ms": round(lk.delay_ms, 4), "queue_pkts": lk.queue_pkts} for lk in topo.links],
         "capacity_mbps": {"min": min(caps), "max": max(caps)},
         "delay_ms": {"min": round(min(delays), 4), "max": round(max(delays), 4)},
         "diameter": topo.diameter(),
         "notes": list(topo.notes),
+        "sources": [{"value": v, "source": s, "links": n} for v, s, n in topo.sources],
     }
 
 
@@ -82,12 +83,14 @@ def cmd_topo_show(args: argparse.Namespace) -> None:
               f"diameter {d['diameter']['hops']} hops / {d['diameter']['delay_ms']} ms")
         print(f"capacity {d['capacity_mbps']['min']:g}-{d['capacity_mbps']['max']:g} Mbit/s, "
               f"delay {d['delay_ms']['min']:g}-{d['delay_ms']['max']:g} ms")
+        for src in d["sources"]:
+            print(f"{src['value']}: {src['links']} link(s) from {src['source']}")
         for note in d["notes"]:
             print(f"note: {note}")
         print()
         print_table(d["nodes"], ["id", "name", "lat", "lon"])
         print()
-        print_table(d["links"], ["id", "a", "b", "a_name", "b_name", "capacity_mbps", "delay_ms"])
+        print_table(d["links"], ["id", "a", "b", "a_name", "b_name", "capacity_mbps", "delay_ms", "queue_pkts"])
 
     emit(info, args.json, render)
 

@@ -38,6 +38,7 @@ class Link:
     b: int
     capacity_mbps: float
     delay_ms: float
+    queue_pkts: int | None = None  # buffer per direction, packets; None: the lab's --queue decides
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,8 @@ class Topology:
     nodes: tuple[Node, ...]
     links: tuple[Link, ...]
     notes: tuple[str, ...] = field(default=())
+    # (value, source, links): where each link value came from, e.g. ("delay", "the file's delay attribute", 88)
+    sources: tuple[tuple[str, str, int], ...] = field(default=())
 
     def __post_init__(self) -> None:
         validate(self)
@@ -106,6 +109,7 @@ class Topology:
             "nodes": [asdict(n) for n in self.nodes],
             "links": [asdict(link) for link in self.links],
             "notes": list(self.notes),
+            "sources": [{"value": v, "source": s, "links": n} for v, s, n in self.sources],
         }
 
     def to_json(self) -> str:
@@ -124,13 +128,24 @@ class Topology:
             links = tuple(
                 Link(id=str(lk.get("id", f"L{i}")), a=min(int(lk["a"]), int(lk["b"])),
                      b=max(int(lk["a"]), int(lk["b"])),
-                     capacity_mbps=float(lk["capacity_mbps"]), delay_ms=float(lk["delay_ms"]))
+                     capacity_mbps=float(lk["capacity_mbps"]), delay_ms=float(lk["delay_ms"]),
+                     queue_pkts=_opt_packets(lk.get("queue_pkts")))
                 for i, lk in enumerate(data["links"])
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise TopologyError(f"malformed topology JSON: {type(exc).__name__}: {exc}") from None
         return Topology(name=str(data.get("name", "topology")), nodes=nodes, links=links,
-                        notes=tuple(str(x) for x in data.get("notes", ())))
+                        notes=tuple(str(x) for x in data.get("notes", ())),
+                        sources=tuple((str(x["value"]), str(x["source"]), int(x["links"]))
+                                      for x in data.get("sources", ()) if isinstance(x, dict)))
+
+
+def _opt_packets(x: Any) -> int | None:
+    if x is None:
+        return None
+    if isinstance(x, bool) or float(x) != int(float(x)):
+        raise ValueError(f"queue_pkts {x!r} is not a whole number of packets")
+    return int(float(x))
 
 
 def _opt_float(x: Any) -> float | None:
@@ -169,6 +184,8 @@ def validate(topo: Topology) -> None:
             raise TopologyError(f"link {link.id} has non-positive capacity {link.capacity_mbps}")
         if not link.delay_ms >= 0:
             raise TopologyError(f"link {link.id} has negative delay {link.delay_ms}")
+        if link.queue_pkts is not None and not link.queue_pkts > 0:
+            raise TopologyError(f"link {link.id} has a buffer of {link.queue_pkts} packets; it must be positive")
     g = nx.Graph()
     g.add_nodes_from(range(len(topo.nodes)))
     g.add_edges_from((lk.a, lk.b) for lk in topo.links)
@@ -176,12 +193,14 @@ def validate(topo: Topology) -> None:
         raise TopologyError(f"topology {topo.name} is not connected")
 
 
-def build(name: str, node_names: list[str], edges: list[tuple[int, int, float, float]],
+def build(name: str, node_names: list[str], edges: list[tuple],
           coords: list[tuple[float | None, float | None]] | None = None,
-          notes: tuple[str, ...] = ()) -> Topology:
-    """Make a Topology from names and (a, b, capacity_mbps, delay_ms) edges; assigns link ids."""
+          notes: tuple[str, ...] = (), sources: tuple[tuple[str, str, int], ...] = ()) -> Topology:
+    """Make a Topology from names and (a, b, capacity_mbps, delay_ms[, queue_pkts]) edges; assigns
+    link ids."""
     coords = coords or [(None, None)] * len(node_names)
     nodes = tuple(Node(i, nm, coords[i][0], coords[i][1]) for i, nm in enumerate(node_names))
-    links = tuple(Link(f"L{i}", min(a, b), max(a, b), float(c), float(d))
-                  for i, (a, b, c, d) in enumerate(edges))
-    return Topology(name=name, nodes=nodes, links=links, notes=notes)
+    links = tuple(Link(f"L{i}", min(e[0], e[1]), max(e[0], e[1]), float(e[2]), float(e[3]),
+                       e[4] if len(e) > 4 else None)
+                  for i, e in enumerate(edges))
+    return Topology(name=name, nodes=nodes, links=links, notes=notes, sources=sources)

@@ -1,7 +1,9 @@
 """Loader for Topology Zoo GML and GraphML files.
 
 Rules (also in the README):
-- propagation delay from the great-circle distance between node coordinates (5 us per km);
+- a file's own edge attributes win (topologies/attributes.py): `capacity`/`bandwidth` (Mbit/s),
+  `delay` (ms), `queue`/`buffer` or the nodes' `queueSize` (packets);
+- otherwise propagation delay from the great-circle distance between node coordinates (5 us per km);
   a link with an endpoint lacking coordinates gets DEFAULT_DELAY_MS;
 - capacity from `LinkSpeedRaw` or a speed label; unlabeled links get the file's most common
   labeled capacity, or DEFAULT_CAPACITY_MBPS when no link in the file names a speed;
@@ -19,6 +21,7 @@ from pathlib import Path
 
 import networkx as nx
 
+from .attributes import edge_queue, explicit_capacity, explicit_delay, node_queue
 from .geo import great_circle_km, propagation_delay_ms
 from .linkspeed import capacity_from_attrs
 from .model import Topology, TopologyError, build
@@ -85,7 +88,12 @@ def load_zoo(path: str | Path, strict: bool = False) -> Topology:
     names = _unique_names([_label(n, g.nodes[n]) for n in order])
     coords = [_coords(g.nodes[n]) for n in order]
 
-    labeled = [c for _, _, d in g.edges(data=True) if (c := capacity_from_attrs(d)) is not None]
+    node_queues = [node_queue(g.nodes[n], f"{path.name}: node {_label(n, g.nodes[n])!r}") for n in order]
+    edge_list = [(u, v, d, f"{path.name}: edge {_label(u, g.nodes[u])!r}-{_label(v, g.nodes[v])!r}")
+                 for u, v, d in g.edges(data=True)]
+    explicit = [explicit_capacity(d, where) for _, _, d, where in edge_list]
+    labeled = [c for (_, _, d, _), e in zip(edge_list, explicit, strict=True)
+               if e is None and (c := capacity_from_attrs(d)) is not None]
     if labeled:
         default_cap = Counter(round(c, 3) for c in labeled).most_common(1)[0][0]
         cap_rule = f"the file's most common labeled capacity, {default_cap:g} Mbit/s"
@@ -93,35 +101,57 @@ def load_zoo(path: str | Path, strict: bool = False) -> Topology:
         default_cap = DEFAULT_CAPACITY_MBPS
         cap_rule = f"the default {DEFAULT_CAPACITY_MBPS:g} Mbit/s"
 
-    merged: dict[tuple[int, int], list[float]] = {}
-    no_coord = unlabeled = parallel = 0
-    for u, v, d in g.edges(data=True):
+    merged: dict[tuple[int, int], list] = {}
+    sources: Counter[tuple[str, str]] = Counter()
+    parallel = 0
+    for (u, v, d, where), cap in zip(edge_list, explicit, strict=True):
         a, b = sorted((index[u], index[v]))
-        cap = capacity_from_attrs(d)
-        if cap is None:
-            unlabeled += 1
+        if cap is not None:
+            sources["capacity", "the file's capacity attribute"] += 1
+        elif (cap := capacity_from_attrs(d)) is not None:
+            sources["capacity", "a Zoo speed field or label"] += 1
+        else:
+            sources["capacity", cap_rule] += 1
             cap = default_cap
+        delay = explicit_delay(d, where)
         (la, oa), (lb, ob) = coords[a], coords[b]
-        if la is None or lb is None or oa is None or ob is None:
-            no_coord += 1
+        if delay is not None:
+            sources["delay", "the file's delay attribute"] += 1
+        elif la is None or lb is None or oa is None or ob is None:
+            sources["delay", f"the default {DEFAULT_DELAY_MS:g} ms (a node without coordinates)"] += 1
             delay = DEFAULT_DELAY_MS
         else:
+            sources["delay", "the great-circle distance between the nodes' coordinates"] += 1
             delay = propagation_delay_ms(great_circle_km(la, oa, lb, ob))
+        queue = edge_queue(d, where)
+        ends = [q for q in (node_queues[a], node_queues[b]) if q is not None]
+        if queue is not None:
+            sources["buffer", "the file's edge queue/buffer attribute"] += 1
+        elif ends:
+            sources["buffer", "the nodes' queueSize attribute"] += 1
+            queue = min(ends)
+        else:
+            sources["buffer", "none in the file (the lab's --queue)"] += 1
         if (a, b) in merged:
             parallel += 1
-            merged[(a, b)][0] += cap
-            merged[(a, b)][1] = min(merged[(a, b)][1], delay)
+            m = merged[(a, b)]
+            m[0] += cap
+            m[1] = min(m[1], delay)
+            m[2] = queue if m[2] is None else m[2] if queue is None else min(m[2], queue)
         else:
-            merged[(a, b)] = [cap, delay]
+            merged[(a, b)] = [cap, delay, queue]
     if parallel:
-        notes.append(f"merged {parallel} parallel edge(s): capacities added, shorter delay kept")
+        notes.append(f"merged {parallel} parallel edge(s): capacities added, shorter delay and smaller buffer kept")
+    unlabeled = sources["capacity", cap_rule]
     if unlabeled:
-        notes.append(f"{unlabeled} edge(s) without a speed label got {cap_rule}")
+        notes.append(f"{unlabeled} edge(s) without a capacity attribute or speed label got {cap_rule}")
+    no_coord = sources["delay", f"the default {DEFAULT_DELAY_MS:g} ms (a node without coordinates)"]
     if no_coord:
-        notes.append(f"{no_coord} edge(s) touching a node without coordinates got the default "
-                     f"delay {DEFAULT_DELAY_MS:g} ms")
-    edges = [(a, b, round(c, 6), round(dl, 6)) for (a, b), (c, dl) in sorted(merged.items())]
-    return build(name, names, edges, coords=coords, notes=tuple(notes))
+        notes.append(f"{no_coord} edge(s) without a delay attribute, touching a node without coordinates, "
+                     f"got the default delay {DEFAULT_DELAY_MS:g} ms")
+    provenance = tuple((what, source, n) for (what, source), n in sorted(sources.items()))
+    edges = [(a, b, round(c, 6), round(dl, 6), q) for (a, b), (c, dl, q) in sorted(merged.items())]
+    return build(name, names, edges, coords=coords, notes=tuple(notes), sources=provenance)
 
 
 def _node_sort_key(n: object) -> tuple[int, object]:
