@@ -1,9 +1,11 @@
 """The closed-loop run report: with and without synchronization side by side.
 
 From a run's stored predictions (serving model and frozen shadow), labels, phases and events:
-NMSE (dB) over a sliding window of 100 labeled flow-windows, as a plot with phase boundaries,
+NMSE (dB, variance definition) over a sliding window of 100 labeled flow-windows, as a plot with phase boundaries,
 detections and swaps marked; one row per drift with pre- and post-drift NMSE with and without
-sync (the layout of Table 7 of the self-adaptive NDT paper); detection delays; retraining
+sync (the layout of Table 7 of the self-adaptive NDT paper), each segment in both NMSE definitions
+(`nmse_var_db_*`, ours, = the unlabeled `with`/`without`; `nmse_power_db_*`, the paper's) beside MAPE;
+detection delays; retraining
 durations and the share of the run spent training (the bootstrap model included) and retraining
 (after drifts), the training worker's start-up (TensorFlow import and trace, paid once a run, before
 the traffic starts), the windows left unlabeled while training ran; the swap count; the SLA monitor's
@@ -28,6 +30,11 @@ SLIDING = 100
 
 def nmse_db(pred: np.ndarray, true: np.ndarray) -> float | None:
     x = evaluate.nmse_db(pred, true)
+    return None if x is None else round(x, 2)
+
+
+def nmse_power_db(pred: np.ndarray, true: np.ndarray) -> float | None:
+    x = evaluate.nmse_power_db(pred, true)
     return None if x is None else round(x, 2)
 
 
@@ -107,6 +114,10 @@ def build(stores: Stores, run_id: str) -> dict[str, Any]:
         m = (s["window"] >= max(lo, after if after is not None else lo)) & (s["window"] <= hi)
         return {"samples": int(m.sum()), "with": nmse_db(s["with"][m], s["true"][m]),
                 "without": nmse_db(s["without"][m], s["true"][m]),
+                "nmse_var_db_with": nmse_db(s["with"][m], s["true"][m]),
+                "nmse_var_db_without": nmse_db(s["without"][m], s["true"][m]),
+                "nmse_power_db_with": nmse_power_db(s["with"][m], s["true"][m]),
+                "nmse_power_db_without": nmse_power_db(s["without"][m], s["true"][m]),
                 "mape_with": mape(s["with"][m], s["true"][m]), "mape_without": mape(s["without"][m], s["true"][m])}
 
     drifts = []
@@ -133,6 +144,8 @@ def build(stores: Stores, run_id: str) -> dict[str, Any]:
             else round(post["without"] - post["with"], 2),
             "after_swap_nmse_with": after["with"] if after else None,
             "after_swap_nmse_without": after["without"] if after else None,
+            "post_nmse_power_db_with": post["nmse_power_db_with"],
+            "post_nmse_power_db_without": post["nmse_power_db_without"],
             "post_mape_with": post["mape_with"], "post_mape_without": post["mape_without"],
             "post_samples": post["samples"]})
     overall = seg(0, 1 << 40)

@@ -37,12 +37,17 @@ def main() -> int:
     retrains = [t for t in rep["trainings"] if t["job"] == "retrain"]
     drifts = [{k: d[k] for k in ("drift", "from", "to", "detection_delay", "pre_nmse_with", "pre_nmse_without",
                                  "post_nmse_with", "post_nmse_without", "post_gain_db", "after_swap_nmse_with",
-                                 "after_swap_nmse_without", "post_mape_with", "post_mape_without")}
+                                 "after_swap_nmse_without", "post_mape_with", "post_mape_without",
+                                 "post_nmse_power_db_with", "post_nmse_power_db_without")}
               for d in rep["drifts"]]
     print(json.dumps({
         "bench": "loop", "topology": rep["topology"], "schedule": rep["schedule"], "run": rep["run"], "data": data,
         "duration_s": rep["duration_s"], "windows": rep["windows"], "labeled_predictions": rep["samples"],
         "overall_nmse_db": {"with": rep["overall"]["with"], "without": rep["overall"]["without"]},
+        "overall_nmse_var_db": {"with": rep["overall"]["nmse_var_db_with"],
+                                "without": rep["overall"]["nmse_var_db_without"]},
+        "overall_nmse_power_db": {"with": rep["overall"]["nmse_power_db_with"],
+                                  "without": rep["overall"]["nmse_power_db_without"]},
         "drifts": drifts, "detections": rep["detections"], "false_alarms": rep["false_alarms"],
         "detections_ignored": rep["detections_ignored"], "swaps": rep["swaps"],
         "trainings": rep["trainings"], "retraining_s": [t["seconds"] for t in retrains],

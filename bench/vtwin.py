@@ -106,7 +106,8 @@ def accuracy(train_paths: list[str], unseen: str | None, budget: float, state: i
         "held_out": {"windows": len(held), "labeled_flows": sum(s.labeled for s in held),
                      **{k: evaluate(f, held)["overall"] for k, f in models.items()}},
         "held_out_by_load": {k: evaluate_by_load(f, held) for k, f in models.items()},
-        "per_phase_gnn": [{k: g[k] for k in ("topology", "phase", "delay_mape", "delay_nmse_db", "flows")}
+        "per_phase_gnn": [{k: g[k] for k in ("topology", "phase", "delay_mape", "delay_nmse_db",
+                                             "delay_nmse_power_db", "flows")}
                           for g in evaluate(gnn.predict, held)["groups"]],
     }
     if unseen:

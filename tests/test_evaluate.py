@@ -1,0 +1,50 @@
+"""Accuracy measures: the two NMSE definitions (ours over the variance, the paper's over the
+labels' power) on hand-computed cases, and how they relate."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from vtwin.evaluate import mape, nmse_db, nmse_power_db, nmse_var_db, scores
+
+
+def test_both_nmse_definitions_on_a_hand_computed_case():
+    y = np.array([1.0, 2.0, 3.0, 4.0])
+    p = np.array([1.5, 2.0, 2.5, 4.0])
+    # errors^2 sum 0.5; variance sum 5; power sum 30
+    assert nmse_var_db(p, y) == pytest.approx(10 * math.log10(0.5 / 5))
+    assert nmse_power_db(p, y) == pytest.approx(10 * math.log10(0.125 / 7.5))
+    assert nmse_var_db is nmse_db
+
+
+def test_the_papers_nmse_is_lower_by_the_mean_to_variance_term():
+    rng = np.random.default_rng(3)
+    y = 20 + rng.normal(0, 2, 1000)  # delays around 20 ms, small spread: the two definitions far apart
+    p = y + rng.normal(0, 1, 1000)
+    gap = nmse_var_db(p, y) - nmse_power_db(p, y)
+    assert gap == pytest.approx(10 * math.log10(np.mean(y ** 2) / np.var(y)), abs=1e-9)
+    assert gap > 15  # answering the mean scores 0 dB ours, about -20 dB the paper's
+
+
+def test_answering_the_mean_is_zero_db_ours_and_not_the_papers():
+    y = np.array([10.0, 12.0, 14.0])
+    p = np.full(3, y.mean())
+    assert nmse_var_db(p, y) == pytest.approx(0.0)
+    assert nmse_power_db(p, y) < -15
+
+
+def test_degenerate_labels_give_none_not_a_number():
+    assert nmse_var_db(np.ones(3), np.full(3, 5.0)) is None  # no variance
+    assert nmse_power_db(np.ones(3), np.zeros(3)) is None  # no power
+    assert nmse_power_db(np.ones(2), np.array([np.nan, np.nan])) is None
+    assert mape(np.ones(2), np.zeros(2)) is None
+
+
+def test_scores_label_both_definitions():
+    y = np.array([1.0, 2.0, 3.0, 4.0])
+    s = scores(y * 1.1, y * 0.9, y, y)
+    assert s["delay_nmse_db"] < 0 and s["delay_nmse_power_db"] < s["delay_nmse_db"]
+    assert s["jitter_nmse_power_db"] < s["jitter_nmse_db"] and s["delay_mape"] == pytest.approx(10.0)
