@@ -43,9 +43,39 @@ def bottleneck_rows(traffic_run, phase: int) -> list[tuple]:
     return [r for r in rows if r[0] in keys]
 
 
+def sent_onto_hot_link_mbps(traffic_run, phase: int) -> tuple[float, float, float]:
+    """(median Mbit/s D-ITG sent onto the most loaded link direction per window, what the schedule
+    asked, the link's capacity), from the labels' sent packet counts and the flows' frame sizes."""
+    import statistics
+
+    from topologies import load
+    from traffic.flowset import choose_pairs
+
+    topo = load("diamond")
+    pairs = choose_pairs(topo, SCHEDULE["flows"], SCHEDULE["seed"])
+    hot = Counter(h for p in pairs for h in p.hops).most_common(1)[0][0]
+    crossing = {p.src_ip + ">" + p.dst_ip for p in pairs if hot in p.hops}
+    t = traffic_run["t"]
+    (window_s,) = t.execute("SELECT window_s FROM runs").fetchone()
+    flows = {k: (size, offered) for (k, src, dst, size, offered) in t.execute(
+        "SELECT flow_key, src_ip, dst_ip, pkt_size, offered_bps FROM run_flows WHERE phase_idx = ?", [phase])
+        if f"{src}>{dst}" in crossing}
+    per_window: dict[int, float] = {}
+    for w, k, sent in traffic_run["l"].execute("SELECT window, flow_key, sent FROM labels"):
+        if k in flows and sent is not None:
+            per_window[w] = per_window.get(w, 0.0) + sent * (flows[k][0] + 42) * 8 / window_s / 1e6
+    asked = sum(o for _, o in flows.values()) / 1e6
+    return statistics.median(per_window.values()), asked, topo.link(hot[0]).capacity_mbps
+
+
 def test_delay_and_loss_rise_past_capacity_on_the_bottleneck(traffic_run):
     low, high = bottleneck_rows(traffic_run, 0), bottleneck_rows(traffic_run, 1)
     assert low and high
+    # the premise first: the senders really offered more than the link carries (a fresh-clone run
+    # once saw them send about half their rate, so the link was never overloaded)
+    sent, asked, capacity = sent_onto_hot_link_mbps(traffic_run, 1)
+    assert sent > capacity, (f"D-ITG's senders fell short: {sent:.1f} Mbit/s sent onto the bottleneck of "
+                             f"{capacity:g} Mbit/s, {asked:.1f} asked")
     mean = lambda rows, i: sum(r[i] for r in rows if r[i] is not None) / len(rows)  # noqa: E731
     assert mean(high, 1) > 2 * mean(low, 1), (mean(low, 1), mean(high, 1))
     assert mean(low, 2) < 0.5
