@@ -112,10 +112,9 @@ def build(stores: Stores, run_id: str) -> dict[str, Any]:
 
     def seg(lo: int, hi: int, after: int | None = None) -> dict[str, Any]:
         m = (s["window"] >= max(lo, after if after is not None else lo)) & (s["window"] <= hi)
-        return {"samples": int(m.sum()), "with": nmse_db(s["with"][m], s["true"][m]),
-                "without": nmse_db(s["without"][m], s["true"][m]),
-                "nmse_var_db_with": nmse_db(s["with"][m], s["true"][m]),
-                "nmse_var_db_without": nmse_db(s["without"][m], s["true"][m]),
+        var_with, var_without = nmse_db(s["with"][m], s["true"][m]), nmse_db(s["without"][m], s["true"][m])
+        return {"samples": int(m.sum()), "with": var_with, "without": var_without,
+                "nmse_var_db_with": var_with, "nmse_var_db_without": var_without,
                 "nmse_power_db_with": nmse_power_db(s["with"][m], s["true"][m]),
                 "nmse_power_db_without": nmse_power_db(s["without"][m], s["true"][m]),
                 "mape_with": mape(s["with"][m], s["true"][m]), "mape_without": mape(s["without"][m], s["true"][m])}

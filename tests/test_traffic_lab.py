@@ -28,14 +28,21 @@ def test_every_started_flow_has_labels(traffic_run):
         assert n >= 5, (phase, no, key)
 
 
-def bottleneck_rows(traffic_run, phase: int) -> list[tuple]:
-    """Labels of the phase's flows that cross the most loaded link direction."""
+def hot_link() -> tuple[object, tuple[str, int], set[str]]:
+    """The diamond, the most loaded link direction of the schedule's flows, and the 'src>dst'
+    addresses of the flows that cross it."""
     from topologies import load
     from traffic.flowset import choose_pairs
 
-    pairs = choose_pairs(load("diamond"), SCHEDULE["flows"], SCHEDULE["seed"])
+    topo = load("diamond")
+    pairs = choose_pairs(topo, SCHEDULE["flows"], SCHEDULE["seed"])
     hot = Counter(h for p in pairs for h in p.hops).most_common(1)[0][0]
-    crossing = {p.src_ip + ">" + p.dst_ip for p in pairs if hot in p.hops}
+    return topo, hot, {p.src_ip + ">" + p.dst_ip for p in pairs if hot in p.hops}
+
+
+def bottleneck_rows(traffic_run, phase: int) -> list[tuple]:
+    """Labels of the phase's flows that cross the most loaded link direction."""
+    _, _, crossing = hot_link()
     t = traffic_run["t"]
     keys = {k for (k, src, dst) in t.execute(
         "SELECT flow_key, src_ip, dst_ip FROM run_flows WHERE phase_idx = ?", [phase]) if f"{src}>{dst}" in crossing}
@@ -48,13 +55,7 @@ def sent_onto_hot_link_mbps(traffic_run, phase: int) -> tuple[float, float, floa
     asked, the link's capacity), from the labels' sent packet counts and the flows' frame sizes."""
     import statistics
 
-    from topologies import load
-    from traffic.flowset import choose_pairs
-
-    topo = load("diamond")
-    pairs = choose_pairs(topo, SCHEDULE["flows"], SCHEDULE["seed"])
-    hot = Counter(h for p in pairs for h in p.hops).most_common(1)[0][0]
-    crossing = {p.src_ip + ">" + p.dst_ip for p in pairs if hot in p.hops}
+    topo, hot, crossing = hot_link()
     t = traffic_run["t"]
     (window_s,) = t.execute("SELECT window_s FROM runs").fetchone()
     flows = {k: (size, offered) for (k, src, dst, size, offered) in t.execute(

@@ -101,6 +101,7 @@ def load_zoo(path: str | Path, strict: bool = False) -> Topology:
         default_cap = DEFAULT_CAPACITY_MBPS
         cap_rule = f"the default {DEFAULT_CAPACITY_MBPS:g} Mbit/s"
 
+    no_coord_rule = f"the default {DEFAULT_DELAY_MS:g} ms (a node without coordinates)"
     merged: dict[tuple[int, int], list] = {}
     sources: Counter[tuple[str, str]] = Counter()
     parallel = 0
@@ -118,7 +119,7 @@ def load_zoo(path: str | Path, strict: bool = False) -> Topology:
         if delay is not None:
             sources["delay", "the file's delay attribute"] += 1
         elif la is None or lb is None or oa is None or ob is None:
-            sources["delay", f"the default {DEFAULT_DELAY_MS:g} ms (a node without coordinates)"] += 1
+            sources["delay", no_coord_rule] += 1
             delay = DEFAULT_DELAY_MS
         else:
             sources["delay", "the great-circle distance between the nodes' coordinates"] += 1
@@ -145,7 +146,7 @@ def load_zoo(path: str | Path, strict: bool = False) -> Topology:
     unlabeled = sources["capacity", cap_rule]
     if unlabeled:
         notes.append(f"{unlabeled} edge(s) without a capacity attribute or speed label got {cap_rule}")
-    no_coord = sources["delay", f"the default {DEFAULT_DELAY_MS:g} ms (a node without coordinates)"]
+    no_coord = sources["delay", no_coord_rule]
     if no_coord:
         notes.append(f"{no_coord} edge(s) without a delay attribute, touching a node without coordinates, "
                      f"got the default delay {DEFAULT_DELAY_MS:g} ms")
