@@ -232,7 +232,7 @@ def cmd_ctl(args: argparse.Namespace) -> None:
 # -- traffic and data ---------------------------------------------------------------------------
 def cmd_traffic_run(args: argparse.Namespace) -> None:
     from ptwin.control import lab_status
-    from traffic.runner import TrafficRun
+    from traffic.runner import SHORT_SHARE, TrafficRun
     from traffic.schedule import load_schedule
     from traffic.store import Stores
 
@@ -262,10 +262,16 @@ def cmd_traffic_run(args: argparse.Namespace) -> None:
         print(f"run {r['run']} {r['status']}: {r['windows']} windows, {r['labels']} labels, "
               f"{r['flows_failed']} failed flow(s)")
         for p in r["phases"]:
+            share = "" if p["sent_share"] is None else f", senders sent {p['sent_share']:.0%} of the asked rate"
             print(f"  phase {p['idx'] + 1} {p['profile']} load {p['load']:g}: "
-                  f"{p['finished']} finished, {p['failed']} failed")
+                  f"{p['finished']} finished, {p['failed']} failed{share}")
 
     emit(result, args.json, render)
+    for p in result["phases"]:
+        if p["senders_short"]:
+            print(f"warning: phase {p['idx'] + 1}: {p['senders_short']} sender(s) sent under "
+                  f"{SHORT_SHARE:.0%} of their asked rate (median {p['sent_share']:.0%}); the machine's CPU "
+                  "is short, and the labels describe less traffic than was asked", file=sys.stderr)
     if result["flows_failed"]:
         raise CliError(f"{result['flows_failed']} flow(s) failed; see {run.logs}")
 

@@ -28,6 +28,17 @@ def test_every_started_flow_has_labels(traffic_run):
         assert n >= 5, (phase, no, key)
 
 
+def test_each_flow_records_the_rate_its_sender_achieved(traffic_run):
+    """A CPU-starved D-ITG sender falls short of its rate; the store and the summary say by how much."""
+    rows = traffic_run["t"].execute("SELECT phase_idx, flow_no, rate_pps, sent_pps FROM run_flows").fetchall()
+    assert rows and all(sent is not None and 0 < sent <= 1.05 * asked for _, _, asked, sent in rows), rows
+    phases = traffic_run["result"]["phases"]
+    assert [p["idx"] for p in phases] == [0, 1]
+    for p in phases:
+        assert 0 < p["sent_share"] <= 1.05 and p["senders_short"] == sum(
+            sent < 0.9 * asked for idx, _, asked, sent in rows if idx == p["idx"]), p
+
+
 def hot_link() -> tuple[object, tuple[str, int], set[str]]:
     """The diamond, the most loaded link direction of the schedule's flows, and the 'src>dst'
     addresses of the flows that cross it."""

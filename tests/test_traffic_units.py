@@ -5,6 +5,7 @@ the stores' atomic, idempotent windows under a killed writer."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import signal
@@ -19,7 +20,7 @@ import numpy as np
 import pytest
 
 from topologies import load
-from traffic.ditg import LogReader, Packets, sender_args
+from traffic.ditg import LogReader, Packets, realtime_prefix, sender_args
 from traffic.flowset import choose_pairs, per_flow_bps
 from traffic.labels import window_labels
 from traffic.schedule import BUILTIN, ScheduleError, load_schedule
@@ -93,9 +94,22 @@ def test_flow_sets_share_links_and_loads_hit_the_bottleneck():
 def test_sender_arguments_follow_the_distributions(tmp_path: Path):
     args = sender_args("10.0.0.2", 10001, "TCP", "uniform", 100.0, "exponential", 512, 5000,
                        tmp_path / "t", tmp_path / "r")
+    prefix = list(realtime_prefix())
+    assert args[:len(prefix)] == prefix
+    args = args[len(prefix):]
     assert args[:7] == ["ITGSend", "-a", "10.0.0.2", "-rp", "10001", "-T", "TCP"]
     assert "-U" in args and args[args.index("-U") + 1:args.index("-U") + 3] == ["66.667", "200.000"]
     assert "-e" in args and "-t" in args and args[args.index("-t") + 1] == "5000"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="real-time priority needs root")
+def test_traffic_processes_run_at_realtime_priority_as_root():
+    """ITGSend loses rate to every late wakeup; as root its processes run SCHED_FIFO."""
+    prefix = realtime_prefix()
+    assert prefix[:2] == ("chrt", "-f"), prefix
+    r = subprocess.run([*prefix, sys.executable, "-c", "import os; print(os.sched_getscheduler(0))"],
+                       capture_output=True, text=True, timeout=30)
+    assert int(r.stdout) == os.SCHED_FIFO, (r.stdout, r.stderr)
 
 
 def packets(rows: list[tuple[int, float, float | None]], size: int = 500) -> Packets:

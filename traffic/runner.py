@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import statistics
 import subprocess
 import sys
 import threading
@@ -31,6 +32,9 @@ from .store import Stores, flow_key
 
 #: Seconds a sender may run past its phase before it is counted as failed.
 GRACE_S = 15.0
+#: A sender that achieved less than this share of its asked packet rate fell short (a CPU-starved
+#: machine): the labels then describe less traffic than the features say was offered.
+SHORT_SHARE = 0.9
 
 
 def signaling_port(phase: int, flow_no: int) -> int:
@@ -125,7 +129,8 @@ class TrafficRun:
         procs = []
         for no, pair in enumerate(self.pairs):
             log = open(self.logs / f"p{idx}-f{no}.recv", "wb")
-            proc = subprocess.Popen(host_command(self._pid(pair.dst), ["ITGRecv", "-Sp", str(ports[no])]), stdout=log,
+            recv = [*ditg.realtime_prefix(), "ITGRecv", "-Sp", str(ports[no])]
+            proc = subprocess.Popen(host_command(self._pid(pair.dst), recv), stdout=log,
                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=self.logs)
             log.close()
             rec = process_record(proc.pid, f"ITGRecv {pair.dst}:{ports[no]}")
@@ -278,7 +283,9 @@ class TrafficRun:
             if sport is None:
                 continue
             key = flow_key(s.proto, s.pair.src_ip, sport, s.pair.dst_ip, s.dport)
-            keys[s.flow_no] = (key, sport)
+            keys[s.flow_no] = {"flow_key": key, "sport": sport}
+            if upto_window is None:  # the whole log: the rate the sender achieved
+                keys[s.flow_no]["sent_pps"] = sent.rate_pps()
             for w, lab in window_labels(sent, received, self.t0, self.window_s).items():
                 # a label is kept only where the traffic store has the flow's features for the window
                 # and none for a window measured while labels were paused (a training job running)
@@ -286,8 +293,8 @@ class TrafficRun:
                     rows.append({"run_id": self.run_id, "window": w, "flow_key": key, "snapshot_id": snaps[w],
                                  "flow_no": s.flow_no, **lab})
         with stores.traffic.conn:
-            for no, (key, sport) in keys.items():
-                stores.traffic["run_flows"].update((self.run_id, idx, no), {"flow_key": key, "sport": sport})
+            for no, row in keys.items():
+                stores.traffic["run_flows"].update((self.run_id, idx, no), row)
         return stores.write_labels(rows)
 
     # -- the run ----------------------------------------------------------------------------------
@@ -370,9 +377,26 @@ class TrafficRun:
             self.decoder.shutdown()
             self.stores.traffic["runs"].update(self.run_id, {"status": status, "ended_at": time.time()})
             summary["late_labels"] = labeled
+        shares = self.sent_shares()
+        for p in summary["phases"]:
+            p.update(shares.get(p["idx"], {"sent_share": None, "senders_short": 0}))
+        short = {p["idx"]: p["sent_share"] for p in summary["phases"] if p["senders_short"]}
+        if short:
+            self.stores.event(self.run_id, time.time(), "senders_short", short)
         summary.update(self.counts())
         summary["status"] = status
         return summary
+
+    def sent_shares(self) -> dict[int, dict[str, Any]]:
+        """Per phase: the median share of its asked packet rate a sender achieved, and how many
+        senders achieved less than SHORT_SHARE of theirs."""
+        per: dict[int, list[float]] = {}
+        for idx, sent, asked in self.stores.traffic.execute(
+                "SELECT phase_idx, sent_pps, rate_pps FROM run_flows WHERE run_id = ? AND sent_pps IS NOT NULL "
+                "AND rate_pps > 0", [self.run_id]):
+            per.setdefault(idx, []).append(sent / asked)
+        return {idx: {"sent_share": round(statistics.median(v), 3), "senders_short": sum(x < SHORT_SHARE for x in v)}
+                for idx, v in per.items()}
 
     def counts(self) -> dict[str, Any]:
         t, lab = self.stores.traffic, self.stores.labels

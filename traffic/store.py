@@ -90,6 +90,8 @@ class Stores:
             pkt_size REAL, offered_bps REAL,
             idt TEXT, size_dist TEXT, status TEXT, error TEXT,
             PRIMARY KEY (run_id, phase_idx, flow_no))""")
+        if "sent_pps" not in t["run_flows"].columns_dict:  # what the sender achieved, beside rate_pps
+            t["run_flows"].add_column("sent_pps", float)
         t.execute("""CREATE TABLE IF NOT EXISTS snapshots (
             id INTEGER PRIMARY KEY, run_id TEXT NOT NULL, window INTEGER NOT NULL, t_start REAL,
             t_end REAL, phase_idx INTEGER, topology TEXT, routing_version INTEGER,
