@@ -30,6 +30,7 @@ from vtwin.errors import RegistryError, SnapshotError
 from . import closed_loop, serve_cli, whatif_cli
 from . import demo as demo_mod
 from .config import ConfigError
+from .lab_args import add_emulation_args, lab_config
 from .table import emit, print_table
 
 
@@ -62,6 +63,16 @@ def topo_summary(topo: Topology) -> dict[str, Any]:
 
 
 def cmd_topo_list(args: argparse.Namespace) -> None:
+    from topologies import topohub_source
+
+    if args.group:
+        group = args.group.removeprefix(topohub_source.PREFIX).strip("/")
+        if group not in topohub_source.catalogue():
+            raise CliError(f"no topohub group {args.group!r}; groups: "
+                           f"{', '.join(topohub_source.catalogue()) or '(topohub is not installed)'}")
+        rows = [{"name": topohub_source.PREFIX + k, "kind": "topohub"} for k in topohub_source.names(group)]
+        emit(rows, args.json, lambda r: print_table(r, ["name", "kind"]))
+        return
     rows = [{"name": name, "kind": "built-in", "nodes": len(m().nodes), "links": len(m().links)}
             for name, m in builtin_topos.CATALOGUE.items()]
     rows += [{"name": alias, "kind": f"alias of {target}", "nodes": None, "links": None}
@@ -69,10 +80,15 @@ def cmd_topo_list(args: argparse.Namespace) -> None:
     for path in zoo_files():
         rows.append({"name": path.stem, "kind": f"file {path}", "nodes": None, "links": None})
     rows.append({"name": "random:N:M:SEED", "kind": "generator", "nodes": None, "links": None})
+    for group, n in topohub_source.catalogue().items():
+        example = topohub_source.names(group)[0]
+        rows.append({"name": f"topohub:{group}/...", "kind": f"topohub, {n} topologies (e.g. topohub:{example})",
+                     "nodes": None, "links": None})
     emit(rows, args.json, lambda r: print_table(r, ["name", "kind", "nodes", "links"]))
     if not args.json:
         print(f"\nfiles are searched in: {', '.join(str(d) for d in search_dirs()) or '(none)'}"
-              " (NDT_TOPOLOGY_PATH); any .gml/.graphml/.json path works too")
+              " (NDT_TOPOLOGY_PATH); any .gml/.graphml/.json path works too;\n"
+              "'ndt topo list topohub:GROUP' lists a topohub group")
 
 
 def cmd_topo_show(args: argparse.Namespace) -> None:
@@ -105,12 +121,10 @@ def _progress(msg: str) -> None:
 
 def cmd_lab_up(args: argparse.Namespace) -> None:
     from ptwin.control import lab_up
-    from ptwin.lab import LabConfig
 
     topo = load(args.topo)
-    config = LabConfig(delay_backend=args.delay_backend, capacity_scale=args.capacity_scale,
-                       of_port=args.of_port, rest_port=args.rest_port,
-                       ready_timeout=args.timeout, flow_idle_timeout=args.idle_timeout)
+    config = lab_config(args, delay_backend=args.delay_backend, ready_timeout=args.timeout,
+                        flow_idle_timeout=args.idle_timeout)
     state = lab_up(topo, config, progress=_progress if not args.json else (lambda m: None))
     info = dict(state.get("info", {}), ready_seconds=round(state["ready_at"] - state["started_at"], 2))
     emit(info, args.json, render_lab_info)
@@ -121,6 +135,12 @@ def render_lab_info(info: dict[str, Any]) -> None:
           + (f", ready in {info['ready_seconds']} s" if "ready_seconds" in info else ""))
     print(f"datapath {info.get('datapath')}, delay backend {info.get('delay_backend')}, "
           f"capacity scale {info.get('capacity_scale')}")
+    queue = info.get("queue_pkts")
+    if queue:
+        sizes = sorted(set(queue["links"].values()))
+        span = f"{sizes[0]}" if len(sizes) == 1 else f"{sizes[0]}-{sizes[-1]}"
+        print(f"queue {span} packets per link direction ({queue['from_topology']} link(s) from the topology, "
+              f"the rest --queue {queue['default']})")
     ctl = info.get("controller", {})
     print(f"controller REST {ctl.get('rest')}, OpenFlow port {ctl.get('ofp_port')}")
     if info.get("links_down"):
@@ -307,6 +327,29 @@ def cmd_data_export(args: argparse.Namespace) -> None:
                                          f"{r['labeled_flows']} labeled flow-windows"))
 
 
+def cmd_data_import(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from vtwin.paper_data import PaperDataError, find_splits, import_splits
+
+    if args.source != "robust-ndt":
+        raise CliError(f"unknown dataset source {args.source!r}; ndt imports: robust-ndt")
+    out = Path(args.out)
+    if not out.parent.is_dir():
+        raise CliError(f"{out.parent}: no such directory for --out")
+    try:
+        splits = find_splits(Path(args.dir), args.topology, args.split)
+        res = import_splits(splits, out, every=args.every, progress=(lambda m: None) if args.json else _progress)
+    except PaperDataError as exc:
+        raise CliError(str(exc)) from None
+
+    def render(r: dict[str, Any]) -> None:
+        print(f"wrote {r['file']}: {r['rows']} labeled rows")
+        print_table(r["splits"], ["topology", "pattern", "split", "rows", "paths"])
+
+    emit(res, args.json, render)
+
+
 # -- virtual twin -------------------------------------------------------------------------------
 def cmd_train(args: argparse.Namespace) -> None:
     from pathlib import Path
@@ -398,7 +441,8 @@ def build_parser() -> Parser:
 
     topo = sub.add_parser("topo", help="list and show topologies")
     tsub = topo.add_subparsers(dest="sub", required=True, parser_class=Parser)
-    t = tsub.add_parser("list", help="built-in topologies, generators and Zoo files")
+    t = tsub.add_parser("list", help="built-in topologies, generators, Zoo files and topohub groups")
+    t.add_argument("group", nargs="?", default=None, metavar="topohub:GROUP", help="list one topohub group")
     t.add_argument("--json", action="store_true")
     t.set_defaults(func=cmd_topo_list)
     t = tsub.add_parser("show", help="nodes, links, capacities, delays, diameter")
@@ -411,11 +455,7 @@ def build_parser() -> Parser:
     t = lsub.add_parser("up", help="build and start the lab; returns when it is ready")
     t.add_argument("topo", metavar="TOPO", nargs="?", default=builtin_topos.DEFAULT)
     t.add_argument("--delay-backend", default="auto", choices=["auto", "netem", "relay", "none"])
-    t.add_argument("--capacity-scale", default="auto", type=_scale,
-                   help="factor from topology capacity to emulated rate (default auto: "
-                        "the fastest link at most 20 Mbit/s)")
-    t.add_argument("--of-port", type=int, default=6653)
-    t.add_argument("--rest-port", type=int, default=8080)
+    add_emulation_args(t)
     t.add_argument("--idle-timeout", type=int, default=30, help="seconds before an idle flow expires")
     t.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for the lab")
     t.add_argument("--json", action="store_true")
@@ -474,6 +514,16 @@ def build_parser() -> Parser:
     t.add_argument("--data", default=None)
     t.add_argument("--json", action="store_true")
     t.set_defaults(func=cmd_data_export)
+    t = dsub.add_parser("import", help="labeled data from elsewhere as a training-ready JSON Lines file "
+                                       "(robust-ndt: the paper's tf.data datasets)")
+    t.add_argument("source", choices=["robust-ndt"])
+    t.add_argument("dir", metavar="DIR", help="the datasets folder, or one topology's, or one split's")
+    t.add_argument("--out", required=True, help="the JSON Lines file to write ('ndt train --dataset' reads it)")
+    t.add_argument("--topology", default=None, help="only this topology (5g_crosshaul, germany, passion)")
+    t.add_argument("--split", default=None, choices=["training", "validation"])
+    t.add_argument("--every", type=int, default=1, metavar="K", help="keep one row in K (default every row)")
+    t.add_argument("--json", action="store_true")
+    t.set_defaults(func=cmd_data_import)
 
     t = sub.add_parser("train", help="train the virtual twin on the labeled store (or an exported file)")
     t.add_argument("--data", default=None)
@@ -509,18 +559,6 @@ def build_parser() -> Parser:
 
     demo_mod.add_parser(sub)
     return p
-
-
-def _scale(text: str) -> str | float:
-    if text == "auto":
-        return text
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number or 'auto': {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError("must be positive")
-    return value
 
 
 def main(argv: list[str] | None = None) -> int:

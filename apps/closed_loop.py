@@ -13,13 +13,13 @@ from typing import Any
 from controller_app.client import ControllerClient
 from ptwin.control import lab_down, lab_status, lab_up
 from ptwin.errors import LabError
-from ptwin.lab import LabConfig
 from topologies import Topology
 from topologies.resolve import load
 from traffic.schedule import load_schedule
 from traffic.store import Stores
 
 from .config import load_config
+from .lab_args import add_emulation_args, lab_config
 from .table import emit, print_table
 
 
@@ -112,7 +112,7 @@ def cmd_run(args: argparse.Namespace) -> None:
     say = (lambda m: None) if args.json else (lambda m: print(m, file=sys.stderr, flush=True))
     stores = Stores(args.data)
     sla = SlaHook(stores, load_config(args.config, stores.root).sla)
-    lab = LabConfig(of_port=args.of_port, rest_port=args.rest_port)
+    lab = lab_config(args)
     # SIGTERM ends the run like Ctrl-C: the lab is taken down either way
     signal.signal(signal.SIGTERM, _interrupt)
     state = lab_up(topo, lab, progress=lambda m: say(f"... {m}"))
@@ -249,8 +249,7 @@ def _run_args(t: argparse.ArgumentParser) -> None:
     t.add_argument("--train-budget", type=float, default=30.0, help="seconds of training per retraining")
     t.add_argument("--train-timeout", type=float, default=180.0, help="a trainer running longer is killed")
     t.add_argument("--post-windows", type=int, default=10, help="labeled post-drift windows before retraining")
-    t.add_argument("--of-port", type=int, default=6653)
-    t.add_argument("--rest-port", type=int, default=8080)
+    add_emulation_args(t)
     t.add_argument("--data", default=None)
     t.add_argument("--config", default=None, help="configuration file with the SLA policy (see apps/config.py)")
     t.add_argument("--json", action="store_true")

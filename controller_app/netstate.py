@@ -229,7 +229,7 @@ class NetworkState:
                     "id": lk.id, "a": lk.a, "b": lk.b,
                     "a_switch": Plan.dpid_str(lk.a), "b_switch": Plan.dpid_str(lk.b),
                     "a_port": p.a_port, "b_port": p.b_port,
-                    "capacity_mbps": self.capacity[lk.id], "delay_ms": lk.delay_ms,
+                    "capacity_mbps": self.capacity[lk.id], "delay_ms": lk.delay_ms, "queue_pkts": lk.queue_pkts,
                     "up": self.link_up[lk.id],
                     "load_bps": {"a_to_b": round(ca.tx_bps, 1), "b_to_a": round(cb.tx_bps, 1)},
                     "utilization": {"a_to_b": round(ca.tx_bps / cap_bps, 4),

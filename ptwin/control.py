@@ -75,7 +75,7 @@ def lab_up(topo: Topology, config: LabConfig, progress: Callable[[str], None] = 
                "--of-port", str(config.of_port), "--rest-port", str(config.rest_port),
                "--ready-timeout", str(config.ready_timeout),
                "--idle-timeout", str(config.flow_idle_timeout),
-               "--stats-interval", str(config.stats_interval)]
+               "--stats-interval", str(config.stats_interval), "--queue", str(config.queue_pkts)]
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 start_new_session=True, cwd="/")
         log.close()

@@ -21,7 +21,7 @@ from topologies.resolve import load_json
 
 from .cleanup import remove_recorded, stop_adopted
 from .errors import LabError
-from .lab import Lab, LabConfig
+from .lab import DEFAULT_QUEUE_PKTS, Lab, LabConfig
 from .state import control_path, key_path, lab_dir, process_record, read_state, write_state
 
 
@@ -64,6 +64,9 @@ class Daemon:
             "datapath": lab.datapath,
             "delay_backend": lab.delay_backend,
             "capacity_scale": lab.scale,
+            "queue_pkts": {"default": lab.config.queue_pkts,
+                           "links": {lk.id: lk.queue_pkts for lk in lab.topo.links},
+                           "from_topology": sum(lk.queue_pkts is not None for lk in lab.nominal.links)},
             "controller": {"rest": lab.rest_url, "ofp_port": lab.config.of_port},
             "hosts": hosts,
             "links_down": sorted(k for k, v in lab.link_up.items() if not v),
@@ -146,6 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ready-timeout", type=float, default=120.0)
     ap.add_argument("--idle-timeout", type=int, default=30)
     ap.add_argument("--stats-interval", type=float, default=1.0)
+    ap.add_argument("--queue", type=int, default=DEFAULT_QUEUE_PKTS)
     args = ap.parse_args(argv)
 
     def on_term(*_: object) -> None:
@@ -157,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     config = LabConfig(delay_backend=args.delay_backend, capacity_scale=scale,
                        of_port=args.of_port, rest_port=args.rest_port,
                        ready_timeout=args.ready_timeout, flow_idle_timeout=args.idle_timeout,
-                       stats_interval=args.stats_interval)
+                       stats_interval=args.stats_interval, queue_pkts=args.queue)
     daemon = None
     try:
         daemon = Daemon(load_json(__import__("pathlib").Path(args.topology)), config)

@@ -92,6 +92,20 @@ def test_explicit_attributes_beat_speed_labels_and_coordinates(tmp_path):
     assert sources[("buffer", "the file's edge queue/buffer attribute")] == 1
 
 
+def test_an_edge_length_beats_coordinates_and_a_delay_beats_the_length(tmp_path):
+    nodes = ('  node [ id 0 label "a" Latitude 40.7 Longitude -74.0 ]\n'
+             '  node [ id 1 label "b" Latitude 41.9 Longitude -87.6 ]\n'
+             '  node [ id 2 label "c" Latitude 42.0 Longitude -88.0 ]\n')
+    edges = ('  edge [ source 0 target 1 dist 200 ]\n'
+             '  edge [ source 1 target 2 dist 200 delay 0.3 ]\n')
+    topo = load_zoo(_gml(tmp_path, edges, nodes))
+    assert topo.link_between(0, 1).delay_ms == pytest.approx(1.0)  # 200 km at 5 us/km, not ~1140 km
+    assert topo.link_between(1, 2).delay_ms == pytest.approx(0.3)
+    assert ("delay", "the edge's length (dist, km)", 1) in topo.sources
+    with pytest.raises(TopologyError, match=r"dist \(km\) -2 is not a number >= 0"):
+        load_zoo(_gml(tmp_path, "  edge [ source 0 target 1 dist -2 ]\n  edge [ source 1 target 2 ]\n"))
+
+
 @pytest.mark.parametrize("attr, message", [
     ("capacity 0", r"capacity \(Mbit/s\) 0 is not a positive number"),
     ("capacity -5", r"capacity \(Mbit/s\) -5 is not a positive number"),

@@ -3,7 +3,8 @@
 Files written for emulation (the paper's GML, SNDlib exports, our JSON) state each link's values
 outright; those win over what a Zoo file lets us infer (speed labels, coordinates):
 - capacity: edge `capacity` or `bandwidth`, Mbit/s;
-- delay: edge `delay`, ms (propagation);
+- delay: edge `delay`, ms (propagation); else edge `dist` or `distance`, km of fibre (topohub's
+  edges carry `dist`), at 5 us per km;
 - buffer: edge `queue` or `buffer`, packets; else the node attribute `queueSize` (packets) of the
   link's endpoints (the smaller one when they differ: one value per link).
 
@@ -20,6 +21,7 @@ from .model import TopologyError
 
 CAPACITY_KEYS = ("capacity", "bandwidth")
 DELAY_KEYS = ("delay",)
+DISTANCE_KEYS = ("dist", "distance")
 EDGE_QUEUE_KEYS = ("queue", "buffer")
 NODE_QUEUE_KEYS = ("queueSize",)
 
@@ -52,6 +54,12 @@ def explicit_delay(attrs: dict[str, Any], where: str) -> float | None:
     """Propagation delay in ms named by the edge's `delay` attribute, or None."""
     found = _first(attrs, DELAY_KEYS)
     return None if found is None else _number(found[1], f"{found[0]} (ms)", where, allow_zero=True)
+
+
+def explicit_distance_km(attrs: dict[str, Any], where: str) -> float | None:
+    """Length in km named by the edge's `dist`/`distance` attribute, or None."""
+    found = _first(attrs, DISTANCE_KEYS)
+    return None if found is None else _number(found[1], f"{found[0]} (km)", where, allow_zero=True)
 
 
 def _packets(value: Any, what: str, where: str) -> int:

@@ -1,4 +1,4 @@
-"""Turn a TOPO argument into a Topology: a built-in name, a generator spec, or a file path."""
+"""Turn a TOPO argument into a Topology: a built-in name, a generator spec, a topohub name, or a file path."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ from pathlib import Path
 from . import builtin
 from .generate import from_spec
 from .model import Topology, TopologyError
+from .topohub_source import PREFIX as TOPOHUB
+from .topohub_source import load_topohub
 from .zoo import load_zoo
 
 
@@ -36,7 +38,7 @@ def zoo_files() -> list[Path]:
 
 
 def load(spec: str) -> Topology:
-    """Resolve `spec`: built-in name, `random:N:M:SEED`, or a .gml/.graphml/.json path."""
+    """Resolve `spec`: built-in name, `random:N:M:SEED`, `topohub:GROUP/NAME`, or a .gml/.graphml/.json path."""
     if not spec or not spec.strip():
         raise TopologyError("empty topology name")
     topo = builtin.get(spec)
@@ -44,6 +46,8 @@ def load(spec: str) -> Topology:
         return topo
     if spec.startswith("random:"):
         return from_spec(spec)
+    if spec.startswith(TOPOHUB):
+        return load_topohub(spec)
     path = Path(spec)
     if not path.suffix and os.sep not in spec:
         named = [p for p in zoo_files() if p.stem.lower() == spec.lower()]
@@ -55,7 +59,7 @@ def load(spec: str) -> Topology:
         return load_zoo(path)
     known = ", ".join(sorted([*builtin.CATALOGUE, *builtin.ALIASES]))
     raise TopologyError(f"unknown topology {spec!r}: not a built-in ({known}), "
-                        "not random:N:M:SEED, and no such file")
+                        "not random:N:M:SEED or topohub:GROUP/NAME, and no such file")
 
 
 def load_json(path: Path) -> Topology:

@@ -3,8 +3,8 @@
 Rules (also in the README):
 - a file's own edge attributes win (topologies/attributes.py): `capacity`/`bandwidth` (Mbit/s),
   `delay` (ms), `queue`/`buffer` or the nodes' `queueSize` (packets);
-- otherwise propagation delay from the great-circle distance between node coordinates (5 us per km);
-  a link with an endpoint lacking coordinates gets DEFAULT_DELAY_MS;
+- otherwise propagation delay from the edge's length (`dist`, km) or else from the great-circle
+  distance between node coordinates (5 us per km); a link with neither gets DEFAULT_DELAY_MS;
 - capacity from `LinkSpeedRaw` or a speed label; unlabeled links get the file's most common
   labeled capacity, or DEFAULT_CAPACITY_MBPS when no link in the file names a speed;
 - parallel edges merge into one link: capacities add, the shorter delay is kept;
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import networkx as nx
 
-from .attributes import edge_queue, explicit_capacity, explicit_delay, node_queue
+from .attributes import edge_queue, explicit_capacity, explicit_delay, explicit_distance_km, node_queue
 from .geo import great_circle_km, propagation_delay_ms
 from .linkspeed import capacity_from_attrs
 from .model import Topology, TopologyError, build
@@ -62,36 +62,41 @@ def load_zoo(path: str | Path, strict: bool = False) -> Topology:
     """Load a Zoo GML/GraphML file into a Topology."""
     path = Path(path)
     g = read_graph(path)
-    name = str(g.graph.get("label") or g.graph.get("Network") or path.stem)
+    return from_graph(g, str(g.graph.get("label") or g.graph.get("Network") or path.stem), path.name, strict)
+
+
+def from_graph(g: nx.MultiGraph, name: str, where: str, strict: bool = False) -> Topology:
+    """A Topology from an undirected multigraph under the rules above; `where` names the source
+    in error lines."""
     if g.number_of_nodes() == 0:
-        raise TopologyError(f"{path.name}: the graph is empty")
+        raise TopologyError(f"{where}: the graph is empty")
     notes: list[str] = []
     loops = list(nx.selfloop_edges(g, keys=True))
     if loops:
         g.remove_edges_from(loops)
         notes.append(f"dropped {len(loops)} self-loop(s)")
     if g.number_of_edges() == 0:
-        raise TopologyError(f"{path.name}: the graph has no edges")
+        raise TopologyError(f"{where}: the graph has no edges")
     comps = sorted(nx.connected_components(g), key=len, reverse=True)
     if len(comps) > 1:
         if strict:
-            raise TopologyError(f"{path.name}: disconnected ({len(comps)} components)")
+            raise TopologyError(f"{where}: disconnected ({len(comps)} components)")
         dropped = sum(len(c) for c in comps[1:])
         g = g.subgraph(comps[0]).copy()
         notes.append(f"disconnected: kept the largest component ({len(comps[0])} nodes), "
                      f"dropped {dropped} node(s) in {len(comps) - 1} other component(s)")
         if g.number_of_edges() == 0:
-            raise TopologyError(f"{path.name}: no component has an edge")
+            raise TopologyError(f"{where}: no component has an edge")
 
     order = sorted(g.nodes, key=_node_sort_key)
     index = {n: i for i, n in enumerate(order)}
     names = _unique_names([_label(n, g.nodes[n]) for n in order])
     coords = [_coords(g.nodes[n]) for n in order]
 
-    node_queues = [node_queue(g.nodes[n], f"{path.name}: node {_label(n, g.nodes[n])!r}") for n in order]
-    edge_list = [(u, v, d, f"{path.name}: edge {_label(u, g.nodes[u])!r}-{_label(v, g.nodes[v])!r}")
+    node_queues = [node_queue(g.nodes[n], f"{where}: node {_label(n, g.nodes[n])!r}") for n in order]
+    edge_list = [(u, v, d, f"{where}: edge {_label(u, g.nodes[u])!r}-{_label(v, g.nodes[v])!r}")
                  for u, v, d in g.edges(data=True)]
-    explicit = [explicit_capacity(d, where) for _, _, d, where in edge_list]
+    explicit = [explicit_capacity(d, at) for _, _, d, at in edge_list]
     labeled = [c for (_, _, d, _), e in zip(edge_list, explicit, strict=True)
                if e is None and (c := capacity_from_attrs(d)) is not None]
     if labeled:
@@ -105,7 +110,7 @@ def load_zoo(path: str | Path, strict: bool = False) -> Topology:
     merged: dict[tuple[int, int], list] = {}
     sources: Counter[tuple[str, str]] = Counter()
     parallel = 0
-    for (u, v, d, where), cap in zip(edge_list, explicit, strict=True):
+    for (u, v, d, edge_where), cap in zip(edge_list, explicit, strict=True):
         a, b = sorted((index[u], index[v]))
         if cap is not None:
             sources["capacity", "the file's capacity attribute"] += 1
@@ -114,17 +119,21 @@ def load_zoo(path: str | Path, strict: bool = False) -> Topology:
         else:
             sources["capacity", cap_rule] += 1
             cap = default_cap
-        delay = explicit_delay(d, where)
+        delay = explicit_delay(d, edge_where)
+        km = explicit_distance_km(d, edge_where) if delay is None else None
         (la, oa), (lb, ob) = coords[a], coords[b]
         if delay is not None:
             sources["delay", "the file's delay attribute"] += 1
+        elif km is not None:
+            sources["delay", "the edge's length (dist, km)"] += 1
+            delay = propagation_delay_ms(km)
         elif la is None or lb is None or oa is None or ob is None:
             sources["delay", no_coord_rule] += 1
             delay = DEFAULT_DELAY_MS
         else:
             sources["delay", "the great-circle distance between the nodes' coordinates"] += 1
             delay = propagation_delay_ms(great_circle_km(la, oa, lb, ob))
-        queue = edge_queue(d, where)
+        queue = edge_queue(d, edge_where)
         ends = [q for q in (node_queues[a], node_queues[b]) if q is not None]
         if queue is not None:
             sources["buffer", "the file's edge queue/buffer attribute"] += 1

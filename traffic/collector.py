@@ -95,6 +95,7 @@ class Collector:
                 })
         lrows = [{
             "link_id": lk["id"], "capacity_mbps": lk["capacity_mbps"], "delay_ms": lk["delay_ms"],
+            "queue_pkts": lk.get("queue_pkts"),
             "up": int(lk["up"]), "load_ab_bps": lk["load_bps"]["a_to_b"], "load_ba_bps": lk["load_bps"]["b_to_a"],
             "drops_ab": lk["tx_dropped"]["a_to_b"], "drops_ba": lk["tx_dropped"]["b_to_a"],
         } for lk in links]

@@ -105,6 +105,8 @@ class Stores:
             snapshot_id INTEGER, link_id TEXT, capacity_mbps REAL, delay_ms REAL, up INTEGER,
             load_ab_bps REAL, load_ba_bps REAL, drops_ab INTEGER, drops_ba INTEGER,
             PRIMARY KEY (snapshot_id, link_id))""")
+        if "queue_pkts" not in t["snapshot_links"].columns_dict:  # the link direction's buffer, packets
+            t["snapshot_links"].add_column("queue_pkts", int)
         t.execute("""CREATE TABLE IF NOT EXISTS events (
             id INTEGER PRIMARY KEY, run_id TEXT, at REAL, kind TEXT, detail TEXT)""")
         t.execute("""CREATE TABLE IF NOT EXISTS predictions (
