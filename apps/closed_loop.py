@@ -15,6 +15,7 @@ from ptwin.control import lab_down, lab_status, lab_up
 from ptwin.errors import LabError
 from topologies import Topology
 from topologies.resolve import load
+from traffic.flowset import check_flow_count
 from traffic.schedule import load_schedule
 from traffic.store import Stores
 
@@ -107,6 +108,7 @@ def cmd_run(args: argparse.Namespace) -> None:
     config = LoopConfig(window_s=args.window, drift=drift_config(args),
                         manager=ManagerConfig(budget_s=args.train_budget, timeout_s=args.train_timeout,
                                               min_post_windows=args.post_windows))
+    check_flow_count(topo, schedule.flows)  # before a lab is built for it
     if lab_status().get("status") not in ("down", None):
         raise LabError("a lab is already running; 'ndt run' brings up its own (take it down with 'ndt lab down')")
     say = (lambda m: None) if args.json else (lambda m: print(m, file=sys.stderr, flush=True))

@@ -1,11 +1,12 @@
 """The twin service's request and response models (pydantic): they are its OpenAPI document.
-Requests reject unknown fields, so a misspelt key is a 422, not a silently ignored option."""
+Requests reject unknown fields, so a misspelt key is a 422, not a silently ignored option, and their
+booleans are strict (a 0 or "yes" is a 422: schemathesis found `promote: 0` accepted)."""
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from .whatif import SCENARIOS
 
@@ -149,7 +150,7 @@ class TrainBody(Strict):
     budget_s: float = Field(60.0, ge=1, le=3600, allow_inf_nan=False, description="training time budget (s)")
     warm_start: str | None = Field(None, pattern=MODEL_REF, description="registry://delay:vN to start from")
     held_out: float = Field(0.2, gt=0, lt=0.9, allow_inf_nan=False)
-    promote: bool = False
+    promote: StrictBool = False
 
 
 class Thresholds(Strict):
@@ -170,7 +171,7 @@ class DeployBody(Strict):
 class MonitorBody(Strict):
     deployment_id: str | None = Field(None, description="default: the running deployment")
     windows: int = Field(20, ge=2, le=10000, description="newest labeled windows to judge on")
-    promote: bool = Field(False, description="promote the candidate if the check is healthy")
+    promote: StrictBool = Field(False, description="promote the candidate if the check is healthy")
 
 
 class RollbackBody(Strict):

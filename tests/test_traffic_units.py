@@ -72,6 +72,17 @@ def test_malformed_schedules_give_one_clear_error(tmp_path: Path, content: str, 
     assert r.returncode == 1 and r.stderr.count("\n") == 1 and r.stderr.startswith("ndt: error:"), r.stderr
 
 
+def test_a_flow_count_the_topology_cannot_host_is_one_error_line(tmp_path: Path):
+    """line3 has 3 hosts, so 6 host pairs: 7 flows cannot each have their own pair."""
+    with pytest.raises(ScheduleError, match="asks for 7 flows, but line3 has 3 hosts, so only 6 distinct host pairs"):
+        choose_pairs(load("line3"), 7, 1)
+    assert len(choose_pairs(load("line3"), 6, 1)) == 6
+    sched = tmp_path / "many.json"
+    sched.write_text(json.dumps({"flows": 7, "phases": [{"profile": "deterministic", "load": 0.3, "duration_s": 5}]}))
+    r = ndt("run", "line3", "--schedule", str(sched), check=False)  # refused before any lab is built
+    assert r.returncode == 1 and r.stderr.count("\n") == 1 and "only 6 distinct host pairs" in r.stderr, r.stderr
+
+
 def test_unknown_schedule_name():
     r = ndt("traffic", "run", "no-such-schedule", check=False)
     assert r.returncode == 1 and "unknown schedule" in r.stderr

@@ -11,6 +11,8 @@ from topologies import Topology
 from topologies.addressing import Plan
 from topologies.routing import path_links, shortest_path
 
+from .schedule import ScheduleError
+
 #: Header bytes on the wire per packet besides the D-ITG payload (Ethernet + IPv4 + UDP/TCP).
 OVERHEAD = {"UDP": 14 + 20 + 8, "TCP": 14 + 20 + 20}
 
@@ -26,9 +28,19 @@ class FlowPair:
     hops: tuple[tuple[str, int], ...]
 
 
+def check_flow_count(topo: Topology, n: int) -> None:
+    """Refuse a flow count the topology cannot host: every flow has its own (source, destination)
+    host pair, and there is one host per switch."""
+    hosts = len(topo.nodes)
+    if n > hosts * (hosts - 1):
+        raise ScheduleError(f"the schedule asks for {n} flows, but {topo.name} has {hosts} hosts, so only "
+                            f"{hosts * (hosts - 1)} distinct host pairs; ask for {hosts * (hosts - 1)} or fewer")
+
+
 def choose_pairs(topo: Topology, n: int, seed: int) -> list[FlowPair]:
     """N distinct host pairs; after the first, each shares at least one link direction with an
     earlier one when the topology allows it."""
+    check_flow_count(topo, n)
     plan = Plan(topo)
     rng = random.Random(seed)
     candidates = [(s.id, d.id) for s in topo.nodes for d in topo.nodes if s.id != d.id]

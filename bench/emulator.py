@@ -1,0 +1,198 @@
+"""Emulator overhead benchmark: how much of a label is the machine rather than the network.
+
+Brings a lab up on TOPO, runs one light traffic phase through it (`ndt traffic run`, default 40
+flows at load 0.1 for 60 s) and prints JSON with, per topology:
+
+- time to ready, flows started and flows labeled, labeled flow-windows;
+- the emulator's overhead per flow-window: the measured delay minus the path's propagation and
+  its frames' transmission time at the emulated capacities (median, p90, per hop), and its share
+  of the label; issue 12 asks for under 2 ms or 10 % of the label, whichever is larger;
+- CPU during the phase: the machine's idle share and each part's share of one core
+  (ovs-vswitchd, the delay relay, the controller, the collector, D-ITG's senders and receivers,
+  the rest), read from /proc without touching any process;
+- memory (RSS) of ovs-vswitchd, the relay and the controller.
+
+    sudo .venv/bin/python bench/emulator.py [TOPO ...] [--flows 40] [--load 0.1] [--seconds 60]
+        [--profile exponential] [--mean-size 512] [--capacity-scale auto] [--queue 32]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from ptwin.control import lab_down, lab_up  # noqa: E402
+from ptwin.lab import LabConfig  # noqa: E402
+from ptwin.state import read_state  # noqa: E402
+from topologies import load  # noqa: E402
+from traffic.flowset import OVERHEAD  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from lab_scale import rss_mb  # noqa: E402
+
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _stat(pid: int) -> tuple[str, int] | None:
+    """(comm, utime + stime in ticks) of a process, None when it is gone."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    comm = text[text.index("(") + 1:text.rindex(")")]
+    fields = text[text.rindex(")") + 2:].split()
+    return comm, int(fields[11]) + int(fields[12])
+
+
+def _cpu_times() -> tuple[int, int]:
+    """(idle, total) ticks of the whole machine."""
+    parts = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    return parts[3] + parts[4], sum(parts)
+
+
+class CpuSampler:
+    """Every process's CPU ticks, sampled repeatedly (short-lived D-ITG processes included)."""
+
+    def __init__(self, named: dict[int, str]) -> None:
+        self.named = named
+        self.first: dict[int, int] = {}
+        self.last: dict[int, tuple[str, int]] = {}
+
+    def sample(self) -> None:
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                st = _stat(int(entry))
+                if st is not None:
+                    self.first.setdefault(int(entry), st[1])
+                    self.last[int(entry)] = st
+
+    def shares(self, seconds: float) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for pid, (comm, ticks) in self.last.items():
+            used = (ticks - self.first.get(pid, ticks)) / TICK
+            part = self.named.get(pid) or {"ovs-vswitchd": "ovs-vswitchd", "ITGSend": "ITGSend",
+                                           "ITGRecv": "ITGRecv"}.get(comm, "other")
+            if part == "other" and comm.startswith("python") and "traffic.collector" in _cmdline(pid):
+                part = "collector"
+            out[part] = out.get(part, 0.0) + used
+        return {k: round(v / seconds, 3) for k, v in sorted(out.items())}
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def overheads(data: Path, mean_size: int, protocol: str) -> dict:
+    """Per labeled flow-window: delay - propagation - transmission on the path (ms)."""
+    t, lab = sqlite3.connect(data / "traffic.db"), sqlite3.connect(data / "labels.db")
+    (topo_json,) = t.execute("SELECT topology_json FROM runs").fetchone()
+    links = {lk["id"]: lk for lk in json.loads(topo_json)["links"]}
+    paths = {(w, k): json.loads(ls) for w, k, ls in t.execute(
+        "SELECT s.window, f.flow_key, f.links FROM snapshot_flows f JOIN snapshots s ON s.id = f.snapshot_id "
+        "WHERE f.flow_no IS NOT NULL")}
+    frame_bits = (mean_size + OVERHEAD[protocol]) * 8
+    over, share, per_hop, ok = [], [], [], []
+    for w, k, d in lab.execute("SELECT window, flow_key, delay_ms FROM labels WHERE delay_ms IS NOT NULL"):
+        path = paths.get((w, k))
+        if not path:
+            continue
+        base = sum(links[x]["delay_ms"] + frame_bits / (links[x]["capacity_mbps"] * 1e3) for x in path)
+        over.append(d - base)
+        share.append((d - base) / d if d > 0 else 0.0)
+        per_hop.append((d - base) / len(path))
+        ok.append(d - base < max(2.0, 0.1 * d))
+    flows = t.execute("SELECT count(*), sum(status = 'finished') FROM run_flows").fetchone()
+    labeled = lab.execute("SELECT count(DISTINCT flow_key) FROM labels").fetchone()[0]
+    if not over:
+        return {"flows_started": flows[0], "flows_labeled": labeled, "flow_windows": 0}
+    q = statistics.quantiles(over, n=10)
+    return {"flows_started": flows[0], "flows_finished": flows[1], "flows_labeled": labeled,
+            "flow_windows": len(over), "overhead_ms_median": round(statistics.median(over), 2),
+            "overhead_ms_p90": round(q[-1], 2), "overhead_ms_per_hop_median": round(statistics.median(per_hop), 2),
+            "overhead_share_of_label_median": round(statistics.median(share), 3),
+            "share_within_goal": round(sum(ok) / len(ok), 3)}
+
+
+def measure(spec: str, args: argparse.Namespace, work: Path) -> dict:
+    topo = load(spec)
+    scale = args.capacity_scale if args.capacity_scale == "auto" else float(args.capacity_scale)
+    t0 = time.monotonic()
+    state = lab_up(topo, LabConfig(capacity_scale=scale, queue_pkts=args.queue))
+    ready_s = time.monotonic() - t0
+    try:
+        procs = {p["pid"]: p["what"] for p in (read_state() or {}).get("processes", [])}
+        named = {pid: what for pid, what in procs.items() if what in ("relay", "controller", "lab daemon")}
+        sched = work / f"{topo.name}.json"
+        sched.write_text(json.dumps({"flows": args.flows, "seed": 1, "phases": [
+            {"profile": args.profile, "load": args.load, "duration_s": args.seconds, "mean_size": args.mean_size}]}))
+        data = work / f"{topo.name}-data"
+        sampler = CpuSampler(named)
+        proc = subprocess.Popen([sys.executable, "-m", "apps", "traffic", "run", str(sched), "--data", str(data),
+                                 "--json"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(3)  # the phase's senders start after their receivers listen
+        idle0, total0 = _cpu_times()
+        start = time.monotonic()
+        while proc.poll() is None and time.monotonic() - start < args.seconds - 5:
+            sampler.sample()
+            time.sleep(1.0)
+        idle1, total1 = _cpu_times()
+        seconds = time.monotonic() - start
+        out, err = proc.communicate(timeout=args.seconds + 300)
+        if proc.returncode != 0:
+            raise RuntimeError(f"ndt traffic run failed: {err.strip().splitlines()[-1] if err.strip() else '?'}")
+        summary = json.loads(out)
+        protocol = "UDP" if args.profile == "deterministic" else "TCP"
+        vswitchd = next((pid for pid, (comm, _) in sampler.last.items() if comm == "ovs-vswitchd"), 0)
+        rel = next((pid for pid, what in named.items() if what == "relay"), 0)
+        ctl = next((pid for pid, what in named.items() if what == "controller"), 0)
+        return {
+            "topology": spec, "switches": len(topo.nodes), "links": len(topo.links),
+            "capacity_scale": state["info"]["capacity_scale"], "queue_pkts": args.queue,
+            "delay_backend": state["info"]["delay_backend"], "ready_s": round(ready_s, 1),
+            "profile": args.profile, "load": args.load, "mean_size": args.mean_size, "flows": args.flows,
+            "sent_share": [p.get("sent_share") for p in summary["phases"]],
+            **overheads(data, args.mean_size, protocol),
+            "cpu_idle_share": round((idle1 - idle0) / max(1, total1 - total0), 3),
+            "cpu_cores_by_part": sampler.shares(seconds),
+            "rss_mb": {"ovs-vswitchd": rss_mb(vswitchd), "relay": rss_mb(rel), "controller": rss_mb(ctl)},
+        }
+    finally:
+        lab_down()
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("topo", nargs="*", default=["../shared/robust-ndt/topologies/germany_50.gml"])
+    ap.add_argument("--flows", type=int, default=40)
+    ap.add_argument("--load", type=float, default=0.1)
+    ap.add_argument("--seconds", type=float, default=60.0)
+    ap.add_argument("--profile", default="exponential")
+    ap.add_argument("--mean-size", type=int, default=512)
+    ap.add_argument("--capacity-scale", default="auto")
+    ap.add_argument("--queue", type=int, default=32)
+    args = ap.parse_args()
+    results = []
+    with tempfile.TemporaryDirectory(prefix="ndt-emulator-") as tmp:
+        for spec in args.topo:
+            results.append(measure(spec, args, Path(tmp)))
+            print(f"... {spec}: done", file=sys.stderr, flush=True)
+    print(json.dumps({"date": time.strftime("%Y-%m-%d"), "cores": os.cpu_count(), "results": results}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
