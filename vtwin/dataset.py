@@ -111,16 +111,19 @@ def from_stores(stores: Stores, runs: list[str] | None = None) -> list[Sample]:
 
 
 def from_jsonl(path: Path) -> list[Sample]:
+    """Samples of an exported (or imported) JSON Lines file: each window belongs to the run its
+    `run` names, whose line came before it (runs' windows may interleave)."""
     out = []
-    topo: Topology | None = None
+    topos: dict[str, Topology] = {}
     with path.open() as fh:
         for line in fh:
             rec = json.loads(line)
             if rec["type"] == "run":
-                topo = Topology.from_dict(rec["topology"])
+                topos[rec["id"]] = Topology.from_dict(rec["topology"])
                 continue
+            topo = topos.get(rec["run"])
             if topo is None:
-                raise ValueError(f"{path.name}: a window comes before its run line")
+                raise ValueError(f"{path.name}: a window of run {rec['run']!r} comes before its run line")
             labels = {f["key"]: (f["label"]["delay_ms"], f["label"]["jitter_ms"]) for f in rec["flows"]
                       if f.get("label") and f["label"].get("delay_ms") is not None}
             smp = _sample(rec["run"], rec["window"], rec.get("phase"), topo, rec["flows"], labels)
