@@ -29,8 +29,9 @@ def realtime_prefix() -> tuple[str, ...]:
     """`chrt -f REALTIME_PRIORITY` where this machine lets us start real-time programs, else ().
 
     ITGSend times each packet from the previous one's departure, so every late wakeup is rate lost
-    for good: on two cores, a 1130 pkt/s UDP sender achieved 89.5 % of its rate idle and 67 % beside
-    four busy processes at normal priority, 97.7 % beside them at SCHED_FIFO 10 (nice -10 gave 88 %).
+    for good: on two cores, a 1130 pkt/s UDP sender achieved 89.5 % of its rate beside one busy
+    process and 67 % beside five at normal priority, 97.7 % beside five at SCHED_FIFO 10 (nice -10
+    gave 88 %).
     ITGRecv stamps arrivals, so its wakeup latency would be measured as delay. Both block between
     packets, so real-time priority costs the machine only what they really use."""
     try:
