@@ -5,8 +5,8 @@ N ending in 0 exponential, 1 Poisson, 2 uniform, 4 deterministic (congested UDP)
 is 100 consecutive 1-second D-ITG rows of one connection on its path of L links (units as their
 README gives them): `flow_traffic` kbit/s, `flow_packet_size` bytes, `flow_propag_delay` the
 path's propagation in ms / 1e4, `link_capacity` Mbit/s x 1e4, the label the delay in seconds,
-and `jitter` (seconds) and `flow_loss_packet` among the inputs. A row repeated verbatim is kept
-once; `every` keeps one row in K (the splits hold 60k-130k rows per pattern).
+and `jitter` (seconds) and `flow_loss_packet` among the inputs. Elements do not overlap (their
+rows differ), so every row is kept; `every` keeps one in K (60k-130k rows per pattern).
 
 Here a row becomes one window of one flow on its own path: a line of L links with the path's
 capacities, its propagation shared equally by the links (only the sum is given), the Linux
@@ -27,7 +27,7 @@ from typing import Any
 from topologies.model import build
 
 PATTERNS = {"0": "exponential", "1": "poisson", "2": "uniform", "4": "deterministic"}
-SEGMENTS = ("exponential", "poisson", "uniform", "deterministic")
+SEGMENTS = tuple(PATTERNS.values())  # the paper's drift order
 #: The buffer of the paper's links: its code left Linux's default queue (txqueuelen 1000).
 PAPER_QUEUE_PKTS = 1000
 
@@ -69,23 +69,17 @@ def find_splits(root: Path, topology: str | None = None, split: str | None = Non
 
 def _rows(split: Split) -> Iterator[tuple[tuple[float, ...], float, float, float, float, float]]:
     """(path capacities Mbit/s, propagation ms, traffic bit/s, packet bytes, delay ms, jitter ms)
-    per distinct row of the split, in order."""
+    per row of the split, in order."""
     from .tfload import tf
 
     try:
         ds = tf.data.Dataset.load(str(split.path), compression="GZIP")
-        seen: set[tuple[float, ...]] = set()
         for x, y in ds.as_numpy_iterator():
             caps = tuple(round(float(c) / 1e4, 6) for c in x["link_capacity"][:, 0])
             prop = float(x["flow_propag_delay"][0, 0]) * 1e4
             for i in range(len(y)):
-                row = (float(x["flow_traffic"][i, 0]) * 1e3, float(x["flow_packet_size"][i, 0]),
+                yield (caps, prop, float(x["flow_traffic"][i, 0]) * 1e3, float(x["flow_packet_size"][i, 0]),
                        float(y[i]) * 1e3, float(x["jitter"][i, 0]) * 1e3)
-                key = (*caps, prop, *row)
-                if key in seen:
-                    continue
-                seen.add(key)
-                yield (caps, prop, *row)
     except Exception as exc:  # noqa: BLE001 - TensorFlow and protobuf raise many types for a bad dataset
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise PaperDataError(f"{split.path}: not a readable dataset of the paper's: {msg}") from None
