@@ -1,6 +1,7 @@
 # ndt: `sudo make demo` runs the main job on the built-in default topology; `sudo make test` runs
-# the tests. Both install what is missing first (apt packages, Open vSwitch daemons, the venv and
-# its Python packages), idempotently. As root, plain `make demo` / `make test` work the same.
+# the tests. Both install what is missing first (apt packages, the venv and its Python packages),
+# idempotently. As root, plain `make demo` / `make test` work the same. Labs run Open vSwitch
+# daemons of their own (ptwin/switchd.py): the machine's need not run.
 
 VENV      := .venv
 PY        := $(VENV)/bin/python
@@ -8,12 +9,12 @@ APT_PKGS  := mininet openvswitch-switch openvswitch-testcontroller d-itg iputils
              iproute2 procps python3-venv python3-pip
 PYTEST_ARGS ?=
 
-.PHONY: install apt ovs venv demo test lint bench clean-venv root
+.PHONY: install apt venv demo test lint bench clean-venv root
 
 root:
 	@[ "$$(id -u)" = 0 ] || { echo "make: this needs root (Mininet, Open vSwitch): use sudo make $(MAKECMDGOALS)" >&2; exit 1; }
 
-install: root apt ovs venv
+install: root apt venv
 
 apt: root
 	@missing=""; for p in $(APT_PKGS); do \
@@ -23,11 +24,6 @@ apt: root
 	  echo "installing:$$missing"; \
 	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
 	fi
-
-# Open vSwitch daemons; the init script works without systemd and without the kernel module.
-ovs: root apt
-	@ovs-vsctl --timeout=3 show >/dev/null 2>&1 || /etc/init.d/openvswitch-switch start
-	@ovs-vsctl --timeout=3 show >/dev/null
 
 # The venv must see Debian's Mininet module: Debian's python3 with --system-site-packages.
 venv: $(VENV)/.installed

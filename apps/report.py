@@ -5,11 +5,13 @@ NMSE (dB, variance definition) over a sliding window of 100 labeled flow-windows
 detections and swaps marked; one row per drift with pre- and post-drift NMSE with and without
 sync (the layout of Table 7 of the self-adaptive NDT paper), each segment in both NMSE definitions
 (`nmse_var_db_*`, ours, = the unlabeled `with`/`without`; `nmse_power_db_*`, the paper's) beside MAPE;
-detection delays; retraining
+per phase (the paper's segments) delay and jitter in both definitions and the SLA scores with and
+without synchronization; detection delays; retraining
 durations and the share of the run spent training (the bootstrap model included) and retraining
 (after drifts), the training worker's start-up (TensorFlow import and trace, paid once a run, before
 the traffic starts), the windows left unlabeled while training ran; the swap count; the SLA monitor's
-confusion matrix against measured delay, with precision, recall, F1 and accuracy. Written as report.json and
+confusion matrix against measured delay, with precision, recall, F1 and accuracy (the frozen
+shadow's under `without_sync`). Written as report.json and
 nmse.png in the run's directory (or --out).
 """
 
@@ -43,15 +45,16 @@ def mape(pred: np.ndarray, true: np.ndarray) -> float | None:
     return None if x is None else round(x, 2)
 
 
-def _samples(stores: Stores, run_id: str) -> dict[str, np.ndarray]:
-    labels = {(r["window"], r["flow_key"]): r["delay_ms"] for r in stores.labels.query(
-        "SELECT window, flow_key, delay_ms FROM labels WHERE run_id = ? AND delay_ms IS NOT NULL", [run_id])}
+def _samples(stores: Stores, run_id: str, kpi: str = "delay") -> dict[str, np.ndarray]:
+    """Labeled predictions of `kpi` (delay or jitter): window, label, serving and shadow model."""
+    labels = {(r["window"], r["flow_key"]): r[f"{kpi}_ms"] for r in stores.labels.query(
+        f"SELECT window, flow_key, {kpi}_ms FROM labels WHERE run_id = ? AND {kpi}_ms IS NOT NULL", [run_id])}
     rows = []
-    for r in stores.traffic.query("SELECT window, flow_key, delay_ms, shadow_delay_ms, version FROM predictions "
+    for r in stores.traffic.query(f"SELECT window, flow_key, {kpi}_ms AS y, shadow_{kpi}_ms AS shadow FROM predictions "
                                   "WHERE run_id = ? ORDER BY window, flow_key", [run_id]):
         y = labels.get((r["window"], r["flow_key"]))
-        if y is not None and y > 0:
-            rows.append((r["window"], y, r["delay_ms"], r["shadow_delay_ms"]))
+        if y is not None and y > 0 and r["y"] is not None and r["shadow"] is not None:
+            rows.append((r["window"], y, r["y"], r["shadow"]))
     a = np.asarray(rows, dtype=float).reshape(-1, 4)
     return {"window": a[:, 0].astype(int), "true": a[:, 1], "with": a[:, 2], "without": a[:, 3]}
 
@@ -110,7 +113,7 @@ def build(stores: Stores, run_id: str) -> dict[str, Any]:
     paused = stores.paused_windows(run_id, t0, window_s)
     pauses = stores.traffic.execute("SELECT count(*) FROM label_pauses WHERE run_id = ?", [run_id]).fetchone()[0]
 
-    def seg(lo: int, hi: int, after: int | None = None) -> dict[str, Any]:
+    def seg(lo: int, hi: int, after: int | None = None, s: dict[str, np.ndarray] = s) -> dict[str, Any]:
         m = (s["window"] >= max(lo, after if after is not None else lo)) & (s["window"] <= hi)
         var_with, var_without = nmse_db(s["with"][m], s["true"][m]), nmse_db(s["without"][m], s["true"][m])
         return {"samples": int(m.sum()), "with": var_with, "without": var_without,
@@ -118,6 +121,18 @@ def build(stores: Stores, run_id: str) -> dict[str, Any]:
                 "nmse_power_db_with": nmse_power_db(s["with"][m], s["true"][m]),
                 "nmse_power_db_without": nmse_power_db(s["without"][m], s["true"][m]),
                 "mape_with": mape(s["with"][m], s["true"][m]), "mape_without": mape(s["without"][m], s["true"][m])}
+
+    jitter = _samples(stores, run_id, "jitter")
+    sla_rows = list(stores.traffic.query("SELECT * FROM sla_windows WHERE run_id = ? ORDER BY window", [run_id]))
+    segments = []
+    for p in phases:  # every phase, the paper's segments: delay and jitter, both NMSE definitions, SLA
+        if p["idx"] not in first:
+            continue
+        lo, hi = first[p["idx"]], last[p["idx"]]
+        segments.append({"segment": p["idx"] + 1, "profile": p["profile"], "load": p["load"],
+                         "first_window": lo, "last_window": hi, "delay": seg(lo, hi),
+                         "jitter": seg(lo, hi, s=jitter),
+                         "sla": _sla_totals([r for r in sla_rows if lo <= r["window"] <= hi])})
 
     drifts = []
     for p in phases[1:]:
@@ -153,7 +168,7 @@ def build(stores: Stores, run_id: str) -> dict[str, Any]:
         "duration_s": round(duration, 1), "windows": len(first) and max(last.values()) + 1,
         "phases": [{"idx": p["idx"], "profile": p["profile"], "load": p["load"], "first_window": first.get(p["idx"]),
                     "last_window": last.get(p["idx"])} for p in phases],
-        "samples": len(s["true"]), "overall": overall, "drifts": drifts,
+        "samples": len(s["true"]), "overall": overall, "segments": segments, "drifts": drifts,
         "detections": detections, "detections_ignored": ignored,
         "false_alarms": [d for d in sorted(detections + ignored)
                          if not any(r["detected_window"] == d for r in drifts)],
@@ -163,6 +178,12 @@ def build(stores: Stores, run_id: str) -> dict[str, Any]:
         "label_pauses": {"count": pauses, "windows": len(paused)}, "sliding_nmse": sliding(s),
         "sla": _sla(stores, run_id),
     }
+
+
+def _sla_totals(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    from .sla import totals
+
+    return totals(rows) if any(r["labeled"] for r in rows) else None
 
 
 def _sla(stores: Stores, run_id: str) -> dict[str, Any] | None:

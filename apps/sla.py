@@ -10,7 +10,9 @@ packet of a window violates too.
 
 Per window, stored in traffic.db's `sla_windows`: flows predicted, predicted violations, and for
 the flows with labels the confusion matrix (a violation is the positive class) with precision,
-recall, F1 and accuracy, beside the accuracy of always answering "compliant".
+recall, F1 and accuracy, beside the accuracy of always answering "compliant" and the confusion
+matrix of the loop's frozen shadow (`shadow_tp`...: what the same monitor would have said
+without synchronization).
 """
 
 from __future__ import annotations
@@ -121,6 +123,11 @@ class FlowState:
     predicted_ms: float | None
     measured_ms: float | None
     lost: bool
+    shadow_ms: float | None = None
+
+    @property
+    def shadow_violation(self) -> bool | None:
+        return None if self.shadow_ms is None else self.shadow_ms > self.budget_ms
 
     @property
     def predicted_violation(self) -> bool | None:
@@ -153,8 +160,9 @@ class SlaMonitor:
     def flows(self, window: int) -> list[FlowState]:
         """Every run flow of the window with its budget, prediction and measurement."""
         t, lab = self.stores.traffic, self.stores.labels
-        pred = {r["flow_key"]: r["delay_ms"] for r in t.query(
-            "SELECT flow_key, delay_ms FROM predictions WHERE run_id = ? AND window = ?", [self.run_id, window])}
+        pred = {r["flow_key"]: (r["delay_ms"], r["shadow_delay_ms"]) for r in t.query(
+            "SELECT flow_key, delay_ms, shadow_delay_ms FROM predictions WHERE run_id = ? AND window = ?",
+            [self.run_id, window])}
         meas = {r["flow_key"]: r for r in lab.query(
             "SELECT flow_key, delay_ms, sent, received FROM labels WHERE run_id = ? AND window = ?",
             [self.run_id, window])}
@@ -168,9 +176,10 @@ class SlaMonitor:
             prop = sum(self.link_delay.get(lk, 0.0) for lk in links)
             budget, source = self.policy.budget(f["flow_key"], f["proto"], f["src"], f["dst"], prop)
             m = meas.get(f["flow_key"])
+            serving, shadow = pred.get(f["flow_key"], (None, None))
             out.append(FlowState(f["flow_key"], f["src"], f["dst"], f["proto"] or "", len(links), round(budget, 3),
-                                 source, pred.get(f["flow_key"]), None if m is None else m["delay_ms"],
-                                 bool(m and m["sent"] and not m["received"])))
+                                 source, serving, None if m is None else m["delay_ms"],
+                                 bool(m and m["sent"] and not m["received"]), shadow))
         return out
 
     def evaluate(self, window: int) -> dict[str, Any]:
@@ -183,6 +192,10 @@ class SlaMonitor:
         if labeled:
             c = confusion(labeled)
             row.update({"measured_violations": c["tp"] + c["fn"], **c})
+            shadow = [(bool(f.shadow_violation), bool(f.measured_violation)) for f in flows
+                      if f.measured_violation is not None and f.shadow_ms is not None]
+            if shadow:
+                row.update({f"shadow_{k}": v for k, v in confusion(shadow).items() if k in ("tp", "fp", "fn", "tn")})
         return row
 
     def _counts(self) -> dict[int, tuple[int, int]]:
@@ -211,8 +224,15 @@ class SlaMonitor:
 def summary(stores: Stores, run_id: str) -> dict[str, Any]:
     """The run's SLA results so far: totals over the evaluated windows and the latest ones."""
     rows = list(stores.traffic.query("SELECT * FROM sla_windows WHERE run_id = ? ORDER BY window", [run_id]))
+    return {"run": run_id, "windows": len(rows), "labeled_windows": sum(1 for r in rows if r["labeled"]),
+            **totals(rows), "latest": rows[-1] if rows else None}
+
+
+def totals(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Confusion counts and scores summed over `sla_windows` rows, with the frozen shadow's scores
+    (the same policy without synchronization) under `without_sync`."""
     tot = {k: sum(r[k] or 0 for r in rows) for k in ("tp", "fp", "fn", "tn", "predicted_violations",
                                                     "measured_violations", "flows", "labeled")}
-    return {"run": run_id, "windows": len(rows), "labeled_windows": sum(1 for r in rows if r["labeled"]),
-            **tot, **scores(tot["tp"], tot["fp"], tot["fn"], tot["tn"]),
-            "latest": rows[-1] if rows else None}
+    shadow = {k: sum(r.get(f"shadow_{k}") or 0 for r in rows) for k in ("tp", "fp", "fn", "tn")}
+    return {**tot, **scores(tot["tp"], tot["fp"], tot["fn"], tot["tn"]),
+            "without_sync": {**shadow, **scores(shadow["tp"], shadow["fp"], shadow["fn"], shadow["tn"])}}

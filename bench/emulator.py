@@ -10,13 +10,15 @@ flows at load 0.1 for 60 s) and prints JSON with, per topology:
   sends a frame at once while its bucket (15 KB) holds tokens, so a lightly loaded link does not
   serialize: the overhead can come out negative, and the delay above propagation alone is given
   beside it;
-- CPU during the phase: the machine's idle share and each part's share of one core
-  (ovs-vswitchd, the delay relay, the controller, the collector, D-ITG's senders and receivers,
-  the rest), read from /proc without touching any process;
-- memory (RSS) of ovs-vswitchd, the relay and the controller.
+- CPU during the phase: the machine's idle share and each part's share of one core (the lab's
+  ovs-vswitchd and ovsdb-server daemons, the delay relay, the controller, the collector, D-ITG's
+  senders and receivers, the rest), read from /proc without touching any process;
+- memory (RSS) of the lab's switch daemons (summed, with their count), the relay and the
+  controller.
 
     sudo .venv/bin/python bench/emulator.py [TOPO ...] [--flows 40] [--load 0.1] [--seconds 60]
         [--profile exponential] [--mean-size 512] [--capacity-scale auto] [--queue 32]
+        [--ports-per-daemon 8]
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ sys.path.insert(0, str(ROOT))
 from ptwin.control import lab_down, lab_up  # noqa: E402
 from ptwin.lab import LabConfig  # noqa: E402
 from ptwin.state import read_state  # noqa: E402
+from ptwin.switchd import PORTS_PER_DAEMON  # noqa: E402
 from topologies import load  # noqa: E402
 from traffic.flowset import OVERHEAD  # noqa: E402
 
@@ -45,6 +48,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from lab_scale import rss_mb  # noqa: E402
 
 TICK = os.sysconf("SC_CLK_TCK")
+#: The lab's own Open vSwitch daemons (ptwin.switchd), one pair per group of switches.
+DAEMONS = ("ovs-vswitchd", "ovsdb-server")
 
 
 def _stat(pid: int) -> tuple[str, int] | None:
@@ -84,8 +89,7 @@ class CpuSampler:
         out: dict[str, float] = {}
         for pid, (comm, ticks) in self.last.items():
             used = (ticks - self.first.get(pid, ticks)) / TICK
-            part = self.named.get(pid) or {"ovs-vswitchd": "ovs-vswitchd", "ITGSend": "ITGSend",
-                                           "ITGRecv": "ITGRecv"}.get(comm, "other")
+            part = self.named.get(pid) or {"ITGSend": "ITGSend", "ITGRecv": "ITGRecv"}.get(comm, "other")
             if part == "other" and comm.startswith("python") and "traffic.collector" in _cmdline(pid):
                 part = "collector"
             out[part] = out.get(part, 0.0) + used
@@ -138,11 +142,13 @@ def measure(spec: str, args: argparse.Namespace, work: Path) -> dict:
     topo = load(spec)
     scale = args.capacity_scale if args.capacity_scale == "auto" else float(args.capacity_scale)
     t0 = time.monotonic()
-    state = lab_up(topo, LabConfig(capacity_scale=scale, queue_pkts=args.queue))
+    state = lab_up(topo, LabConfig(capacity_scale=scale, queue_pkts=args.queue,
+                                   ports_per_daemon=args.ports_per_daemon))
     ready_s = time.monotonic() - t0
     try:
         procs = {p["pid"]: p["what"] for p in (read_state() or {}).get("processes", [])}
-        named = {pid: what for pid, what in procs.items() if what in ("relay", "controller", "lab daemon")}
+        named = {pid: what.split()[0] for pid, what in procs.items()
+                 if what in ("relay", "controller", "lab daemon") or what.split()[0] in DAEMONS}
         sched = work / f"{topo.name}.json"
         sched.write_text(json.dumps({"flows": args.flows, "seed": 1, "phases": [
             {"profile": args.profile, "load": args.load, "duration_s": args.seconds, "mean_size": args.mean_size}]}))
@@ -163,19 +169,21 @@ def measure(spec: str, args: argparse.Namespace, work: Path) -> dict:
             raise RuntimeError(f"ndt traffic run failed: {err.strip().splitlines()[-1] if err.strip() else '?'}")
         summary = json.loads(out)
         protocol = "UDP" if args.profile == "deterministic" else "TCP"
-        vswitchd = next((pid for pid, (comm, _) in sampler.last.items() if comm == "ovs-vswitchd"), 0)
+        daemons = {part: [pid for pid, what in named.items() if what == part] for part in DAEMONS}
         rel = next((pid for pid, what in named.items() if what == "relay"), 0)
         ctl = next((pid for pid, what in named.items() if what == "controller"), 0)
         return {
             "topology": spec, "switches": len(topo.nodes), "links": len(topo.links),
             "capacity_scale": state["info"]["capacity_scale"], "queue_pkts": args.queue,
             "delay_backend": state["info"]["delay_backend"], "ready_s": round(ready_s, 1),
+            "switch_daemons": len(state["info"]["switch_daemons"]), "ports_per_daemon": args.ports_per_daemon,
             "profile": args.profile, "load": args.load, "mean_size": args.mean_size, "flows": args.flows,
             "sent_share": [p.get("sent_share") for p in summary["phases"]],
             **overheads(data, args.mean_size, protocol),
             "cpu_idle_share": round((idle1 - idle0) / max(1, total1 - total0), 3),
             "cpu_cores_by_part": sampler.shares(seconds),
-            "rss_mb": {"ovs-vswitchd": rss_mb(vswitchd), "relay": rss_mb(rel), "controller": rss_mb(ctl)},
+            "rss_mb": {**{part: round(sum(rss_mb(pid) or 0 for pid in pids), 1) for part, pids in daemons.items()},
+                       "relay": rss_mb(rel), "controller": rss_mb(ctl)},
         }
     finally:
         lab_down()
@@ -191,6 +199,7 @@ def main() -> int:
     ap.add_argument("--mean-size", type=int, default=512)
     ap.add_argument("--capacity-scale", default="auto")
     ap.add_argument("--queue", type=int, default=32)
+    ap.add_argument("--ports-per-daemon", type=int, default=PORTS_PER_DAEMON)
     args = ap.parse_args()
     results = []
     with tempfile.TemporaryDirectory(prefix="ndt-emulator-") as tmp:

@@ -1,7 +1,9 @@
 """Start the controller: os-ken 4.x has no manager script, so this loads the app through
-os_ken.base.app_manager, listening for OpenFlow on 127.0.0.1:PORT and serving REST.
+os_ken.base.app_manager, listening for OpenFlow on 127.0.0.1:PORT (and on a Unix socket with
+--ofp-unix, for switches whose daemon runs in another network namespace) and serving REST.
 
     python -m controller_app.launcher --topology TOPO.json [--ofp-port 6653] [--rest-port 8080]
+        [--ofp-unix PATH]
 """
 
 from __future__ import annotations
@@ -10,7 +12,36 @@ import argparse
 import logging
 import os
 import signal
+import socket
 import sys
+
+
+class UnixConnection:
+    """A switch's Unix stream connection as os-ken's Datapath takes it: Datapath sets TCP_NODELAY
+    on every socket, which a Unix socket refuses (and does not need)."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+
+    def setsockopt(self, level: int, option: int, value: int) -> None:
+        if level != socket.IPPROTO_TCP:
+            self._sock.setsockopt(level, option, value)
+
+    def __getattr__(self, name: str):
+        return getattr(self._sock, name)
+
+
+def serve_unix(path: str) -> None:
+    """Accept OpenFlow connections on the Unix socket `path`, beside the TCP listener."""
+    from os_ken.controller.controller import datapath_connection_factory
+    from os_ken.lib import hub
+
+    if os.path.exists(path):
+        os.unlink(path)  # a socket file left by a killed controller of this lab
+    server = hub.StreamServer((path, 0), lambda sock, _addr: datapath_connection_factory(
+        UnixConnection(sock), ("unix", path)))
+    os.chmod(path, 0o600)
+    hub.spawn(server.serve_forever)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -22,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rest-port", type=int, default=8080)
     ap.add_argument("--idle-timeout", type=int, default=30)
     ap.add_argument("--stats-interval", type=float, default=1.0)
+    ap.add_argument("--ofp-unix", default=None, help="also accept OpenFlow connections on this Unix socket")
     args = ap.parse_args(argv)
 
     from os_ken import cfg
@@ -47,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
         os._exit(0)
 
     signal.signal(signal.SIGTERM, on_term)
+    if args.ofp_unix:
+        serve_unix(args.ofp_unix)
     AppManager.run_apps(["controller_app.app"])
     return 0
 

@@ -1,6 +1,8 @@
 """Remove exactly what a lab recorded in its state file: its processes (checked by pid and start
-time), the processes adopted for it (a traffic run's D-ITG processes and collector, a training
-worker), its Open vSwitch bridges and its root-namespace interfaces. Nothing else is touched."""
+time: hosts, switch daemons, relay, controller), the processes adopted for it (a traffic run's
+D-ITG processes and collector, a training worker), its switch daemons' network namespaces (with
+every interface in them and their veth peers) and its root-namespace interfaces. Nothing else
+is touched."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from typing import Any
 from . import system
 from .shaping import run_batch
 from .state import adopted_processes, is_alive, stop_processes
+from .switchd import existing_namespaces
 
 
 def stop_adopted() -> list[str]:
@@ -28,13 +31,9 @@ def remove_recorded(state: dict[str, Any]) -> list[str]:
     for group in (first, last):
         stop_processes(group)
         removed += [f"process {r['pid']} ({r.get('what')})" for r in group]
-    bridges = sorted(system.existing_bridges() & set(state.get("bridges", [])))
-    if bridges:
-        args = ["ovs-vsctl", "--timeout=30"]
-        for br in bridges:
-            args += ["--", "--if-exists", "del-br", br]
-        system.run(args, timeout=60)
-        removed += [f"bridge {br}" for br in bridges]
+    spaces = [n for n in state.get("namespaces", []) if n in existing_namespaces()]
+    run_batch("ip", [f"netns del {n}" for n in spaces], force=True)
+    removed += [f"network namespace {n}" for n in spaces]
     present = system.existing_interfaces()
     intfs = [i for i in state.get("interfaces", []) if i in present]
     # Deleting one end of a veth pair deletes the other: -force goes on past those.
@@ -47,7 +46,8 @@ def leftovers(state: dict[str, Any]) -> list[str]:
     """Recorded resources that still exist (empty after a clean down)."""
     procs = [*adopted_processes(), *state.get("processes", [])]
     out = [f"process {r['pid']} ({r.get('what')})" for r in procs if is_alive(r)]
-    out += [f"bridge {b}" for b in sorted(system.existing_bridges() & set(state.get("bridges", [])))]
+    out += [f"network namespace {n}" for n in state.get("namespaces", []) if n in existing_namespaces()]
     present = system.existing_interfaces()
     out += [f"interface {i}" for i in state.get("interfaces", []) if i in present]
     return out
+

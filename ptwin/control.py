@@ -68,14 +68,16 @@ def lab_up(topo: Topology, config: LabConfig, progress: Callable[[str], None] = 
         nominal = d / "nominal-topology.json"
         nominal.write_text(topo.to_json())
         write_state({"status": "starting", "progress": "starting", "topology": topo.name,
-                     "started_at": time.time(), "processes": [], "bridges": [], "interfaces": []})
+                     "started_at": time.time(), "processes": [], "bridges": [], "interfaces": [],
+                     "namespaces": []})
         log = open(d / "daemon.log", "wb")
         cmd = [sys.executable, "-m", "ptwin.daemon", "--topology", str(nominal),
                "--delay-backend", config.delay_backend, "--capacity-scale", str(config.capacity_scale),
                "--of-port", str(config.of_port), "--rest-port", str(config.rest_port),
                "--ready-timeout", str(config.ready_timeout),
                "--idle-timeout", str(config.flow_idle_timeout),
-               "--stats-interval", str(config.stats_interval), "--queue", str(config.queue_pkts)]
+               "--stats-interval", str(config.stats_interval), "--queue", str(config.queue_pkts),
+               "--ports-per-daemon", str(config.ports_per_daemon)]
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 start_new_session=True, cwd="/")
         log.close()
@@ -155,7 +157,7 @@ def lab_status() -> dict[str, Any]:
     state = read_state()
     if state is None:
         return {"status": "down"}
-    out = {k: v for k, v in state.items() if k not in ("processes", "interfaces", "bridges")}
+    out = {k: v for k, v in state.items() if k not in ("processes", "interfaces", "bridges", "namespaces")}
     if state.get("status") == "ready" and not lab_alive(state):
         out["status"] = "dead"
         out["hint"] = "the lab process died; run 'ndt lab down' to clear it"

@@ -23,6 +23,7 @@ from .cleanup import remove_recorded, stop_adopted
 from .errors import LabError
 from .lab import DEFAULT_QUEUE_PKTS, Lab, LabConfig
 from .state import control_path, key_path, lab_dir, process_record, read_state, write_state
+from .switchd import PORTS_PER_DAEMON
 
 
 class Stop(Exception):
@@ -33,7 +34,7 @@ class Daemon:
     def __init__(self, topo: Topology, config: LabConfig) -> None:
         self.state: dict[str, Any] = read_state() or {}
         self.state.update({"status": "starting", "progress": "starting", "processes": [],
-                           "bridges": [], "interfaces": []})
+                           "bridges": [], "interfaces": [], "namespaces": []})
         self.state["processes"].append(process_record(os.getpid(), "lab daemon"))
         self.lab = Lab(topo, config, lab_dir(), record=self.record, progress=self.set_progress)
         self.lock = threading.Lock()
@@ -62,6 +63,7 @@ class Daemon:
             "switches": len(lab.topo.nodes),
             "links": len(lab.topo.links),
             "datapath": lab.datapath,
+            "switch_daemons": [d.to_dict() for d in lab.daemons],
             "delay_backend": lab.delay_backend,
             "capacity_scale": lab.scale,
             "queue_pkts": {"default": lab.config.queue_pkts,
@@ -150,6 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--idle-timeout", type=int, default=30)
     ap.add_argument("--stats-interval", type=float, default=1.0)
     ap.add_argument("--queue", type=int, default=DEFAULT_QUEUE_PKTS)
+    ap.add_argument("--ports-per-daemon", type=int, default=PORTS_PER_DAEMON)
     args = ap.parse_args(argv)
 
     def on_term(*_: object) -> None:
@@ -161,7 +164,8 @@ def main(argv: list[str] | None = None) -> int:
     config = LabConfig(delay_backend=args.delay_backend, capacity_scale=scale,
                        of_port=args.of_port, rest_port=args.rest_port,
                        ready_timeout=args.ready_timeout, flow_idle_timeout=args.idle_timeout,
-                       stats_interval=args.stats_interval, queue_pkts=args.queue)
+                       stats_interval=args.stats_interval, queue_pkts=args.queue,
+                       ports_per_daemon=args.ports_per_daemon)
     daemon = None
     try:
         daemon = Daemon(load_json(__import__("pathlib").Path(args.topology)), config)

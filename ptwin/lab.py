@@ -1,7 +1,9 @@
-"""The emulated network: a `Lab` you `up()` and `down()`, built with Mininet from a Topology.
+"""The emulated network: a `Lab` you `up()` and `down()`, built from a Topology.
 
 One Open vSwitch switch per node (kernel datapath when the module is loaded, userspace
-otherwise), one host per switch, every inter-switch link direction shaped to its capacity with
+otherwise) in the lab's own switch daemons (ptwin.switchd: private ovs-vswitchd processes,
+each in a network namespace of its own, reaching the controller through a Unix socket), one
+Mininet host per switch, every inter-switch link direction shaped to its capacity with
 HTB (the qdisc TCLink would install, applied in one tc batch: ptwin.shaping) behind a finite
 queue of the link's buffer (from the topology, else `queue_pkts`), and given its propagation
 delay by netem, by the userspace relay (ptwin.relay), or not at all. The controller
@@ -26,7 +28,7 @@ from typing import Any
 
 import requests
 
-from topologies import Topology
+from topologies import DEFAULT_QUEUE_PKTS, Topology
 from topologies.addressing import Plan
 
 from . import system
@@ -34,6 +36,7 @@ from .cleanup import remove_recorded
 from .errors import LabError
 from .shaping import htb_commands, rate_commands, run_batch
 from .state import process_record
+from .switchd import PORTS_PER_DAEMON, SwitchDaemon, add_bridges, existing_namespaces, split, start_daemons
 
 DELAY_BACKENDS = ("auto", "netem", "relay", "none")
 #: Mininet's HTB settings are only valid up to this rate (Mbit/s).
@@ -41,11 +44,6 @@ MAX_SHAPED_MBPS = 1000.0
 #: With capacity scale "auto", the fastest link is emulated at no more than this (Mbit/s): with
 #: the userspace datapath on two cores, faster links make the emulator, not the link, the queue.
 AUTO_MAX_MBPS = 20.0
-#: Buffer of a link direction without one in its topology (packets). 32 is the queueSize of every
-#: node of the paper's germany_50 and of the RouteNet datasets' middle setting; at 10 Mbit/s and
-#: 554-byte frames it holds 14 ms, at 1514-byte frames 39 ms: a queue that fills and drops within
-#: a window of overload instead of Linux's 1000-packet default, which would hold 0.4-1.2 s.
-DEFAULT_QUEUE_PKTS = 32
 #: Nice value of the delay relay: ovs-ctl starts ovs-vswitchd at -10, and the relay forwards every
 #: frame after it, so both hold their share of the CPU against busy neighbours (a trainer, a build).
 RELAY_NICE = -10
@@ -61,6 +59,7 @@ class LabConfig:
     flow_idle_timeout: int = 30
     stats_interval: float = 1.0
     queue_pkts: int = DEFAULT_QUEUE_PKTS
+    ports_per_daemon: int = PORTS_PER_DAEMON
 
 
 def with_queues(topo: Topology, queue_pkts: int) -> Topology:
@@ -123,15 +122,29 @@ class Lab:
         self.controller_rec: dict[str, Any] | None = None
         self.relay: subprocess.Popen | None = None
         self.relay_rec: dict[str, Any] | None = None
-        self.resources: dict[str, list] = {"processes": [], "bridges": [], "interfaces": []}
+        self.resources: dict[str, list] = {"processes": [], "bridges": [], "interfaces": [], "namespaces": []}
         self.link_up: dict[str, bool] = {lk.id: True for lk in self.topo.links}
+        # the kernel datapath has no poll loop to split: one daemon holds every bridge
+        per_daemon = 10 ** 9 if self.datapath == "kernel" else config.ports_per_daemon
+        self.daemons = [SwitchDaemon(i, workdir / f"switchd{i}", nodes)
+                        for i, nodes in enumerate(split(self.topo, per_daemon))]
+        self.netns_of = {n: d.netns for d in self.daemons for n in d.nodes}
 
     # -- names ------------------------------------------------------------------------------------
     def switch_intf(self, link_id: str, node: int) -> str:
+        """The switch port of `link_id` at `node` (in the namespace of the node's daemon)."""
         return f"{Plan.switch_name(node)}-eth{self.plan.out_port(link_id, node)}"
+
+    @property
+    def openflow_socket(self) -> Path:
+        return self.workdir / "openflow.sock"
 
     def relay_name(self, link_id: str) -> str:
         return "r" + link_id[1:]
+
+    def shaped_netns(self, link_id: str, node: int) -> str | None:
+        """The namespace of `shaped_intf` (None: the root namespace)."""
+        return None if self.delay_backend == "relay" else self.netns_of[node]
 
     def shaped_intf(self, link_id: str, node: int) -> str:
         """The interface whose queue is the link direction leaving `node`. With the relay it is the
@@ -148,15 +161,11 @@ class Lab:
         return [Plan.switch_name(n.id) for n in self.topo.nodes]
 
     def root_interfaces(self) -> list[str]:
-        """Every interface this lab creates in the root namespace."""
-        names = []
-        for n in self.topo.nodes:
-            names.append(f"{Plan.switch_name(n.id)}-eth1")
-        for lk in self.topo.links:
-            names += [self.switch_intf(lk.id, lk.a), self.switch_intf(lk.id, lk.b)]
-            if self.delay_backend == "relay":
-                names += [f"{self.relay_name(lk.id)}-eth0", f"{self.relay_name(lk.id)}-eth1"]
-        return names
+        """Every interface this lab creates in the root namespace: the relay's (the switches'
+        are in their daemons' namespaces, the hosts' in the hosts')."""
+        if self.delay_backend != "relay":
+            return []
+        return [f"{self.relay_name(lk.id)}-eth{i}" for lk in self.topo.links for i in (0, 1)]
 
     @property
     def rest_url(self) -> str:
@@ -167,17 +176,16 @@ class Lab:
         """Refuse to start when something we would create already exists."""
         system.require_root()
         system.require_packages()
-        system.require_ovs()
         if self.delay_backend in ("auto", "netem"):
             has_netem = system.netem_available()
             if self.delay_backend == "netem" and not has_netem:
                 raise LabError("--delay-backend netem: this kernel has no netem (sch_netem); "
                                "use relay or auto")
             self.delay_backend = "netem" if has_netem else "relay"
-        clash = set(self.bridges()) & system.existing_bridges()
+        clash = {d.netns for d in self.daemons} & existing_namespaces()
         if clash:
-            raise LabError(f"Open vSwitch bridge(s) already exist: {', '.join(sorted(clash))} "
-                           "(another lab or Mininet run?); remove them first")
+            raise LabError(f"network namespace(s) already exist: {', '.join(sorted(clash)[:5])} "
+                           "(another lab?); remove them first")
         clash = set(self.root_interfaces()) & system.existing_interfaces()
         if clash:
             raise LabError(f"interface(s) already exist: {', '.join(sorted(clash)[:5])} "
@@ -191,16 +199,17 @@ class Lab:
         self.check()
         self._record("bridges", self.bridges())
         self._record("interfaces", self.root_interfaces())
+        self._record("namespaces", [d.netns for d in self.daemons])
         self.workdir.mkdir(parents=True, exist_ok=True)
         topo_file = self.workdir / "topology.json"
         topo_file.write_text(self.topo.to_json())
         self.progress("starting the controller")
         self._start_controller(topo_file)
+        self.progress(f"starting {len(self.daemons)} switch daemon(s)")
+        start_daemons([d.nodes for d in self.daemons], self.workdir, self._record)
         self.progress(f"building {len(self.topo.nodes)} switches, {len(self.topo.links)} links "
                       f"({self.datapath} datapath, delay {self.delay_backend})")
         self._build()
-        self.progress("starting switches")
-        self.net.start()
         self.progress("shaping links and configuring hosts")
         self._shape()
         self._configure_hosts()
@@ -220,6 +229,7 @@ class Lab:
         log = open(self.workdir / "controller.log", "wb")
         cmd = [sys.executable, "-m", "controller_app.launcher", "--topology", str(topo_file),
                "--ofp-port", str(self.config.of_port), "--rest-port", str(self.config.rest_port),
+               "--ofp-unix", str(self.openflow_socket),
                "--idle-timeout", str(self.config.flow_idle_timeout),
                "--stats-interval", str(self.config.stats_interval)]
         self.controller = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
@@ -232,7 +242,7 @@ class Lab:
             if self.controller.poll() is not None:
                 raise LabError(f"the controller exited with code {self.controller.returncode}; "
                                f"see {self.workdir / 'controller.log'}")
-            if system.port_in_use(self.config.of_port) and self._rest_ok():
+            if system.port_in_use(self.config.of_port) and self.openflow_socket.exists() and self._rest_ok():
                 return
             time.sleep(0.2)
         raise LabError(f"the controller did not start within 30 s; see {self.workdir / 'controller.log'}")
@@ -244,56 +254,66 @@ class Lab:
             return False
 
     def _build(self) -> None:
-        from functools import partial
-
-        from mininet.link import Intf, Link
+        """Hosts (Mininet), the veth pairs of every host and link made straight into their
+        namespaces, then each daemon's bridges with their ports in one transaction."""
+        from mininet.link import Intf
         from mininet.log import setLogLevel
         from mininet.net import Mininet
-        from mininet.node import Host, OVSSwitch, RemoteController
+        from mininet.node import Host
 
         setLogLevel("warning")
-        switch_cls = partial(OVSSwitch, datapath=self.datapath, protocols="OpenFlow13",
-                             failMode="secure")
-        net = Mininet(topo=None, build=False, switch=switch_cls, host=Host, controller=None,
-                      link=Link, autoSetMacs=False, autoStaticArp=False, waitConnected=False)
+        net = Mininet(topo=None, build=False, host=Host, controller=None, autoSetMacs=False,
+                      autoStaticArp=False, waitConnected=False)
         self.net = net
-        net.addController("c0", controller=RemoteController, ip="127.0.0.1", port=self.config.of_port)
-        switches = {n.id: net.addSwitch(Plan.switch_name(n.id), dpid=Plan.dpid_str(n.id)) for n in self.topo.nodes}
         for h in self.plan.hosts:
-            net.addHost(h.name, ip=f"{h.ip}/8", mac=h.mac)
-            net.addLink(h.name, h.switch, port1=0, port2=h.port)
-        if self.delay_backend == "relay":
-            # Each link is cut in two: switch a <-> relay <-> switch b, veth pairs made in one batch.
-            cmds = []
-            for lk in self.topo.links:
+            host = net.addHost(h.name, ip=f"{h.ip}/8", mac=h.mac)
+            self._record("process", process_record(host.pid, f"host {h.name}", stop="HUP"))
+        ports: dict[int, list[tuple[str, int]]] = {n.id: [] for n in self.topo.nodes}
+        cmds = []
+        for h in self.plan.hosts:
+            intf = f"{h.switch}-eth{h.port}"
+            cmds.append(f"link add name {h.name}-eth0 netns {net[h.name].pid} type veth "
+                        f"peer name {intf} netns {self.netns_of[h.node]}")
+            ports[h.node].append((intf, h.port))
+        for lk in self.topo.links:
+            pa, pb = self.plan.link_ports[lk.id].a_port, self.plan.link_ports[lk.id].b_port
+            ia, ib = self.switch_intf(lk.id, lk.a), self.switch_intf(lk.id, lk.b)
+            na, nb = self.netns_of[lk.a], self.netns_of[lk.b]
+            if self.delay_backend == "relay":  # switch a <-> relay <-> switch b
                 r = self.relay_name(lk.id)
-                cmds.append(f"link add name {self.switch_intf(lk.id, lk.a)} type veth peer name {r}-eth0")
-                cmds.append(f"link add name {r}-eth1 type veth peer name {self.switch_intf(lk.id, lk.b)}")
-            err = run_batch("ip", cmds)
+                cmds.append(f"link add name {ia} netns {na} type veth peer name {r}-eth0")
+                cmds.append(f"link add name {r}-eth1 type veth peer name {ib} netns {nb}")
+            else:
+                cmds.append(f"link add name {ia} netns {na} type veth peer name {ib} netns {nb}")
+            ports[lk.a].append((ia, pa))
+            ports[lk.b].append((ib, pb))
+        err = run_batch("ip", cmds)
+        if err:
+            raise LabError(f"could not create the lab's links: {err.splitlines()[0]}")
+        for d in self.daemons:
+            up = [f"link set dev {intf} up" for n in d.nodes for intf, _ in ports[n]]
+            err = run_batch("ip", up, netns=d.netns)
             if err:
-                raise LabError(f"could not create the relay links: {err.splitlines()[0]}")
-            for lk in self.topo.links:
-                ports = self.plan.link_ports[lk.id]
-                Intf(self.switch_intf(lk.id, lk.a), node=switches[lk.a], port=ports.a_port)
-                Intf(self.switch_intf(lk.id, lk.b), node=switches[lk.b], port=ports.b_port)
-        else:
-            for lk in self.topo.links:
-                ports = self.plan.link_ports[lk.id]
-                net.addLink(switches[lk.a], switches[lk.b], port1=ports.a_port, port2=ports.b_port)
-        for h in net.hosts:
-            self._record("process", process_record(h.pid, f"host {h.name}", stop="HUP"))
+                raise LabError(f"could not bring the switch ports of {d.netns} up: {err.splitlines()[0]}")
+        for h in self.plan.hosts:  # made in the host's namespace: nothing for Mininet to move
+            Intf(f"{h.name}-eth0", node=net[h.name], port=0, moveIntfFn=lambda *args, **kwargs: True)
+        datapath_type = "system" if self.datapath == "kernel" else "netdev"
+        add_bridges(self.daemons, self.plan, datapath_type, self.openflow_socket, ports)
+        net.build()  # addresses and MACs of the hosts
 
     def _shape(self) -> None:
         """HTB at each link's capacity on both directions' egress, each with its finite queue
         (+ netem delay if chosen)."""
-        cmds = []
+        cmds: dict[str | None, list[str]] = {}
         for lk in self.topo.links:
             delay = lk.delay_ms if self.delay_backend == "netem" else None
             for node in (lk.a, lk.b):
-                cmds += htb_commands(self.shaped_intf(lk.id, node), lk.capacity_mbps, delay, lk.queue_pkts)
-        err = run_batch("tc", cmds)
-        if err:
-            raise LabError(f"could not shape the links: {err.splitlines()[0]}")
+                cmds.setdefault(self.shaped_netns(lk.id, node), []).extend(
+                    htb_commands(self.shaped_intf(lk.id, node), lk.capacity_mbps, delay, lk.queue_pkts))
+        for netns, batch in cmds.items():
+            err = run_batch("tc", batch, netns=netns)
+            if err:
+                raise LabError(f"could not shape the links: {err.splitlines()[0]}")
 
     def _configure_hosts(self) -> None:
         for h in self.net.hosts:
@@ -357,7 +377,8 @@ class Lab:
         lk = self.topo.link(link_id)
         state = "up" if up else "down"
         for node in (lk.a, lk.b):
-            r = system.run(["ip", "link", "set", "dev", self.switch_intf(lk.id, node), state])
+            intf = self.switch_intf(lk.id, node)
+            r = system.run(["ip", "-n", self.netns_of[node], "link", "set", "dev", intf, state])
             if r.returncode != 0:
                 raise LabError(f"could not set link {link_id} {state}: {r.stderr.strip()}")
         self.link_up[link_id] = up
@@ -371,9 +392,11 @@ class Lab:
         rate = capacity_mbps * self.scale
         if rate > MAX_SHAPED_MBPS:
             raise LabError(f"{rate:g} Mbit/s is above the {MAX_SHAPED_MBPS:g} Mbit/s the lab can shape")
-        err = run_batch("tc", [c for node in (lk.a, lk.b) for c in rate_commands(self.shaped_intf(lk.id, node), rate)])
-        if err:
-            raise LabError(f"could not reshape {link_id}: {err.splitlines()[0]}")
+        for node in (lk.a, lk.b):
+            err = run_batch("tc", rate_commands(self.shaped_intf(lk.id, node), rate),
+                            netns=self.shaped_netns(lk.id, node))
+            if err:
+                raise LabError(f"could not reshape {link_id}: {err.splitlines()[0]}")
         self.topo = replace(self.topo, links=tuple(replace(x, capacity_mbps=rate) if x.id == link_id else x
                                                    for x in self.topo.links))
         self._tell_controller(link_id, {"capacity_mbps": rate})

@@ -33,10 +33,11 @@ def rate_commands(intf: str, rate_mbps: float) -> list[str]:
     return [f"class change dev {intf} parent 5: classid 5:1 htb rate {rate_mbps:.6f}mbit burst {BURST} quantum 1514"]
 
 
-def run_batch(tool: str, commands: list[str], force: bool = False) -> str:
-    """Run `tool -batch -` (tool is 'tc' or 'ip') on the commands; return stderr ('' when clean)."""
+def run_batch(tool: str, commands: list[str], force: bool = False, netns: str | None = None) -> str:
+    """Run `tool -batch -` (tool is 'tc' or 'ip') on the commands, in the named network namespace
+    if one is given; return stderr ('' when clean)."""
     if not commands:
         return ""
-    args = [tool, *(["-force"] if force else []), "-batch", "-"]
+    args = [tool, *(["-n", netns] if netns else []), *(["-force"] if force else []), "-batch", "-"]
     r = subprocess.run(args, input="\n".join(commands) + "\n", capture_output=True, text=True, timeout=120)
     return r.stderr.strip() if r.returncode != 0 else ""

@@ -1,5 +1,6 @@
-"""What this machine can do for a lab: root, required programs, Open vSwitch, kernel datapath,
-netem. Everything is detected, nothing assumed; probes touch only interfaces they create."""
+"""What this machine can do for a lab: root, required programs, kernel datapath, netem.
+Everything is detected, nothing assumed; probes touch only interfaces they create. The lab runs
+Open vSwitch daemons of its own (ptwin.switchd): the machine's need not run."""
 
 from __future__ import annotations
 
@@ -14,7 +15,9 @@ from .errors import LabError
 REQUIRED_PROGRAMS = {
     "mnexec": "mininet",
     "ovs-vsctl": "openvswitch-switch",
-    "ovs-ofctl": "openvswitch-switch",
+    "ovs-vswitchd": "openvswitch-switch",
+    "ovsdb-server": "openvswitch-switch",
+    "ovsdb-tool": "openvswitch-switch",
     "tc": "iproute2",
     "ip": "iproute2",
     "ethtool": "ethtool",
@@ -47,19 +50,6 @@ def require_packages() -> None:
         raise LabError(f"missing packages: {', '.join(missing)}; run 'make install' (or sudo make install)")
 
 
-def ovs_running() -> bool:
-    try:
-        return run(["ovs-vsctl", "--timeout=3", "show"], timeout=10).returncode == 0
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-
-
-def require_ovs() -> None:
-    if not ovs_running():
-        raise LabError("Open vSwitch is not running: start it with "
-                       "'/etc/init.d/openvswitch-switch start' (make install does)")
-
-
 def kernel_datapath_available() -> bool:
     """True when the openvswitch kernel module is loaded (else the userspace datapath is used)."""
     return Path("/sys/module/openvswitch").exists()
@@ -75,11 +65,6 @@ def netem_available() -> bool:
         return r.returncode == 0
     finally:
         run(["ip", "link", "del", name + "a"])
-
-
-def existing_bridges() -> set[str]:
-    r = run(["ovs-vsctl", "--timeout=5", "list-br"], timeout=10)
-    return set(r.stdout.split()) if r.returncode == 0 else set()
 
 
 def existing_interfaces() -> set[str]:

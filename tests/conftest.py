@@ -28,16 +28,13 @@ def lab_missing() -> str | None:
     """Why real labs cannot run here, or None when they can."""
     if os.geteuid() != 0:
         return "needs root (Mininet and Open vSwitch)"
-    for prog in ("mnexec", "ovs-vsctl", "ethtool", "tc"):
+    for prog in ("mnexec", "ovs-vsctl", "ovs-vswitchd", "ovsdb-server", "ethtool", "tc"):
         if shutil.which(prog) is None:
             return f"needs {prog} (run make install)"
     try:
         import mininet.net  # noqa: F401
     except ImportError:
         return "needs Debian's mininet Python module (run make install)"
-    r = subprocess.run(["ovs-vsctl", "--timeout=3", "show"], capture_output=True)
-    if r.returncode != 0:
-        return "needs the Open vSwitch daemons running (run make install)"
     return None
 
 

@@ -13,7 +13,7 @@ import requests
 from topologies import load
 from topologies.addressing import Plan
 
-from .conftest import TEST_OF_PORT, held_lab, ndt, needs_lab, wait_for
+from .conftest import held_lab, ndt, needs_lab, wait_for
 from .transfers import ping_rtts, tcp_transfer, udp_transfer
 
 pytestmark = [needs_lab, pytest.mark.lab]
@@ -153,12 +153,17 @@ def test_a_disconnected_switch_is_reported_and_rerouted_on_return(diamond):
     def connected():
         return {s["name"]: s["connected"] for s in requests.get(diamond.rest + "/switches", timeout=5).json()}
 
-    r = subprocess.run(["ovs-vsctl", "del-controller", "s2"], capture_output=True, text=True)
+    # s2 lives in one of the lab's own switch daemons: its database is in the lab's status
+    daemon = next(d for d in diamond.info["switch_daemons"] if "s2" in d["bridges"])
+    vsctl = ["ovs-vsctl", f"--db={daemon['db']}"]
+    target = subprocess.run([*vsctl, "get-controller", "s2"], capture_output=True, text=True, check=True).stdout.strip()
+    assert target.startswith("unix:")  # the controller's Unix socket, linked into the daemon's run directory
+    r = subprocess.run([*vsctl, "del-controller", "s2"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     try:
         wait_for(lambda: connected()["s2"] is False, what="s2 to show as disconnected")
     finally:
-        subprocess.run(["ovs-vsctl", "set-controller", "s2", f"tcp:127.0.0.1:{TEST_OF_PORT}"], check=True)
+        subprocess.run([*vsctl, "set-controller", "s2", target], check=True)
     wait_for(lambda: connected()["s2"] is True, what="s2 to reconnect")
     res = json.loads(ndt("lab", "pingall", "--json").stdout)
     assert res["loss_pct"] == 0.0, res["failed"]

@@ -15,6 +15,7 @@ import requests
 
 from ptwin import system
 from ptwin.state import is_alive
+from ptwin.switchd import existing_namespaces
 from topologies import load
 from topologies.addressing import Plan
 
@@ -26,7 +27,7 @@ pytestmark = [needs_lab, pytest.mark.lab]
 
 def remaining(state: dict) -> list[str]:
     """Everything the state recorded that still exists, plus host namespaces (by host pid)."""
-    left = [f"bridge {b}" for b in sorted(system.existing_bridges() & set(state["bridges"]))]
+    left = [f"netns {n}" for n in state["namespaces"] if n in existing_namespaces()]
     present = system.existing_interfaces()
     left += [f"interface {i}" for i in state["interfaces"] if i in present]
     left += [f"process {p['pid']} {p['what']}" for p in state["processes"] if is_alive(p)]
@@ -37,7 +38,12 @@ def test_down_removes_everything_the_lab_created(lab):
     running = lab("line3")
     state = running.state()
     assert state["bridges"] == ["s1", "s2", "s3"]
-    assert {"s1-eth1", "s2-eth2", "r0-eth0", "r1-eth1"} <= set(state["interfaces"])
+    assert state["namespaces"] == ["ndt-sw0"]  # the lab's own switch daemon (3 switches, 7 ports)
+    assert set(state["interfaces"]) == {"r0-eth0", "r0-eth1", "r1-eth0", "r1-eth1"}  # the relay's
+    daemons = [p for p in state["processes"] if p["what"].split()[0] in ("ovs-vswitchd", "ovsdb-server")]
+    assert len(daemons) == 2 and all(is_alive(p) for p in daemons)
+    switch_ports = subprocess.run(["ip", "-n", "ndt-sw0", "-o", "link"], capture_output=True, text=True).stdout
+    assert "s1-eth1" in switch_ports and "s2-eth2" in switch_ports
     hosts = [p for p in state["processes"] if p["what"].startswith("host ")]
     assert len(hosts) == 3 and all(is_alive(p) for p in hosts)
     netns = {os.readlink(f"/proc/{p['pid']}/ns/net") for p in hosts}

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from apps.config import ConfigError, load_config
-from apps.sla import SlaPolicy, SlaPolicyError, confusion
+from apps.sla import SlaPolicy, SlaPolicyError, confusion, totals
 
 
 def test_budget_comes_from_the_first_matching_flow_rule_then_the_class_then_the_path():
@@ -34,6 +34,19 @@ def test_scores_put_violations_as_the_positive_class_beside_always_compliant():
     assert none["precision"] is None and none["recall"] is None and none["always_compliant_accuracy"] == 1.0
     missed = confusion([(False, True), (False, False)])
     assert missed["recall"] == 0.0 and missed["f1"] is None  # nothing predicted: precision undefined
+
+
+def test_totals_score_the_serving_model_and_the_frozen_shadow_side_by_side():
+    rows = [{"tp": 2, "fp": 1, "fn": 0, "tn": 7, "predicted_violations": 3, "measured_violations": 2, "flows": 10,
+             "labeled": 10, "shadow_tp": 0, "shadow_fp": 0, "shadow_fn": 2, "shadow_tn": 8},
+            # a window evaluated before the shadow was scored (a store from before): counts for sync only
+            {"tp": 1, "fp": 0, "fn": 1, "tn": 8, "predicted_violations": 1, "measured_violations": 2, "flows": 10,
+             "labeled": 10, "shadow_tp": None, "shadow_fp": None, "shadow_fn": None, "shadow_tn": None}]
+    t = totals(rows)
+    assert (t["tp"], t["fp"], t["fn"], t["tn"]) == (3, 1, 1, 15) and t["f1"] == pytest.approx(0.75)
+    shadow = t["without_sync"]
+    assert (shadow["tp"], shadow["fn"], shadow["tn"]) == (0, 2, 8)
+    assert shadow["recall"] == 0.0 and shadow["accuracy"] == pytest.approx(0.8)
 
 
 @pytest.mark.parametrize("policy,message", [

@@ -36,7 +36,7 @@ def test_graph_tensors_shapes_masks_and_directions():
     snap = Snapshot(topo, [flow(topo, 0, 1), flow(topo, 0, 2), flow(topo, 2, 0)])
     g = graph_tensors([snap])
     # 0->1 and 0->2 share L0 forward; 2->0 uses both links backwards: 4 directed links
-    assert g["link_x"].shape == (4, 4) and g["flow_x"].shape == (3, 4)
+    assert g["link_x"].shape == (4, 5) and g["flow_x"].shape == (3, 4)
     assert g["path"].shape == (3, 2)
     assert g["mask"].tolist() == [[True, False], [True, True], [True, True]]
     assert g["path"][0, 1] == 4  # padding points at the dummy link
@@ -44,6 +44,32 @@ def test_graph_tensors_shapes_masks_and_directions():
     assert g["link_x"][g["path"][0, 0], 3] == 2  # two flows on it
     util = g["link_x"][g["path"][0, 0], 2]
     assert util == pytest.approx(2 * 1e6 * (512 + 42) / 512 / 10e6)
+    # no buffer in the topology: 32 packets of the flows' 554-byte frames at 10 Mbit/s
+    assert g["link_x"][g["path"][0, 0], 4] == pytest.approx(32 * 554 * 8 / 10e3)
+
+
+def test_the_buffer_feature_follows_the_topology_and_a_model_of_other_features_is_refused(tmp_path):
+    from dataclasses import replace
+
+    topo = load("line3")
+    small = replace(topo, links=tuple(replace(lk, queue_pkts=8) for lk in topo.links))
+    g = graph_tensors([Snapshot(small, [flow(small, 0, 1)])])
+    assert g["link_x"][0, 4] == pytest.approx(8 * 554 * 8 / 10e3)
+    stores = Stores(tmp_path)
+    reg = Registry(stores)
+    model = build_model(8, 1)
+    _build(model)
+    v = reg.register("delay", model, Normalization.fit([g]))
+    assert reg.load("delay", v)[2]["config"]["link_features"][-1] == "buffer_ms"
+    # a model stored before the buffer was a feature: four link features in its normalization
+    row = stores.weights.execute("SELECT config, normalization FROM models").fetchone()
+    cfg, norm = json.loads(row[0]), json.loads(row[1])
+    del cfg["link_features"], cfg["flow_features"]
+    norm["link_mean"], norm["link_std"] = norm["link_mean"][:4], norm["link_std"][:4]
+    stores.weights.execute("UPDATE models SET config = ?, normalization = ?", [json.dumps(cfg), json.dumps(norm)])
+    stores.weights.conn.commit()
+    with pytest.raises(RegistryError, match="trained on link features 4 features.*train a new model"):
+        reg.load("delay", v)
 
 
 def test_padding_and_batching_do_not_change_a_prediction():

@@ -120,6 +120,9 @@ class Stores:
             measured_violations INTEGER, tp INTEGER, fp INTEGER, fn INTEGER, tn INTEGER, precision REAL,
             recall REAL, f1 REAL, accuracy REAL, always_compliant_accuracy REAL, evaluated_at REAL,
             PRIMARY KEY (run_id, window))""")
+        for col in ("shadow_tp", "shadow_fp", "shadow_fn", "shadow_tn"):  # the frozen shadow's confusion matrix
+            if col not in t["sla_windows"].columns_dict:
+                t["sla_windows"].add_column(col, int)
         t.execute("""CREATE TABLE IF NOT EXISTS label_pauses (
             id INTEGER PRIMARY KEY, run_id TEXT, start_at REAL, end_at REAL, reason TEXT)""")
         self.labels.execute("""CREATE TABLE IF NOT EXISTS labels (

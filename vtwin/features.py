@@ -1,7 +1,7 @@
 """Snapshots and the graph tensors the virtual twin reads.
 
 A `Snapshot` is what is known of the network before measuring: the topology (capacities,
-propagation delays), the links that are up, and every flow with its path (link ids, in order
+propagation delays, buffers), the links that are up, and every flow with its path (link ids, in order
 from the source), offered rate and packet size. Links are full duplex, so the graph's link nodes
 are link *directions*; a flow's path is a sequence of directed links. Link loads are computed
 from the offered rates on the routing, never measured. Measured delay, jitter and loss are
@@ -19,14 +19,17 @@ from typing import Any
 
 import numpy as np
 
-from topologies import Topology
+from topologies import DEFAULT_QUEUE_PKTS, Topology
 
 from .errors import SnapshotError
 
 #: Wire overhead per packet added to the payload size (Ethernet + IPv4 + UDP/TCP headers).
 HEADER_BYTES = 42
 FLOW_FEATURES = ("offered_mbps", "pkt_kbytes", "path_len", "is_tcp")
-LINK_FEATURES = ("capacity_mbps", "delay_ms", "utilization", "n_flows")
+#: buffer_ms: the longest queueing delay the link direction's buffer can hold, its packets (the
+#: topology's, else DEFAULT_QUEUE_PKTS) at the mean wire frame of the flows crossing it, drained at
+#: its capacity: what an overloaded link's queueing delay settles at.
+LINK_FEATURES = ("capacity_mbps", "delay_ms", "utilization", "n_flows", "buffer_ms")
 
 
 @dataclass(frozen=True)
@@ -97,14 +100,19 @@ def graph_tensors(snaps: list[Snapshot]) -> dict[str, np.ndarray]:
             flow_hops.append([index[h] + link_offset for h in hops])
         load = np.zeros(len(index))
         nflows = np.zeros(len(index))
+        pps = np.zeros(len(index))
         for f, hops in zip(snap.flows, flow_hops, strict=True):
             wire = f.offered_bps * (f.pkt_size + HEADER_BYTES) / f.pkt_size
             for h in hops:
                 load[h - link_offset] += wire
                 nflows[h - link_offset] += 1
+                pps[h - link_offset] += f.offered_bps / (8 * f.pkt_size)
         for (lid, _), i in index.items():
             cap = snap.capacity(lid)
-            link_x.append([cap, snap.topo.link(lid).delay_ms, load[i] / (cap * 1e6), nflows[i]])
+            link = snap.topo.link(lid)
+            frame_bits = load[i] / pps[i] if pps[i] > 0 else 8 * (512 + HEADER_BYTES)
+            buffer_ms = (link.queue_pkts or DEFAULT_QUEUE_PKTS) * frame_bits / (cap * 1e3)
+            link_x.append([cap, link.delay_ms, load[i] / (cap * 1e6), nflows[i], buffer_ms])
             caps.append(cap)
             delays.append(snap.topo.link(lid).delay_ms)
         for f, hops in zip(snap.flows, flow_hops, strict=True):

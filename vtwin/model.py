@@ -20,11 +20,12 @@ from typing import Any
 
 import numpy as np
 
+from .features import FLOW_FEATURES, LINK_FEATURES
 from .tfload import keras, tf
 
 INPUT_SPEC = {
-    "flow_x": tf.TensorSpec([None, 4], tf.float32),
-    "link_x": tf.TensorSpec([None, 4], tf.float32),
+    "flow_x": tf.TensorSpec([None, len(FLOW_FEATURES)], tf.float32),
+    "link_x": tf.TensorSpec([None, len(LINK_FEATURES)], tf.float32),
     "path": tf.TensorSpec([None, None], tf.int32),
     "mask": tf.TensorSpec([None, None], tf.bool),
     "capacity": tf.TensorSpec([None], tf.float32),
@@ -90,7 +91,8 @@ class RouteNet(keras.Model):
 
 def tiny_graph() -> dict[str, np.ndarray]:
     """A normalized one-flow, one-link graph to trace a function with."""
-    return {"flow_x": np.zeros((1, 4), np.float32), "link_x": np.zeros((1, 4), np.float32),
+    return {"flow_x": np.zeros((1, len(FLOW_FEATURES)), np.float32),
+            "link_x": np.zeros((1, len(LINK_FEATURES)), np.float32),
             "path": np.zeros((1, 1), np.int32), "mask": np.ones((1, 1), bool),
             "capacity": np.ones(1, np.float32), "link_delay": np.zeros(1, np.float32)}
 

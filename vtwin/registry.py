@@ -16,7 +16,7 @@ import numpy as np
 from traffic.store import Stores
 
 from .errors import RegistryError
-from .features import Normalization
+from .features import FLOW_FEATURES, LINK_FEATURES, Normalization
 from .model import RouteNet, build_model, tiny_graph, to_tensors
 
 STATUSES = ("candidate", "active", "archived", "rejected", "rolled_back")
@@ -61,8 +61,9 @@ class Registry:
                 "version": self._key(objective, version), "objective": objective, "objective_version": version,
                 "created_at": time.time(), "parent": parent, "status": status, "weights": weights_blob(model),
                 "normalization": json.dumps(norm.to_dict()), "data_range": json.dumps(data_range),
-                "metrics": json.dumps(metrics), "config": json.dumps({"state": model.state,
-                                                                      "iterations": model.iterations})})
+                "metrics": json.dumps(metrics), "config": json.dumps({
+                    "state": model.state, "iterations": model.iterations,
+                    "flow_features": list(FLOW_FEATURES), "link_features": list(LINK_FEATURES)})})
         return version
 
     def _row(self, objective: str, version: str) -> dict[str, Any]:
@@ -87,6 +88,14 @@ class Registry:
     def load(self, objective: str, version: str) -> tuple[RouteNet, Normalization, dict[str, Any]]:
         r = self._row(objective, version)
         cfg = json.loads(r["config"])
+        norm = json.loads(r["normalization"])
+        # models from before a feature was added have no list: their normalization's length tells
+        links = cfg.get("link_features") or [f"{len(norm['link_mean'])} features"]
+        flows = cfg.get("flow_features") or [f"{len(norm['flow_mean'])} features"]
+        if list(links) != list(LINK_FEATURES) or list(flows) != list(FLOW_FEATURES):
+            raise RegistryError(f"{uri(objective, version)} was trained on link features {', '.join(links)} and "
+                                f"flow features {', '.join(flows)}; this version reads {', '.join(LINK_FEATURES)} and "
+                                f"{', '.join(FLOW_FEATURES)}: train a new model")
         model = build_model(cfg["state"], cfg["iterations"])
         weights = weights_from_blob(r["weights"])
         _build(model)
