@@ -185,15 +185,17 @@ def cmd_report(args: argparse.Namespace) -> None:
         print(f"overall delay NMSE with / without sync: {o['nmse_power_db_with']} / {o['nmse_power_db_without']} dB "
               f"(paper's, / mean y^2), {o['nmse_var_db_with']} / {o['nmse_var_db_without']} dB (ours, / variance); "
               f"MAPE {o['mape_with']} / {o['mape_without']} %")
-        print("per segment, NMSE in dB with / without sync (power: the paper's, / mean y^2; var: ours):")
+        print("per segment, NMSE in dB with / without sync (power: the paper's, / mean y^2; var: ours); floor: "
+              "power / var of predicting each flow by its mean label (the labels' window-to-window noise):")
         print_table([{"segment": f"{g['segment']} {g['profile']} {g['load']:g}",
                       "delay_power": f"{g['delay']['nmse_power_db_with']} / {g['delay']['nmse_power_db_without']}",
                       "delay_var": f"{g['delay']['nmse_var_db_with']} / {g['delay']['nmse_var_db_without']}",
                       "delay_mape": f"{g['delay']['mape_with']} / {g['delay']['mape_without']}",
+                      "delay_floor": f"{g['delay']['floor_nmse_power_db']} / {g['delay']['floor_nmse_var_db']}",
                       "jitter_power": f"{g['jitter']['nmse_power_db_with']} / {g['jitter']['nmse_power_db_without']}",
                       "sla_f1": "-" if not g["sla"] else f"{g['sla']['f1']} / {g['sla']['without_sync']['f1']}"}
                      for g in r["segments"]],
-                    ["segment", "delay_power", "delay_var", "delay_mape", "jitter_power", "sla_f1"])
+                    ["segment", "delay_power", "delay_var", "delay_mape", "delay_floor", "jitter_power", "sla_f1"])
         print("per drift, NMSE in dB (ours, / variance):")
         print_table(r["drifts"], ["drift", "from", "to", "detection_delay", "pre_nmse_with", "pre_nmse_without",
                                   "post_nmse_with", "post_nmse_without", "post_gain_db",

@@ -6,7 +6,8 @@ detections and swaps marked; one row per drift with pre- and post-drift NMSE wit
 sync (the layout of Table 7 of the self-adaptive NDT paper), each segment in both NMSE definitions
 (`nmse_var_db_*`, ours, = the unlabeled `with`/`without`; `nmse_power_db_*`, the paper's) beside MAPE;
 per phase (the paper's segments) delay and jitter in both definitions and the SLA scores with and
-without synchronization; detection delays; retraining
+without synchronization, and the labels' own noise floor (`floor_nmse_*_db`: the NMSE of predicting
+each flow by its mean label over the segment); detection delays; retraining
 durations and the share of the run spent training (the bootstrap model included) and retraining
 (after drifts), the training worker's start-up (TensorFlow import and trace, paid once a run, before
 the traffic starts), the windows left unlabeled while training ran; the swap count; the SLA monitor's
@@ -46,17 +47,33 @@ def mape(pred: np.ndarray, true: np.ndarray) -> float | None:
 
 
 def _samples(stores: Stores, run_id: str, kpi: str = "delay") -> dict[str, np.ndarray]:
-    """Labeled predictions of `kpi` (delay or jitter): window, label, serving and shadow model."""
+    """Labeled predictions of `kpi` (delay or jitter): window, flow (an index), label, serving and
+    shadow model."""
     labels = {(r["window"], r["flow_key"]): r[f"{kpi}_ms"] for r in stores.labels.query(
         f"SELECT window, flow_key, {kpi}_ms FROM labels WHERE run_id = ? AND {kpi}_ms IS NOT NULL", [run_id])}
     rows = []
+    flows: dict[str, int] = {}
     for r in stores.traffic.query(f"SELECT window, flow_key, {kpi}_ms AS y, shadow_{kpi}_ms AS shadow FROM predictions "
                                   "WHERE run_id = ? ORDER BY window, flow_key", [run_id]):
         y = labels.get((r["window"], r["flow_key"]))
         if y is not None and y > 0 and r["y"] is not None and r["shadow"] is not None:
-            rows.append((r["window"], y, r["y"], r["shadow"]))
-    a = np.asarray(rows, dtype=float).reshape(-1, 4)
-    return {"window": a[:, 0].astype(int), "true": a[:, 1], "with": a[:, 2], "without": a[:, 3]}
+            rows.append((r["window"], flows.setdefault(r["flow_key"], len(flows)), y, r["y"], r["shadow"]))
+    a = np.asarray(rows, dtype=float).reshape(-1, 5)
+    return {"window": a[:, 0].astype(int), "flow": a[:, 1].astype(int), "true": a[:, 2], "with": a[:, 3],
+            "without": a[:, 4]}
+
+
+def flow_mean_floor(flow: np.ndarray, true: np.ndarray) -> dict[str, float | None]:
+    """NMSE (both definitions) of the hindsight oracle that predicts every flow-window by its flow's
+    mean label over the same samples: the window-to-window noise of the labels, which no input
+    constant per flow over a segment (offered rate, packet size, path, capacities, buffers) can
+    explain. A model is near the labels' floor when its NMSE is near these."""
+    if not len(true):
+        return {"floor_nmse_power_db": None, "floor_nmse_var_db": None}
+    sums = np.bincount(flow, weights=true)
+    counts = np.bincount(flow)
+    oracle = (sums / np.maximum(counts, 1))[flow]
+    return {"floor_nmse_power_db": nmse_power_db(oracle, true), "floor_nmse_var_db": nmse_db(oracle, true)}
 
 
 def _events(stores: Stores, run_id: str, t0: float, window_s: float) -> list[dict[str, Any]]:
@@ -120,7 +137,8 @@ def build(stores: Stores, run_id: str) -> dict[str, Any]:
                 "nmse_var_db_with": var_with, "nmse_var_db_without": var_without,
                 "nmse_power_db_with": nmse_power_db(s["with"][m], s["true"][m]),
                 "nmse_power_db_without": nmse_power_db(s["without"][m], s["true"][m]),
-                "mape_with": mape(s["with"][m], s["true"][m]), "mape_without": mape(s["without"][m], s["true"][m])}
+                "mape_with": mape(s["with"][m], s["true"][m]), "mape_without": mape(s["without"][m], s["true"][m]),
+                **flow_mean_floor(s["flow"][m], s["true"][m])}
 
     jitter = _samples(stores, run_id, "jitter")
     sla_rows = list(stores.traffic.query("SELECT * FROM sla_windows WHERE run_id = ? ORDER BY window", [run_id]))

@@ -70,29 +70,45 @@ def _cpu_times() -> tuple[int, int]:
 
 
 class CpuSampler:
-    """Every process's CPU ticks, sampled repeatedly (short-lived D-ITG processes included)."""
+    """Every process's CPU ticks, sampled repeatedly (short-lived D-ITG processes included), each
+    process named at first sight: by `named` (PID -> part), else D-ITG's programs by name, the
+    project's Python processes by module (collector, trainer, `ndt` itself), else "other"."""
+
+    PYTHON_PARTS = (("traffic.collector", "collector"), ("sync.retrain", "trainer"), ("-m apps", "ndt"))
 
     def __init__(self, named: dict[int, str]) -> None:
         self.named = named
         self.first: dict[int, int] = {}
-        self.last: dict[int, tuple[str, int]] = {}
+        self.last: dict[int, int] = {}
+        self.part: dict[int, str] = {}
+
+    def _part(self, pid: int, comm: str) -> str:
+        if pid in self.named:
+            return self.named[pid]
+        if comm in ("ITGSend", "ITGRecv"):
+            return comm
+        if comm.startswith("python"):
+            cmd = _cmdline(pid)
+            return next((part for key, part in self.PYTHON_PARTS if key in cmd), "other")
+        return "other"
 
     def sample(self) -> None:
         for entry in os.listdir("/proc"):
             if entry.isdigit():
-                st = _stat(int(entry))
+                pid = int(entry)
+                st = _stat(pid)
                 if st is not None:
-                    self.first.setdefault(int(entry), st[1])
-                    self.last[int(entry)] = st
+                    if pid not in self.first:
+                        self.first[pid] = st[1]
+                        self.part[pid] = self._part(pid, st[0])
+                    self.last[pid] = st[1]
 
     def shares(self, seconds: float) -> dict[str, float]:
+        """Cores used per part over the sampled span."""
         out: dict[str, float] = {}
-        for pid, (comm, ticks) in self.last.items():
-            used = (ticks - self.first.get(pid, ticks)) / TICK
-            part = self.named.get(pid) or {"ITGSend": "ITGSend", "ITGRecv": "ITGRecv"}.get(comm, "other")
-            if part == "other" and comm.startswith("python") and "traffic.collector" in _cmdline(pid):
-                part = "collector"
-            out[part] = out.get(part, 0.0) + used
+        for pid, ticks in self.last.items():
+            part = self.part[pid]
+            out[part] = out.get(part, 0.0) + (ticks - self.first[pid]) / TICK
         return {k: round(v / seconds, 3) for k, v in sorted(out.items())}
 
 

@@ -1,7 +1,7 @@
 """The paper's experiment, measured against the paper's own numbers.
 
     sudo .venv/bin/python bench/paper.py [--topology germany ...] [--realizations 1] [--flows 40]
-        [--phase-seconds 120] [--train-budget 30]
+        [--phase-seconds 120] [--train-budget 30] [--capacity-scale auto] [--keep DIR]
     .venv/bin/python bench/paper.py --datasets [--topology germany ...] [--every 10] [--budget 300]
 
 Without `--datasets`, the live experiment: `ndt run` on each topology's own GML file (the paper's
@@ -35,6 +35,7 @@ mean of its synchronized models). Prints JSON, then a markdown table on stderr.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -52,6 +53,9 @@ import numpy as np
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from emulator import CpuSampler  # noqa: E402  (bench/emulator.py)
+
+from apps.lab_args import capacity_scale  # noqa: E402
 from vtwin.dataset import from_jsonl  # noqa: E402
 from vtwin.evaluate import evaluate  # noqa: E402
 from vtwin.paper_data import SEGMENTS, find_splits, import_splits  # noqa: E402
@@ -108,13 +112,13 @@ TOPOLOGY_FILES = {"5g_crosshaul": "5G_crosshaul_51.gml", "germany": "germany_50.
 PAPER_PHASES = (("exponential", 0.5), ("poisson", 0.6), ("uniform", 0.5), ("deterministic", 1.2))
 
 
-def sla_policy(topo: Topology, flows: int, seed: int) -> dict:
+def sla_policy(topo: Topology, flows: int, seed: int, capacity_scale: str | float = "auto") -> dict:
     """Class budgets from the network's design: twice the 90th percentile of the flows' unloaded
     path delay (propagation + one frame's transmission per hop at the emulated capacities)."""
     from ptwin.lab import choose_scale, scaled
     from traffic.flowset import OVERHEAD, choose_pairs
 
-    emulated = scaled(topo, choose_scale(topo, "auto"))
+    emulated = scaled(topo, choose_scale(topo, capacity_scale))
     budgets = {}
     for proto, size in (("tcp", 512), ("udp", 512)):
         frame = (size + OVERHEAD[proto.upper()]) * 8
@@ -138,6 +142,13 @@ class Sampler(threading.Thread):
         self.idle = [0, 0]
         self.cpu0: tuple[int, int] | None = None
         self.host_pids: dict[str, int] | None = None
+        self.cpu: CpuSampler | None = None
+        self.cpu_since = 0.0
+
+    def cores_by_part(self) -> dict[str, float]:
+        """Cores each part of the run used from the lab's ready to the end: the switch daemons, the
+        controller, the relay, D-ITG, the collector, the trainer, `ndt run` itself."""
+        return self.cpu.shares(time.monotonic() - self.cpu_since) if self.cpu else {}
 
     def run(self) -> None:
         from ptwin.state import read_state
@@ -151,6 +162,12 @@ class Sampler(threading.Thread):
                 self.ready_s = round(state["ready_at"] - state["started_at"], 1)
                 self.cpu0 = _cpu()
                 self.host_pids = {name: h["pid"] for name, h in state["info"]["hosts"].items()}
+                self.cpu = CpuSampler({p["pid"]: p["what"].split()[0] for p in state.get("processes", [])
+                                       if p["what"] in ("relay", "controller", "lab daemon")
+                                       or p["what"].split()[0] in ("ovs-vswitchd", "ovsdb-server")})
+                self.cpu_since = time.monotonic()
+            if self.cpu is not None:
+                self.cpu.sample()
             if self.ready_s is not None:
                 rss = sum(_rss_mb(p["pid"]) for p in state.get("processes", [])
                           if p["what"].split()[0] in ("ovs-vswitchd", "ovsdb-server"))
@@ -186,7 +203,7 @@ class Probe:
 
     FRAME_BITS = (56 + 8 + 20 + 14) * 8
 
-    def __init__(self, topo: Topology, flows: int, seed: int) -> None:
+    def __init__(self, topo: Topology, flows: int, seed: int, capacity_scale: str | float = "auto") -> None:
         from collections import Counter
 
         from ptwin.lab import choose_scale, scaled
@@ -194,7 +211,7 @@ class Probe:
         from topologies.routing import path_links, shortest_path
         from traffic.flowset import choose_pairs
 
-        self.topo = scaled(topo, choose_scale(topo, "auto"))
+        self.topo = scaled(topo, choose_scale(topo, capacity_scale))
         chosen = choose_pairs(self.topo, flows, seed)
         weight = Counter(h for pair in chosen for h in pair.hops)
         load = {h: c / self.topo.link(h[0]).capacity_mbps for h, c in weight.items()}
@@ -217,14 +234,19 @@ class Probe:
                                for lk in self.links)
         self.proc: subprocess.Popen | None = None
         self.record: Path | None = None
+        self.out: Path | None = None
 
-    def start(self, host_pid: int, seconds: float) -> None:
+    def start(self, host_pid: int, seconds: float, out: Path) -> None:
+        """Ping for `seconds`, its replies written to `out` (a file: a pipe nobody reads would fill
+        and stop ping after 64 KB, about 800 replies)."""
         from ptwin.hostexec import host_command
         from ptwin.state import adopt
 
-        self.proc = subprocess.Popen(host_command(host_pid, ["ping", "-D", "-n", "-i", "0.2", "-w", str(int(seconds)),
-                                                             self.dst.ip]),
-                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        self.out = out
+        with out.open("w") as sink:
+            self.proc = subprocess.Popen(host_command(host_pid, ["ping", "-D", "-n", "-i", "0.2", "-w",
+                                                                 str(int(seconds)), self.dst.ip]),
+                                         stdout=sink, stderr=subprocess.DEVNULL)
         self.record = adopt(self.proc.pid, "ping probe")
 
     def stop(self) -> list[tuple[float, float]]:
@@ -235,10 +257,10 @@ class Probe:
             return []
         if self.proc.poll() is None:
             self.proc.terminate()
-        out, _ = self.proc.communicate(timeout=30)
+        self.proc.wait(timeout=30)
         release(self.record)
         rows = []
-        for line in out.splitlines():
+        for line in self.out.read_text().splitlines():
             if line.startswith("[") and "time=" in line:
                 rows.append((float(line[1:line.index("]")]), float(line.split("time=")[1].split()[0])))
         return rows
@@ -271,22 +293,24 @@ def live_run(topology: str, seed: int, args: argparse.Namespace, tmp: Path) -> d
     sched = work / "schedule.json"
     sched.write_text(json.dumps({"flows": args.flows, "seed": seed, "phases": [
         {"profile": prof, "load": load_, "duration_s": args.phase_seconds} for prof, load_ in PAPER_PHASES]}))
-    policy = sla_policy(topo, args.flows, seed)
+    policy = sla_policy(topo, args.flows, seed, args.capacity_scale)
     config = work / "ndt.json"
     config.write_text(json.dumps({"sla": policy}))
     data = work / "data"
-    probe = Probe(topo, args.flows, seed)
+    probe = Probe(topo, args.flows, seed, args.capacity_scale)
     sampler = Sampler()
     sampler.start()
     t0 = time.monotonic()
     cmd = [sys.executable, "-m", "apps", "run", str(gml), "--schedule", str(sched), "--data", str(data),
-           "--config", str(config), "--train-budget", str(args.train_budget), "--json"]
+           "--config", str(config), "--train-budget", str(args.train_budget),
+           "--capacity-scale", str(args.capacity_scale), "--json"]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         while sampler.host_pids is None and proc.poll() is None:
             time.sleep(0.5)
         if sampler.host_pids is not None:  # the lab is ready: the worker's start-up and the traffic follow
-            probe.start(sampler.host_pids[probe.src.name], len(PAPER_PHASES) * args.phase_seconds)
+            probe.start(sampler.host_pids[probe.src.name], len(PAPER_PHASES) * args.phase_seconds + 60,
+                        work / "probe.txt")
         stdout, stderr = proc.communicate(timeout=len(PAPER_PHASES) * args.phase_seconds + 1800)
     finally:
         if proc.poll() is None:
@@ -294,6 +318,7 @@ def live_run(topology: str, seed: int, args: argparse.Namespace, tmp: Path) -> d
             proc.wait()
         replies = probe.stop()
         sampler.stop.set()
+        cores = sampler.cores_by_part()
     wall = time.monotonic() - t0
     if proc.returncode != 0:
         raise RuntimeError(f"ndt run on {topology} failed: {(stderr.strip().splitlines() or ['?'])[-1]}")
@@ -310,6 +335,7 @@ def live_run(topology: str, seed: int, args: argparse.Namespace, tmp: Path) -> d
     return {"topology": topology, "seed": seed, "run": run_id, "wall_s": round(wall, 1),
             "switches": len(topo.nodes), "links": len(topo.links), "sla_policy": policy,
             "ready_s": sampler.ready_s, "cpu_idle_share": round(idle / total, 3) if total else None,
+            "cpu_cores_by_part": cores,
             "peak_memory_used_mb": round(sampler.peak_used_mb), "switch_daemons_mb": round(sampler.daemons_mb),
             "flows_started": flows[0], "flows_finished": flows[1], "flows_labeled": labeled[0],
             "labeled_flow_windows": labeled[1], "emulator_overhead": probe.overhead(replies, phases), "report": rep}
@@ -342,6 +368,8 @@ def live_summary(topology: str, runs: list[dict]) -> dict:
             for key in ("nmse_power_db_with", "nmse_power_db_without", "nmse_var_db_with", "nmse_var_db_without",
                         "mape_with", "mape_without"):
                 row[f"{kpi}_{key}"] = mean([x[kpi][key] for x in segs])
+            for key in ("floor_nmse_power_db", "floor_nmse_var_db"):
+                row[f"{kpi}_{key}"] = mean([x[kpi].get(key) for x in segs])
             for which in ("without", "with"):
                 row[f"paper_{kpi}_nmse_power_db_{which}"] = paper[f"{kpi}_nmse_db"][topology][which][i]
         for which, pick in (("with", lambda s: s), ("without", lambda s: s["without_sync"])):
@@ -372,10 +400,10 @@ def live_markdown(results: list[dict]) -> str:
         return "-" if x is None else f"{x:+.1f}" if isinstance(x, float) else str(x)
 
     lines = ["| topology | segment | delay NMSE power dB with / without (paper with / without) "
-             "| delay NMSE var dB with / without | delay MAPE % with / without "
+             "| delay NMSE var dB with / without | delay MAPE % with / without | labels' floor power / var dB "
              "| jitter NMSE power dB with / without (paper with / without) | detection delay (windows) "
              "| retraining s (paper) | SLA P / R / F1 / acc with | SLA acc without | violations |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         for s in r["segments"]:
             lines.append(
@@ -384,22 +412,27 @@ def live_markdown(results: list[dict]) -> str:
                 f"({f(s['paper_delay_nmse_power_db_with'])} / {f(s['paper_delay_nmse_power_db_without'])}) "
                 f"| {f(s['delay_nmse_var_db_with'])} / {f(s['delay_nmse_var_db_without'])} "
                 f"| {s['delay_mape_with']} / {s['delay_mape_without']} "
+                f"| {f(s['delay_floor_nmse_power_db'])} / {f(s['delay_floor_nmse_var_db'])} "
                 f"| {f(s['jitter_nmse_power_db_with'])} / {f(s['jitter_nmse_power_db_without'])} "
                 f"({f(s['paper_jitter_nmse_power_db_with'])} / {f(s['paper_jitter_nmse_power_db_without'])}) "
                 f"| {s.get('detection_delay', '-')} "
                 f"| {s.get('retraining_s', '-')} ({s.get('paper_retraining_s', '-')}) "
                 f"| {s['sla_precision_with']} / {s['sla_recall_with']} / {s['sla_f1_with']} / {s['sla_accuracy_with']} "
                 f"| {s['sla_accuracy_without']} | {s['sla_violation_share']} |")
-    lines += ["", "| topology | ready s | idle CPU | peak memory MB (switch daemons) | flows started / labeled "
+    lines += ["", "| topology | ready s | idle CPU | cores by part | peak memory MB (switch daemons) "
+              "| flows started / labeled "
               "| probe: pings within 2 ms or 10 % (median one-way overhead ms) per segment | false alarms "
-              "| SLA F1 with / without, accuracy with / without (paper) |", "|---|---|---|---|---|---|---|---|"]
+              "| SLA F1 with / without, accuracy with / without (paper) |", "|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         for run in r["runs"]:
             probe = run["emulator_overhead"]
             light = f"{probe['pair']}, {probe['hops']} hops, load {probe['path_load_of_busiest']}: " + ", ".join(
                 f"{k} {v['share_within_goal']} ({v['overhead_ms_median']})" for k, v in probe.items()
                 if isinstance(v, dict))
+            cores = ", ".join(f"{k} {v}" for k, v in sorted(run.get("cpu_cores_by_part", {}).items(),
+                                                             key=lambda kv: -kv[1]) if v >= 0.01)
             lines.append(f"| {r['topology']} (seed {run['seed']}) | {run['ready_s']} | {run['cpu_idle_share']} "
+                         f"| {cores} "
                          f"| {run['peak_memory_used_mb']} ({run['switch_daemons_mb']}) "
                          f"| {run['flows_started']} / {run['flows_labeled']} | {light} | {r['false_alarms']} "
                          f"| {r['sla']['with']['f1']} / {r['sla']['without']['f1']}, {r['sla']['with']['accuracy']} / "
@@ -431,6 +464,12 @@ def main() -> int:
     ap.add_argument("--flows", type=int, default=40, help="live: flows that share links (default 40)")
     ap.add_argument("--phase-seconds", type=float, default=120.0, help="live: seconds per pattern (default 120)")
     ap.add_argument("--train-budget", type=float, default=30.0, help="live: seconds per retraining (default 30)")
+    ap.add_argument("--capacity-scale", type=capacity_scale, default="auto",
+                    help="live: the lab's capacity scale (default auto: the fastest link at most 20 Mbit/s); "
+                         "lower scales send fewer packets per second for the same loads")
+    ap.add_argument("--keep", type=Path, metavar="DIR",
+                    help="live: keep each run's stores (traffic, labels, weights) under DIR instead of a temporary "
+                         "directory, for `ndt report` and `ndt console` afterwards")
     args = ap.parse_args()
     if not args.datasets:
         return live(args)
@@ -459,7 +498,14 @@ def live(args: argparse.Namespace) -> int:
         return 1
     results = []
     t0 = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="ndt-paper-live-") as tmp:
+    if args.keep is not None:
+        if args.keep.exists() and any(args.keep.iterdir()):
+            print(f"bench/paper.py: --keep {args.keep} is not empty; give a new or empty directory", file=sys.stderr)
+            return 1
+        args.keep.mkdir(parents=True, exist_ok=True)
+    with contextlib.ExitStack() as stack:
+        tmp = str(args.keep) if args.keep is not None else stack.enter_context(
+            tempfile.TemporaryDirectory(prefix="ndt-paper-live-"))
         for topo in args.topology or TOPOLOGIES:
             runs = []
             for seed in range(1, args.realizations + 1):
@@ -470,7 +516,8 @@ def live(args: argparse.Namespace) -> int:
            "wall_s": round(time.monotonic() - t0), "flows": args.flows, "phase_seconds": args.phase_seconds,
            "nmse_power_db": "mean((y - y_hat)^2) / mean(y^2), the paper's",
            "nmse_var_db": "mean((y - y_hat)^2) / var(y), this project's report",
-           "capacities": "scaled for emulation (capacity scale auto: the fastest link at most 20 Mbit/s)",
+           "capacities": f"scaled for emulation (capacity scale {args.capacity_scale}"
+                         + (": the fastest link at most 20 Mbit/s)" if args.capacity_scale == "auto" else ")"),
            "results": results}
     print(json.dumps(out, indent=1))
     print(live_markdown(results), file=sys.stderr)

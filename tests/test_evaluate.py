@@ -48,3 +48,18 @@ def test_scores_label_both_definitions():
     s = scores(y * 1.1, y * 0.9, y, y)
     assert s["delay_nmse_db"] < 0 and s["delay_nmse_power_db"] < s["delay_nmse_db"]
     assert s["jitter_nmse_power_db"] < s["jitter_nmse_db"] and s["delay_mape"] == pytest.approx(10.0)
+
+
+def test_the_labels_floor_is_what_predicting_each_flow_by_its_own_mean_leaves():
+    from apps.report import flow_mean_floor
+
+    # two flows, each steady apart from a +-1 ms wobble from window to window
+    flow = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+    y = np.array([9.0, 11.0, 9.0, 11.0, 19.0, 21.0, 19.0, 21.0])
+    floor = flow_mean_floor(flow, y)
+    assert floor["floor_nmse_power_db"] == pytest.approx(10 * math.log10(1.0 / np.mean(y ** 2)), abs=0.01)
+    assert floor["floor_nmse_var_db"] == pytest.approx(10 * math.log10(1.0 / np.var(y)), abs=0.01)
+    steady = flow_mean_floor(flow, np.repeat([10.0, 20.0], 4))  # no wobble: nothing left to explain
+    assert steady["floor_nmse_power_db"] < -100 and steady["floor_nmse_var_db"] < -100
+    assert flow_mean_floor(np.array([], int), np.array([])) == {"floor_nmse_power_db": None,
+                                                                "floor_nmse_var_db": None}

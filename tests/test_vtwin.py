@@ -36,7 +36,7 @@ def test_graph_tensors_shapes_masks_and_directions():
     snap = Snapshot(topo, [flow(topo, 0, 1), flow(topo, 0, 2), flow(topo, 2, 0)])
     g = graph_tensors([snap])
     # 0->1 and 0->2 share L0 forward; 2->0 uses both links backwards: 4 directed links
-    assert g["link_x"].shape == (4, 5) and g["flow_x"].shape == (3, 4)
+    assert g["link_x"].shape == (4, 6) and g["flow_x"].shape == (3, 4)
     assert g["path"].shape == (3, 2)
     assert g["mask"].tolist() == [[True, False], [True, True], [True, True]]
     assert g["path"][0, 1] == 4  # padding points at the dummy link
@@ -46,6 +46,35 @@ def test_graph_tensors_shapes_masks_and_directions():
     assert util == pytest.approx(2 * 1e6 * (512 + 42) / 512 / 10e6)
     # no buffer in the topology: 32 packets of the flows' 554-byte frames at 10 Mbit/s
     assert g["link_x"][g["path"][0, 0], 4] == pytest.approx(32 * 554 * 8 / 10e3)
+    assert not g["link_x"][:, 5].any()  # nothing overloaded: no full buffer
+    assert g["link_delay"].tolist() == pytest.approx(g["link_x"][:, 1].tolist()) and not g["link_full"].any()
+
+
+def test_an_overloaded_link_has_a_full_buffer_and_the_links_after_it_see_only_what_it_carries():
+    from vtwin.features import LINK_FEATURES, fluid_arrivals
+
+    topo = load("line3")  # 10 Mbit/s links
+    # 0->2 offers 8 Mbit/s and 0->1 4 Mbit/s over L0: L0 is overloaded (12.9 Mbit/s on the wire);
+    # 1->2 adds 3 Mbit/s on L1, where 0->2 arrives thinned to 10 * 8/12 of its rate
+    snap = Snapshot(topo, [flow(topo, 0, 2, 8e6), flow(topo, 0, 1, 4e6), flow(topo, 1, 2, 3e6)])
+    g = graph_tensors([snap])
+    full, buf = LINK_FEATURES.index("full_buffer_ms"), LINK_FEATURES.index("buffer_ms")
+    l0, l1 = g["path"][0, 0], g["path"][0, 1]
+    assert g["link_x"][l0, buf] > 0 and g["link_x"][l0, full] == pytest.approx(g["link_x"][l0, buf])
+    assert g["link_x"][l1, full] == 0.0  # offered 11 Mbit/s + headers, but L0 lets only 6.7 through
+    assert g["link_x"][l1, 2] > 1.0  # the offered utilization alone would call it overloaded
+    prop = LINK_FEATURES.index("delay_ms")
+    assert g["link_delay"][l0] == pytest.approx(g["link_x"][l0, prop])
+    assert g["link_full"][l0] == pytest.approx(g["link_x"][l0, buf]) and g["link_full"][l1] == 0.0
+    # an untrained model already puts (nearly) the full buffer on the flows crossing L0
+    model = build_model(8, 1)
+    _build(model)
+    delay, _ = make_predict_fn(model, xla=False)(Normalization.fit([g]).apply(g))
+    assert delay[0] >= g["link_x"][l0, prop] + g["link_x"][l1, prop] + 0.9 * g["link_x"][l0, buf]
+    assert delay[2] < g["link_x"][l1, prop] + 0.5 * g["link_x"][l0, buf]  # 1->2 crosses only L1
+    # the fluid model on its own: two links in a row, 15 Mbit/s into 10 then 10
+    arrivals = fluid_arrivals([15e6], [[0, 1]], np.array([10e6, 10e6]))
+    assert arrivals.tolist() == pytest.approx([15e6, 10e6])
 
 
 def test_the_buffer_feature_follows_the_topology_and_a_model_of_other_features_is_refused(tmp_path):
@@ -60,7 +89,7 @@ def test_the_buffer_feature_follows_the_topology_and_a_model_of_other_features_i
     model = build_model(8, 1)
     _build(model)
     v = reg.register("delay", model, Normalization.fit([g]))
-    assert reg.load("delay", v)[2]["config"]["link_features"][-1] == "buffer_ms"
+    assert reg.load("delay", v)[2]["config"]["link_features"][-2:] == ["buffer_ms", "full_buffer_ms"]
     # a model stored before the buffer was a feature: four link features in its normalization
     row = stores.weights.execute("SELECT config, normalization FROM models").fetchone()
     cfg, norm = json.loads(row[0]), json.loads(row[1])
