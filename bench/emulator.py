@@ -63,10 +63,17 @@ def _stat(pid: int) -> tuple[str, int] | None:
     return comm, int(fields[11]) + int(fields[12])
 
 
-def _cpu_times() -> tuple[int, int]:
+def cpu_times() -> tuple[int, int]:
     """(idle, total) ticks of the whole machine."""
     parts = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
     return parts[3] + parts[4], sum(parts)
+
+
+def lab_parts(processes: list[dict]) -> dict[int, str]:
+    """PID -> part for the lab's own processes in its state file: the switch daemons, the relay,
+    the controller and the lab daemon."""
+    return {p["pid"]: p["what"].split()[0] for p in processes
+            if p["what"] in ("relay", "controller", "lab daemon") or p["what"].split()[0] in DAEMONS}
 
 
 class CpuSampler:
@@ -162,9 +169,7 @@ def measure(spec: str, args: argparse.Namespace, work: Path) -> dict:
                                    ports_per_daemon=args.ports_per_daemon))
     ready_s = time.monotonic() - t0
     try:
-        procs = {p["pid"]: p["what"] for p in (read_state() or {}).get("processes", [])}
-        named = {pid: what.split()[0] for pid, what in procs.items()
-                 if what in ("relay", "controller", "lab daemon") or what.split()[0] in DAEMONS}
+        named = lab_parts((read_state() or {}).get("processes", []))
         sched = work / f"{topo.name}.json"
         sched.write_text(json.dumps({"flows": args.flows, "seed": 1, "phases": [
             {"profile": args.profile, "load": args.load, "duration_s": args.seconds, "mean_size": args.mean_size}]}))
@@ -173,12 +178,12 @@ def measure(spec: str, args: argparse.Namespace, work: Path) -> dict:
         proc = subprocess.Popen([sys.executable, "-m", "apps", "traffic", "run", str(sched), "--data", str(data),
                                  "--json"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         time.sleep(3)  # the phase's senders start after their receivers listen
-        idle0, total0 = _cpu_times()
+        idle0, total0 = cpu_times()
         start = time.monotonic()
         while proc.poll() is None and time.monotonic() - start < args.seconds - 5:
             sampler.sample()
             time.sleep(1.0)
-        idle1, total1 = _cpu_times()
+        idle1, total1 = cpu_times()
         seconds = time.monotonic() - start
         out, err = proc.communicate(timeout=args.seconds + 300)
         if proc.returncode != 0:

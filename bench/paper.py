@@ -53,7 +53,8 @@ import numpy as np
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from emulator import CpuSampler  # noqa: E402  (bench/emulator.py)
+from emulator import DAEMONS, CpuSampler, cpu_times, lab_parts  # noqa: E402  (bench/emulator.py)
+from lab_scale import rss_mb  # noqa: E402  (bench/lab_scale.py)
 
 from apps.lab_args import capacity_scale  # noqa: E402
 from vtwin.dataset import from_jsonl  # noqa: E402
@@ -160,36 +161,19 @@ class Sampler(threading.Thread):
             state = read_state() or {}
             if self.ready_s is None and state.get("ready_at"):
                 self.ready_s = round(state["ready_at"] - state["started_at"], 1)
-                self.cpu0 = _cpu()
+                self.cpu0 = cpu_times()
                 self.host_pids = {name: h["pid"] for name, h in state["info"]["hosts"].items()}
-                self.cpu = CpuSampler({p["pid"]: p["what"].split()[0] for p in state.get("processes", [])
-                                       if p["what"] in ("relay", "controller", "lab daemon")
-                                       or p["what"].split()[0] in ("ovs-vswitchd", "ovsdb-server")})
+                self.cpu = CpuSampler(lab_parts(state.get("processes", [])))
                 self.cpu_since = time.monotonic()
             if self.cpu is not None:
                 self.cpu.sample()
             if self.ready_s is not None:
-                rss = sum(_rss_mb(p["pid"]) for p in state.get("processes", [])
-                          if p["what"].split()[0] in ("ovs-vswitchd", "ovsdb-server"))
+                rss = sum(rss_mb(pid) or 0.0 for pid, part in lab_parts(state.get("processes", [])).items()
+                          if part in DAEMONS)
                 self.daemons_mb = max(self.daemons_mb, rss)
                 if self.cpu0 is not None:
-                    idle, total = _cpu()
+                    idle, total = cpu_times()
                     self.idle = [idle - self.cpu0[0], total - self.cpu0[1]]
-
-
-def _cpu() -> tuple[int, int]:
-    parts = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    return parts[3] + parts[4], sum(parts)
-
-
-def _rss_mb(pid: int) -> float:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
 
 
 class Probe:

@@ -96,18 +96,14 @@ def fluid_arrivals(rates: list[float], paths: list[list[int]], capacity: np.ndar
     """The rate (bit/s) reaching each link, flows thinned by the links before it: a link fed more
     than its capacity carries on only its capacity, shared in proportion (a drop-tail queue drops
     its arrivals alike). `paths` are link indices in order; `FLUID_PASSES` fixed-point passes."""
-    arrivals = np.zeros(len(capacity))
-    for f, path in enumerate(paths):
-        arrivals[path] += rates[f]
-    for _ in range(FLUID_PASSES):
-        ratio = np.minimum(1.0, capacity / np.maximum(arrivals, 1e-9))
-        nxt = np.zeros(len(capacity))
-        for f, path in enumerate(paths):
-            x = rates[f]
+    ratio = np.ones(len(capacity))  # the first pass: every flow at its offered rate all along
+    for _ in range(FLUID_PASSES + 1):
+        arrivals = np.zeros(len(capacity))
+        for rate, path in zip(rates, paths, strict=True):
             for h in path:
-                nxt[h] += x
-                x *= ratio[h]
-        arrivals = nxt
+                arrivals[h] += rate
+                rate *= ratio[h]
+        ratio = np.minimum(1.0, capacity / np.maximum(arrivals, 1e-9))
     return arrivals
 
 
@@ -124,20 +120,17 @@ def graph_tensors(snaps: list[Snapshot]) -> dict[str, np.ndarray]:
             for h in hops:
                 if h not in index:
                     index[h] = len(index)
-            flow_hops.append([index[h] + link_offset for h in hops])
+            flow_hops.append([index[h] for h in hops])
         load = np.zeros(len(index))
         nflows = np.zeros(len(index))
         pps = np.zeros(len(index))
-        for f, hops in zip(snap.flows, flow_hops, strict=True):
-            wire = f.offered_bps * (f.pkt_size + HEADER_BYTES) / f.pkt_size
-            for h in hops:
-                load[h - link_offset] += wire
-                nflows[h - link_offset] += 1
-                pps[h - link_offset] += f.offered_bps / (8 * f.pkt_size)
-        local = [[h - link_offset for h in hops] for hops in flow_hops]
-        capacity_bps = np.array([snap.capacity(lid) * 1e6 for lid, _ in index])
         wires = [f.offered_bps * (f.pkt_size + HEADER_BYTES) / f.pkt_size for f in snap.flows]
-        arrivals = fluid_arrivals(wires, local, capacity_bps)
+        for f, wire, hops in zip(snap.flows, wires, flow_hops, strict=True):
+            np.add.at(load, hops, wire)
+            np.add.at(nflows, hops, 1)
+            np.add.at(pps, hops, f.offered_bps / (8 * f.pkt_size))
+        capacity_bps = np.array([snap.capacity(lid) * 1e6 for lid, _ in index])
+        arrivals = fluid_arrivals(wires, flow_hops, capacity_bps)
         for (lid, _), i in index.items():
             cap = snap.capacity(lid)
             link = snap.topo.link(lid)
@@ -150,7 +143,7 @@ def graph_tensors(snaps: list[Snapshot]) -> dict[str, np.ndarray]:
             fulls.append(full_ms)
         for f, hops in zip(snap.flows, flow_hops, strict=True):
             flow_x.append([f.offered_bps / 1e6, f.pkt_size / 1000.0, len(hops), float(f.proto == "tcp")])
-            paths.append(hops)
+            paths.append([h + link_offset for h in hops])
             flow_graph.append(g)
         link_offset += len(index)
     max_len = max(len(p) for p in paths)
