@@ -12,7 +12,9 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import argparse  # noqa: E402
+import faulthandler
 import json
+import signal
 import sys
 import time
 from typing import Any, NoReturn
@@ -563,6 +565,8 @@ def build_parser() -> Parser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # `kill -USR1 PID` prints every thread's stack on stderr: where a long command is, without stopping it
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     try:
         args.func(args)
     except (CliError, LabError, TopologyError, ControllerError, ScheduleError, StoreError, TrafficError,

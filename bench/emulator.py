@@ -12,7 +12,9 @@ flows at load 0.1 for 60 s) and prints JSON with, per topology:
   beside it;
 - CPU during the phase: the machine's idle share and each part's share of one core (the lab's
   ovs-vswitchd and ovsdb-server daemons, the delay relay, the controller, the collector, D-ITG's
-  senders and receivers, the rest), read from /proc without touching any process;
+  senders and receivers, the rest), read from /proc without touching any process; the frames
+  the switch daemons received per second (their `netdev_received` counters) and the CPU each
+  such frame cost them;
 - memory (RSS) of the lab's switch daemons (summed, with their count), the relay and the
   controller.
 
@@ -126,6 +128,18 @@ def _cmdline(pid: int) -> str:
         return ""
 
 
+def frames_received(daemons: list[dict]) -> int:
+    """Frames the lab's switch daemons have received from their ports so far (OVS's own
+    `netdev_received` coverage counter of each ovs-vswitchd, summed; 0 where one does not answer)."""
+    total = 0
+    for d in daemons:
+        out = subprocess.run(["ovs-appctl", "-t", str(Path(d["rundir"]) / "vswitchd.ctl"), "coverage/show"],
+                             capture_output=True, text=True).stdout
+        total += next((int(line.rsplit("total:", 1)[1]) for line in out.splitlines()
+                       if line.startswith("netdev_received") and "total:" in line), 0)
+    return total
+
+
 def overheads(data: Path, mean_size: int, protocol: str) -> dict:
     """Per labeled flow-window: delay - propagation - transmission on the path (ms)."""
     t, lab = sqlite3.connect(data / "traffic.db"), sqlite3.connect(data / "labels.db")
@@ -179,12 +193,14 @@ def measure(spec: str, args: argparse.Namespace, work: Path) -> dict:
                                  "--json"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         time.sleep(3)  # the phase's senders start after their receivers listen
         idle0, total0 = cpu_times()
+        frames0 = frames_received(state["info"]["switch_daemons"])
         start = time.monotonic()
         while proc.poll() is None and time.monotonic() - start < args.seconds - 5:
             sampler.sample()
             time.sleep(1.0)
         idle1, total1 = cpu_times()
         seconds = time.monotonic() - start
+        frames_per_s = (frames_received(state["info"]["switch_daemons"]) - frames0) / seconds
         out, err = proc.communicate(timeout=args.seconds + 300)
         if proc.returncode != 0:
             raise RuntimeError(f"ndt traffic run failed: {err.strip().splitlines()[-1] if err.strip() else '?'}")
@@ -202,7 +218,11 @@ def measure(spec: str, args: argparse.Namespace, work: Path) -> dict:
             "sent_share": [p.get("sent_share") for p in summary["phases"]],
             **overheads(data, args.mean_size, protocol),
             "cpu_idle_share": round((idle1 - idle0) / max(1, total1 - total0), 3),
-            "cpu_cores_by_part": sampler.shares(seconds),
+            "cpu_cores_by_part": (shares := sampler.shares(seconds)),
+            "switch_frames_per_s": round(frames_per_s),
+            # what one frame a switch daemon receives costs (CPU of every ovs-vswitchd, per frame)
+            "switch_cpu_us_per_frame": round(1e6 * shares.get("ovs-vswitchd", 0.0) / frames_per_s, 1)
+            if frames_per_s else None,
             "rss_mb": {**{part: round(sum(rss_mb(pid) or 0 for pid in pids), 1) for part, pids in daemons.items()},
                        "relay": rss_mb(rel), "controller": rss_mb(ctl)},
         }

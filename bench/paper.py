@@ -109,8 +109,12 @@ def datasets_run(topology: str, every: int, budget: float, tmp: Path) -> dict:
 
 ROOT = Path(__file__).resolve().parents[1]
 TOPOLOGY_FILES = {"5g_crosshaul": "5G_crosshaul_51.gml", "germany": "germany_50.gml", "passion": "HPASSION_128.gml"}
-#: The paper's drift sequence (its patterns, loads from its sync experiment's schedule).
-PAPER_PHASES = (("exponential", 0.5), ("poisson", 0.6), ("uniform", 0.5), ("deterministic", 1.2))
+#: The paper's drift sequence: (pattern, load, mean packet size in bytes), loads from its sync
+#: experiment's schedule, sizes from its D-ITG commands (TCP 1024, 2048 and 512 B, UDP 512 B; 2048 is
+#: capped at the 1400 B a schedule allows, so that a D-ITG packet stays one frame). Larger frames
+#: also cut the packets per second of a segment's load: the lab's switch daemons pay per frame
+#: (about 135 us of CPU per frame a daemon receives, measured on germany_50).
+PAPER_PHASES = (("exponential", 0.5, 1024), ("poisson", 0.6, 1400), ("uniform", 0.5, 512), ("deterministic", 1.2, 512))
 
 
 def sla_policy(topo: Topology, flows: int, seed: int, capacity_scale: str | float = "auto") -> dict:
@@ -118,10 +122,12 @@ def sla_policy(topo: Topology, flows: int, seed: int, capacity_scale: str | floa
     path delay (propagation + one frame's transmission per hop at the emulated capacities)."""
     from ptwin.lab import choose_scale, scaled
     from traffic.flowset import OVERHEAD, choose_pairs
+    from traffic.schedule import PROFILES
 
     emulated = scaled(topo, choose_scale(topo, capacity_scale))
     budgets = {}
-    for proto, size in (("tcp", 512), ("udp", 512)):
+    for proto in ("tcp", "udp"):
+        size = max(s for prof, _, s in PAPER_PHASES if PROFILES[prof].protocol.lower() == proto)
         frame = (size + OVERHEAD[proto.upper()]) * 8
         unloaded = sorted(sum(emulated.link(lk).delay_ms + frame / (emulated.link(lk).capacity_mbps * 1e3)
                               for lk in pair.links) for pair in choose_pairs(emulated, flows, seed))
@@ -276,7 +282,8 @@ def live_run(topology: str, seed: int, args: argparse.Namespace, tmp: Path) -> d
     work.mkdir(parents=True)
     sched = work / "schedule.json"
     sched.write_text(json.dumps({"flows": args.flows, "seed": seed, "phases": [
-        {"profile": prof, "load": load_, "duration_s": args.phase_seconds} for prof, load_ in PAPER_PHASES]}))
+        {"profile": prof, "load": load_, "mean_size": size, "duration_s": args.phase_seconds}
+        for prof, load_, size in PAPER_PHASES]}))
     policy = sla_policy(topo, args.flows, seed, args.capacity_scale)
     config = work / "ndt.json"
     config.write_text(json.dumps({"sla": policy}))

@@ -63,6 +63,7 @@ class TwinLoop:
         self.predictor: Predictor | None = None
         self.shadow: TwinModel | None = None
         self.shadow_version: str | None = None
+        self._shadow_builder: threading.Thread | None = None
         self.status = status
         self.last_window = -1
         self.windows = 0
@@ -80,15 +81,33 @@ class TwinLoop:
     def _serve(self, version: str) -> dict[str, Any]:
         if self.predictor is None:
             # lab-sized snapshots: one trace serves every shape; XLA would compile per shape and stall
-            self.predictor = Predictor(self.registry, version=version, xla=False)
+            self.predictor = Predictor(self.registry, version=version, xla=False, standby_ahead=True)
             rec = {"from": None, "to": version, "load_ms": None, "flip_ms": None}
         else:
             rec = self.predictor.swap(version, warmup=self.last_graph)
-        if self.shadow is None:  # the first model of the run stays frozen as the shadow
+        if self.shadow_version is None:  # the first model of the run stays frozen as the shadow
+            self.shadow_version = version
             model, norm, _ = self.registry.load("delay", version)
-            self.shadow, self.shadow_version = TwinModel(model, norm, xla=False), version
+            # traced off the main thread (Ctrl-C lands there): until the next swap the serving model
+            # is the same version and answers for it
+            shadow = TwinModel(model, norm, xla=False)
+            # not a daemon: an exit waits for the trace rather than abort TensorFlow in it
+            self._shadow_builder = threading.Thread(target=self._build_shadow, args=(shadow,), name="shadow-trace")
+            self._shadow_builder.start()
             self.stores.event(self.run_id, time.time(), "shadow", {"version": version})
         return rec
+
+    def _build_shadow(self, shadow: TwinModel) -> None:
+        shadow.trace()
+        self.shadow = shadow
+
+    def _shadow_predict(self, g: dict[str, np.ndarray], d: np.ndarray, j: np.ndarray,
+                        version: str) -> tuple[np.ndarray, np.ndarray]:
+        if self.shadow is None and version == self.shadow_version:
+            return d, j
+        if self.shadow is None and self._shadow_builder is not None:
+            self._shadow_builder.join()  # interruptible
+        return self.shadow.predict_tensors(g) if self.shadow else (d, j)
 
     # -- windows ----------------------------------------------------------------------------------
     def _new_windows(self) -> list[tuple[int, int | None, list[dict[str, Any]]]]:
@@ -116,7 +135,7 @@ class TwinLoop:
         t0 = time.perf_counter()
         d, j, version = self.predictor.predict_tensors(g)
         self.predict_ms.append(1000 * (time.perf_counter() - t0))
-        sd, sj = self.shadow.predict_tensors(g) if self.shadow else (d, j)
+        sd, sj = self._shadow_predict(g, d, j, version)
         self.last_graph = g
         run_flows = {f["flow_key"] for f in flows if f.get("flow_no") is not None}
         now = time.time()

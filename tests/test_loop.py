@@ -265,7 +265,13 @@ def test_ctrl_c_with_a_job_in_flight_stops_the_run_within_30_s_and_takes_the_lab
         try:
             out, err = proc.communicate(timeout=30)
         except subprocess.TimeoutExpired:
-            pytest.fail("ndt run did not stop within 30 s of Ctrl-C")
+            proc.send_signal(signal.SIGUSR1)  # every thread's stack on its stderr: where it is held
+            try:
+                out, err = proc.communicate(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                out, err = proc.communicate()
+            pytest.fail(f"ndt run did not stop within 30 s of Ctrl-C; its stderr:\n{err[-6000:]}")
         took = time.monotonic() - sent
     finally:
         stop_run(proc)

@@ -71,11 +71,12 @@ class Schedule:
 
 
 BUILTIN: dict[str, dict[str, Any]] = {
+    # the paper's patterns, loads and D-ITG packet sizes (bytes; its 2048 capped at one frame)
     "paper-drift": {"flows": 6, "phases": [
-        {"profile": "exponential", "load": 0.5, "duration_s": 60},
-        {"profile": "poisson", "load": 0.6, "duration_s": 60},
-        {"profile": "uniform", "load": 0.5, "duration_s": 60},
-        {"profile": "deterministic", "load": 1.2, "duration_s": 60},
+        {"profile": "exponential", "load": 0.5, "mean_size": 1024, "duration_s": 60},
+        {"profile": "poisson", "load": 0.6, "mean_size": 1400, "duration_s": 60},
+        {"profile": "uniform", "load": 0.5, "mean_size": 512, "duration_s": 60},
+        {"profile": "deterministic", "load": 1.2, "mean_size": 512, "duration_s": 60},
     ]},
     "two-phase": {"flows": 6, "phases": [
         {"profile": "deterministic", "load": 0.3, "duration_s": 30},

@@ -3,7 +3,11 @@
 Two compiled instances: one serves, the other is the standby. A swap loads the new weights into
 the standby (once no prediction is still running on it), compiles it with one warm-up call, then
 flips which instance serves under a lock. Predictions never see half-loaded weights, and a
-prediction that started on the old instance finishes on it.
+prediction that started on the old instance finishes on it. Without XLA the standby is traced
+once, ahead of the first swap: with `standby_ahead`, in a background thread from the start (the
+caller gets the serving instance after one trace, not two, and its main thread, where Ctrl-C
+lands, is not held in TensorFlow for the second), else by the first swap itself. The thread is
+not a daemon: an interpreter that exits waits for its trace rather than abort TensorFlow in it.
 """
 
 from __future__ import annotations
@@ -34,8 +38,9 @@ class _Instance:
 
 class Predictor:
     def __init__(self, registry: Registry, objective: str = "delay", version: str | None = None,
-                 xla: bool = True) -> None:
-        """`xla`: compile with XLA (per bucketed shape; pays off for large snapshots) or trace once."""
+                 xla: bool = True, standby_ahead: bool = False) -> None:
+        """`xla`: compile with XLA (per bucketed shape; pays off for large snapshots) or trace once.
+        `standby_ahead` (without XLA): trace the standby now, in the background, for swaps to come."""
         self.registry = registry
         self.objective = objective
         self.xla = xla
@@ -45,9 +50,20 @@ class Predictor:
         self._lock = threading.Condition()
         self._swap_lock = threading.Lock()
         self._serving = self._load_into(None, version)
-        # without XLA the standby is ready (traced) from the start, so a swap only loads weights
-        self._standby: _Instance | None = None if xla else _Instance(*self._serving.config, xla=False)
+        # without XLA the standby is traced ahead (in the background), so a swap only loads weights
+        self._standby: _Instance | None = None
+        self._standby_builder: threading.Thread | None = None
+        if not xla and standby_ahead:
+            self._standby_builder = threading.Thread(target=self._build_standby, args=(self._serving.config,),
+                                                     name="standby-trace")
+            self._standby_builder.start()
         self.swaps: list[dict[str, Any]] = []
+
+    def _build_standby(self, config: tuple[int, int]) -> None:
+        try:
+            self._standby = _Instance(*config, xla=False)
+        except Exception:  # noqa: BLE001 - the swap builds one itself
+            self._standby = None
 
     @property
     def version(self) -> str:
@@ -82,6 +98,9 @@ class Predictor:
         """Serve `version` from now on; returns the swap's timing."""
         with self._swap_lock:
             t0 = time.perf_counter()
+            if self._standby_builder is not None:
+                self._standby_builder.join()  # interruptible: Ctrl-C is not held up by it
+                self._standby_builder = None
             standby = self._standby
             with self._lock:
                 while standby is not None and standby.in_flight:

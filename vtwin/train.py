@@ -47,6 +47,10 @@ class TwinModel:
     def predict_tensors(self, g: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         return self._predict(self.norm.apply(g))
 
+    def trace(self) -> None:
+        """Take the (shape-agnostic, without XLA) trace now rather than on the first prediction."""
+        self._predict(tiny_graph())
+
     def predict_snapshots(self, snaps: list) -> tuple[np.ndarray, np.ndarray]:
         return self.predict_tensors(graph_tensors(snaps))
 
