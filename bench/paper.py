@@ -53,7 +53,7 @@ import numpy as np
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from emulator import DAEMONS, CpuSampler, cpu_times, lab_parts  # noqa: E402  (bench/emulator.py)
+from emulator import DAEMONS, CpuSampler, cpu_times, frames_received, lab_parts  # noqa: E402  (bench/emulator.py)
 from lab_scale import rss_mb  # noqa: E402  (bench/lab_scale.py)
 
 from apps.lab_args import capacity_scale  # noqa: E402
@@ -109,12 +109,16 @@ def datasets_run(topology: str, every: int, budget: float, tmp: Path) -> dict:
 
 ROOT = Path(__file__).resolve().parents[1]
 TOPOLOGY_FILES = {"5g_crosshaul": "5G_crosshaul_51.gml", "germany": "germany_50.gml", "passion": "HPASSION_128.gml"}
+#: Seconds between two counts of the frames the switch daemons received.
+FRAME_COUNT_S = 20.0
 #: The paper's drift sequence: (pattern, load, mean packet size in bytes), loads from its sync
-#: experiment's schedule, sizes from its D-ITG commands (TCP 1024, 2048 and 512 B, UDP 512 B; 2048 is
-#: capped at the 1400 B a schedule allows, so that a D-ITG packet stays one frame). Larger frames
-#: also cut the packets per second of a segment's load: the lab's switch daemons pay per frame
-#: (about 135 us of CPU per frame a daemon receives, measured on germany_50).
-PAPER_PHASES = (("exponential", 0.5, 1024), ("poisson", 0.6, 1400), ("uniform", 0.5, 512), ("deterministic", 1.2, 512))
+#: experiment's schedule, sizes from its D-ITG commands where D-ITG holds up here: exponential TCP
+#: 1024 B as the paper's, uniform TCP and deterministic UDP 512 B as the paper's; Poisson TCP 512 B
+#: instead of its 2048 (with Poisson-distributed sizes of 1400 B, the largest one frame holds, 7 of
+#: Germany's 40 ITGSend spun at 95 % of a core within 30 s on congested paths). Larger frames cut
+#: the packets per second of a segment's load: the lab's switch daemons pay per frame (about
+#: 135-150 us of CPU per frame a daemon receives, measured on germany_50).
+PAPER_PHASES = (("exponential", 0.5, 1024), ("poisson", 0.6, 512), ("uniform", 0.5, 512), ("deterministic", 1.2, 512))
 
 
 def sla_policy(topo: Topology, flows: int, seed: int, capacity_scale: str | float = "auto") -> dict:
@@ -151,6 +155,21 @@ class Sampler(threading.Thread):
         self.host_pids: dict[str, int] | None = None
         self.cpu: CpuSampler | None = None
         self.cpu_since = 0.0
+        self.daemons: list[dict] = []
+        self.frames: list[tuple[float, int]] = []  # (time, frames the switch daemons received so far)
+
+    def frames_per_s(self) -> float | None:
+        """Frames the switch daemons received per second, from the lab's ready to the last count."""
+        if len(self.frames) < 2 or self.frames[-1][0] <= self.frames[0][0]:
+            return None
+        return (self.frames[-1][1] - self.frames[0][1]) / (self.frames[-1][0] - self.frames[0][0])
+
+    def _count_frames(self) -> None:
+        # one ovs-appctl per daemon: every 20 s, not to load the machine it measures
+        if self.daemons and (not self.frames or time.monotonic() - self.frames[-1][0] >= FRAME_COUNT_S):
+            n = frames_received(self.daemons)
+            if n or not self.frames:
+                self.frames.append((time.monotonic(), n))
 
     def cores_by_part(self) -> dict[str, float]:
         """Cores each part of the run used from the lab's ready to the end: the switch daemons, the
@@ -171,8 +190,10 @@ class Sampler(threading.Thread):
                 self.host_pids = {name: h["pid"] for name, h in state["info"]["hosts"].items()}
                 self.cpu = CpuSampler(lab_parts(state.get("processes", [])))
                 self.cpu_since = time.monotonic()
+                self.daemons = state["info"].get("switch_daemons") or []
             if self.cpu is not None:
                 self.cpu.sample()
+                self._count_frames()
             if self.ready_s is not None:
                 rss = sum(rss_mb(pid) or 0.0 for pid, part in lab_parts(state.get("processes", [])).items()
                           if part in DAEMONS)
@@ -327,6 +348,8 @@ def live_run(topology: str, seed: int, args: argparse.Namespace, tmp: Path) -> d
             "switches": len(topo.nodes), "links": len(topo.links), "sla_policy": policy,
             "ready_s": sampler.ready_s, "cpu_idle_share": round(idle / total, 3) if total else None,
             "cpu_cores_by_part": cores,
+            "switch_frames_per_s": None if (fps := sampler.frames_per_s()) is None else round(fps),
+            "switch_cpu_us_per_frame": round(1e6 * cores.get("ovs-vswitchd", 0.0) / fps, 1) if fps else None,
             "peak_memory_used_mb": round(sampler.peak_used_mb), "switch_daemons_mb": round(sampler.daemons_mb),
             "flows_started": flows[0], "flows_finished": flows[1], "flows_labeled": labeled[0],
             "labeled_flow_windows": labeled[1], "emulator_overhead": probe.overhead(replies, phases), "report": rep}
@@ -410,10 +433,10 @@ def live_markdown(results: list[dict]) -> str:
                 f"| {s.get('retraining_s', '-')} ({s.get('paper_retraining_s', '-')}) "
                 f"| {s['sla_precision_with']} / {s['sla_recall_with']} / {s['sla_f1_with']} / {s['sla_accuracy_with']} "
                 f"| {s['sla_accuracy_without']} | {s['sla_violation_share']} |")
-    lines += ["", "| topology | ready s | idle CPU | cores by part | peak memory MB (switch daemons) "
-              "| flows started / labeled "
+    lines += ["", "| topology | ready s | idle CPU | cores by part | switch frames/s (CPU us each) "
+              "| peak memory MB (switch daemons) | flows started / labeled "
               "| probe: pings within 2 ms or 10 % (median one-way overhead ms) per segment | false alarms "
-              "| SLA F1 with / without, accuracy with / without (paper) |", "|---|---|---|---|---|---|---|---|---|"]
+              "| SLA F1 with / without, accuracy with / without (paper) |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         for run in r["runs"]:
             probe = run["emulator_overhead"]
@@ -423,7 +446,7 @@ def live_markdown(results: list[dict]) -> str:
             cores = ", ".join(f"{k} {v}" for k, v in sorted(run.get("cpu_cores_by_part", {}).items(),
                                                              key=lambda kv: -kv[1]) if v >= 0.01)
             lines.append(f"| {r['topology']} (seed {run['seed']}) | {run['ready_s']} | {run['cpu_idle_share']} "
-                         f"| {cores} "
+                         f"| {cores} | {run.get('switch_frames_per_s')} ({run.get('switch_cpu_us_per_frame')}) "
                          f"| {run['peak_memory_used_mb']} ({run['switch_daemons_mb']}) "
                          f"| {run['flows_started']} / {run['flows_labeled']} | {light} | {r['false_alarms']} "
                          f"| {r['sla']['with']['f1']} / {r['sla']['without']['f1']}, {r['sla']['with']['accuracy']} / "

@@ -269,3 +269,35 @@ def test_data_summary_on_an_empty_store_and_unknown_run(tmp_path: Path):
     r = ndt("data", "summary", "--data", str(tmp_path), "--run", "nope", check=False)
     assert r.returncode == 1 and "no run" in r.stderr
     wait_for(lambda: (tmp_path / "traffic.db").exists(), timeout=1)
+
+
+def test_a_sender_spinning_on_the_cpu_is_killed_as_a_runaway_and_a_blocked_one_is_not(tmp_path: Path):
+    from traffic.runner import RUNAWAY_CPU_SHARE, Sender, sender_outcome
+
+    def sender(cmd: list[str]) -> Sender:
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        out = tmp_path / f"{proc.pid}.out"
+        out.write_text("")
+        return Sender(0, None, "tcp", 10000, proc, out, out, out, time.time())
+
+    spinning = sender([sys.executable, "-c", "while True: pass"])
+    blocked = sender(["sleep", "60"])
+    try:
+        checked = []
+
+        def spun() -> bool:
+            now = time.monotonic()
+            checked.append(blocked.check_runaway(now))
+            return spinning.check_runaway(now)
+
+        wait_for(spun, timeout=30, interval=0.5, what="the spinning sender to be caught")
+        assert spinning.proc.wait(timeout=10) != 0  # killed
+        assert "runaway" in spinning.runaway and sender_outcome(spinning, 60)[0] == "failed"
+        # the sleeper was checked over the same span and never flagged (it uses ~0 of a core)
+        assert blocked.cpu is not None and not any(checked) and blocked.proc.poll() is None
+        assert RUNAWAY_CPU_SHARE < 1.0
+    finally:
+        for s in (spinning, blocked):
+            if s.proc.poll() is None:
+                s.proc.kill()
+            s.proc.wait()

@@ -32,6 +32,13 @@ from .store import Stores, flow_key
 
 #: Seconds a sender may run past its phase before it is counted as failed.
 GRACE_S = 15.0
+#: A sender that uses more than this share of a core over `RUNAWAY_CHECK_S` is killed as a runaway.
+#: ITGSend blocks between packets (under 1 % of a core per flow here), but one was seen spinning
+#: from its first packet on a congested TCP path; at real-time priority two such senders took both
+#: cores for 14 minutes, starving the lab, the loop and the senders that were told to stop.
+RUNAWAY_CPU_SHARE = 0.5
+RUNAWAY_CHECK_S = 5.0
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 #: A sender that achieved less than this share of its asked packet rate fell short (a CPU-starved
 #: machine): the labels then describe less traffic than the features say was offered.
 SHORT_SHARE = 0.9
@@ -62,6 +69,31 @@ class Sender:
     started: float
     ended: float | None = None
     adopted: Path | None = None
+    runaway: str | None = None  # why it was killed while it ran
+    cpu: tuple[float, float] | None = None  # (when, CPU seconds it had used then)
+
+    def cpu_seconds(self) -> float | None:
+        """CPU time (user + system) it has used, None once it is gone."""
+        try:
+            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            return None
+        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+    def check_runaway(self, now: float) -> bool:
+        """Kill it (no wait) if it used more than RUNAWAY_CPU_SHARE of a core since the last check."""
+        used = self.cpu_seconds() if self.proc.poll() is None else None
+        if used is None:
+            return False
+        last, self.cpu = self.cpu, (now, used)
+        if last is None or now <= last[0]:
+            return False
+        share = (used - last[1]) / (now - last[0])
+        if share <= RUNAWAY_CPU_SHARE:
+            return False
+        self.runaway = f"killed as a runaway: it used {share:.0%} of a core (D-ITG spinning)"
+        self.proc.kill()
+        return True
 
     def poll(self) -> bool:
         """True while the sender runs; notes when it stopped."""
@@ -75,6 +107,8 @@ class Sender:
 def sender_outcome(s: Sender, duration_s: float) -> tuple[str, str | None]:
     """(status, note) of a sender that exited. ITGSend sometimes reports the receiver closing the
     signaling channel after it sent everything; a sender that ran its whole duration finished."""
+    if s.runaway:
+        return "failed", s.runaway
     text = s.out.read_text(errors="replace")
     last = (text.strip().splitlines() or [f"exit code {s.proc.returncode}"])[-1].strip()
     if s.proc.returncode == 0 and "Finished sending" in text:
@@ -226,10 +260,14 @@ class TrafficRun:
             self._check_collector()
             time.sleep(0.2)
         counts = {"finished": 0, "failed": 0, "stopped": 0}
+        # every straggler is killed before any is waited for: one that cannot run (a runaway
+        # real-time sender holding the cores) must not keep the others alive
+        left = [s for s in senders if s.proc.poll() is None]
+        for s in left:
+            s.proc.kill()
         with self.stores.traffic.conn:
             for s in senders:
-                if s.proc.poll() is None:
-                    s.proc.kill()
+                if s in left:
                     s.proc.wait()
                     status, error = ("stopped", "the run was stopped") if stopping else \
                         ("failed", f"still running {GRACE_S:g} s after the phase ended")
@@ -242,6 +280,13 @@ class TrafficRun:
             self.stores.traffic["phases"].update((self.run_id, idx), {"end_at": time.time()})
         self._stop_receivers()
         return counts
+
+    def _check_runaways(self, senders: list[Sender]) -> None:
+        now = time.monotonic()
+        for s in senders:
+            if s.check_runaway(now):
+                self.stores.event(self.run_id, time.time(), "sender_runaway",
+                                  {"flow_no": s.flow_no, "pid": s.proc.pid, "why": s.runaway})
 
     # -- labels -----------------------------------------------------------------------------------
     def _label_in_thread(self, idx: int, upto_window: int | None = None) -> int:
@@ -331,8 +376,12 @@ class TrafficRun:
                           f"{len(senders)} flows", file=sys.stderr, flush=True)
                 planned_end = start + phase.duration_s
                 last_live = time.time()
+                last_cpu_check = 0.0
                 while time.time() < planned_end and not self.stop.is_set():
                     self._check_collector()
+                    if time.monotonic() - last_cpu_check >= RUNAWAY_CHECK_S:
+                        last_cpu_check = time.monotonic()
+                        self._check_runaways(senders)
                     if self.live_labels_s and time.time() - last_live >= self.live_labels_s and \
                             all(f.done() for f in self.decoding):
                         last_live = time.time()
@@ -363,12 +412,13 @@ class TrafficRun:
         finally:
             if bar is not None:
                 bar.close()
-            for senders in self.phase_senders.values():
-                for s in senders:
-                    if s.proc.poll() is None:
-                        s.proc.kill()
-                        s.proc.wait()
-                    release(s.adopted)
+            every = [s for senders in self.phase_senders.values() for s in senders]
+            for s in every:  # all killed first, then reaped (see _finish_phase)
+                if s.proc.poll() is None:
+                    s.proc.kill()
+            for s in every:
+                s.proc.wait()
+                release(s.adopted)
             self._stop_collector()
             self._stop_receivers()
             for f in self.decoding:
