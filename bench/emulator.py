@@ -41,7 +41,7 @@ sys.path.insert(0, str(ROOT))
 
 from ptwin.control import lab_down, lab_up  # noqa: E402
 from ptwin.lab import LabConfig  # noqa: E402
-from ptwin.state import read_state  # noqa: E402
+from ptwin.state import CLOCK_TICKS, proc_stat, read_state  # noqa: E402
 from ptwin.switchd import PORTS_PER_DAEMON  # noqa: E402
 from topologies import load  # noqa: E402
 from traffic.flowset import OVERHEAD  # noqa: E402
@@ -49,20 +49,14 @@ from traffic.flowset import OVERHEAD  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from lab_scale import rss_mb  # noqa: E402
 
-TICK = os.sysconf("SC_CLK_TCK")
 #: The lab's own Open vSwitch daemons (ptwin.switchd), one pair per group of switches.
 DAEMONS = ("ovs-vswitchd", "ovsdb-server")
 
 
 def _stat(pid: int) -> tuple[str, int] | None:
     """(comm, utime + stime in ticks) of a process, None when it is gone."""
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    comm = text[text.index("(") + 1:text.rindex(")")]
-    fields = text[text.rindex(")") + 2:].split()
-    return comm, int(fields[11]) + int(fields[12])
+    st = proc_stat(pid)
+    return None if st is None else (st[0], int(st[1][11]) + int(st[1][12]))
 
 
 def cpu_times() -> tuple[int, int]:
@@ -117,7 +111,7 @@ class CpuSampler:
         out: dict[str, float] = {}
         for pid, ticks in self.last.items():
             part = self.part[pid]
-            out[part] = out.get(part, 0.0) + (ticks - self.first[pid]) / TICK
+            out[part] = out.get(part, 0.0) + (ticks - self.first[pid]) / CLOCK_TICKS
         return {k: round(v / seconds, 3) for k, v in sorted(out.items())}
 
 

@@ -61,17 +61,35 @@ def write_state(state: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-def start_time(pid: int) -> int | None:
-    """The kernel's start time of `pid` (clock ticks since boot), or None if it is gone."""
+#: Clock ticks per second of /proc/PID/stat's times.
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def proc_stat(pid: int) -> tuple[str, list[bytes]] | None:
+    """(command name, the fields after it) of /proc/PID/stat, None if the process is gone or a
+    zombie. Field 0 is the state, 11 and 12 user and system time, 19 the start time (ticks)."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_bytes()
     except OSError:
         return None
     # bytes: the command name in parentheses is whatever the process set, not always UTF-8
-    fields = stat.rsplit(b")", 1)[1].split()
-    if fields[0] in (b"Z", b"X"):
+    head, _, tail = stat.rpartition(b")")
+    fields = tail.split()
+    if not fields or fields[0] in (b"Z", b"X"):
         return None  # a zombie has finished running
-    return int(fields[19])
+    return head.split(b"(", 1)[-1].decode(errors="replace"), fields
+
+
+def start_time(pid: int) -> int | None:
+    """The kernel's start time of `pid` (clock ticks since boot), or None if it is gone."""
+    st = proc_stat(pid)
+    return None if st is None else int(st[1][19])
+
+
+def cpu_ticks(pid: int) -> int | None:
+    """User + system CPU time `pid` has used (clock ticks), None if it is gone."""
+    st = proc_stat(pid)
+    return None if st is None else int(st[1][11]) + int(st[1][12])
 
 
 def process_record(pid: int, what: str, stop: str = "TERM") -> dict[str, Any]:

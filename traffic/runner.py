@@ -21,7 +21,7 @@ from typing import Any
 
 from controller_app.client import ControllerClient
 from ptwin.hostexec import host_command
-from ptwin.state import adopt, process_record, release, stop_processes
+from ptwin.state import CLOCK_TICKS, adopt, cpu_ticks, process_record, release, stop_processes
 from topologies import Topology
 
 from . import ditg
@@ -38,7 +38,6 @@ GRACE_S = 15.0
 #: cores for 14 minutes, starving the lab, the loop and the senders that were told to stop.
 RUNAWAY_CPU_SHARE = 0.5
 RUNAWAY_CHECK_S = 5.0
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 #: A sender that achieved less than this share of its asked packet rate fell short (a CPU-starved
 #: machine): the labels then describe less traffic than the features say was offered.
 SHORT_SHARE = 0.9
@@ -72,19 +71,12 @@ class Sender:
     runaway: str | None = None  # why it was killed while it ran
     cpu: tuple[float, float] | None = None  # (when, CPU seconds it had used then)
 
-    def cpu_seconds(self) -> float | None:
-        """CPU time (user + system) it has used, None once it is gone."""
-        try:
-            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            return None
-        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-
     def check_runaway(self, now: float) -> bool:
         """Kill it (no wait) if it used more than RUNAWAY_CPU_SHARE of a core since the last check."""
-        used = self.cpu_seconds() if self.proc.poll() is None else None
-        if used is None:
+        ticks = cpu_ticks(self.proc.pid) if self.proc.poll() is None else None
+        if ticks is None:
             return False
+        used = ticks / CLOCK_TICKS
         last, self.cpu = self.cpu, (now, used)
         if last is None or now <= last[0]:
             return False
@@ -102,6 +94,18 @@ class Sender:
         if self.ended is None:
             self.ended = time.time()
         return False
+
+
+def kill_then_reap(senders: list[Sender]) -> list[Sender]:
+    """Kill every sender still running, then reap them; returns those that were. All are killed
+    before any is waited for: one that cannot run (a runaway real-time sender holding the cores)
+    must not keep the others alive."""
+    left = [s for s in senders if s.proc.poll() is None]
+    for s in left:
+        s.proc.kill()
+    for s in senders:
+        s.proc.wait()
+    return left
 
 
 def sender_outcome(s: Sender, duration_s: float) -> tuple[str, str | None]:
@@ -260,15 +264,10 @@ class TrafficRun:
             self._check_collector()
             time.sleep(0.2)
         counts = {"finished": 0, "failed": 0, "stopped": 0}
-        # every straggler is killed before any is waited for: one that cannot run (a runaway
-        # real-time sender holding the cores) must not keep the others alive
-        left = [s for s in senders if s.proc.poll() is None]
-        for s in left:
-            s.proc.kill()
+        left = kill_then_reap(senders)
         with self.stores.traffic.conn:
             for s in senders:
                 if s in left:
-                    s.proc.wait()
                     status, error = ("stopped", "the run was stopped") if stopping else \
                         ("failed", f"still running {GRACE_S:g} s after the phase ended")
                 else:
@@ -413,11 +412,8 @@ class TrafficRun:
             if bar is not None:
                 bar.close()
             every = [s for senders in self.phase_senders.values() for s in senders]
-            for s in every:  # all killed first, then reaped (see _finish_phase)
-                if s.proc.poll() is None:
-                    s.proc.kill()
+            kill_then_reap(every)
             for s in every:
-                s.proc.wait()
                 release(s.adopted)
             self._stop_collector()
             self._stop_receivers()
