@@ -1,7 +1,7 @@
 """The paper's experiment, measured against the paper's own numbers.
 
     sudo .venv/bin/python bench/paper.py [--topology germany ...] [--realizations 1] [--flows 40]
-        [--phase-seconds 120] [--train-budget 30] [--capacity-scale auto] [--keep DIR]
+        [--phase-seconds 120] [--window 1] [--train-budget 30] [--capacity-scale auto] [--keep DIR]
     .venv/bin/python bench/paper.py --datasets [--topology germany ...] [--every 10] [--budget 300]
 
 Without `--datasets`, the live experiment: `ndt run` on each topology's own GML file (the paper's
@@ -293,6 +293,9 @@ class Probe:
         return out
 
 
+RUN_SLACK_S = 1800  # start-up, bootstrap training and teardown on top of the phases
+
+
 def live_run(topology: str, seed: int, args: argparse.Namespace, tmp: Path) -> dict:
     """One realization of the paper's experiment on one topology, through the real `ndt run`."""
     from topologies import load
@@ -315,15 +318,17 @@ def live_run(topology: str, seed: int, args: argparse.Namespace, tmp: Path) -> d
     t0 = time.monotonic()
     cmd = [sys.executable, "-m", "apps", "run", str(gml), "--schedule", str(sched), "--data", str(data),
            "--config", str(config), "--train-budget", str(args.train_budget),
-           "--capacity-scale", str(args.capacity_scale), "--json"]
+           "--capacity-scale", str(args.capacity_scale), "--window", str(args.window), "--json"]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         while sampler.host_pids is None and proc.poll() is None:
             time.sleep(0.5)
         if sampler.host_pids is not None:  # the lab is ready: the worker's start-up and the traffic follow
-            probe.start(sampler.host_pids[probe.src.name], len(PAPER_PHASES) * args.phase_seconds + 60,
+            # until the run ends (stopped below): start-up and bootstrap come first (a probe of phases + 60 s
+            # ended before PASSION's last segment)
+            probe.start(sampler.host_pids[probe.src.name], len(PAPER_PHASES) * args.phase_seconds + RUN_SLACK_S,
                         work / "probe.txt")
-        stdout, stderr = proc.communicate(timeout=len(PAPER_PHASES) * args.phase_seconds + 1800)
+        stdout, stderr = proc.communicate(timeout=len(PAPER_PHASES) * args.phase_seconds + RUN_SLACK_S)
     finally:
         if proc.poll() is None:
             proc.terminate()
@@ -477,6 +482,9 @@ def main() -> int:
     ap.add_argument("--realizations", type=int, default=1, help="live: runs per topology (seeds 1..N)")
     ap.add_argument("--flows", type=int, default=40, help="live: flows that share links (default 40)")
     ap.add_argument("--phase-seconds", type=float, default=120.0, help="live: seconds per pattern (default 120)")
+    ap.add_argument("--window", type=float, default=1.0,
+                    help="live: measurement window in seconds (default 1, the paper's D-ITG rows); longer windows "
+                         "average more packets per label")
     ap.add_argument("--train-budget", type=float, default=30.0, help="live: seconds per retraining (default 30)")
     ap.add_argument("--capacity-scale", type=capacity_scale, default="auto",
                     help="live: the lab's capacity scale (default auto: the fastest link at most 20 Mbit/s); "
@@ -507,8 +515,8 @@ def live(args: argparse.Namespace) -> int:
     if os.geteuid() != 0:
         print("bench/paper.py: the live experiment runs real labs: run it as root (or use --datasets)", file=sys.stderr)
         return 1
-    if args.realizations < 1 or args.flows < 1 or not args.phase_seconds > 0:
-        print("bench/paper.py: --realizations, --flows and --phase-seconds must be positive", file=sys.stderr)
+    if args.realizations < 1 or args.flows < 1 or not args.phase_seconds > 0 or not args.window > 0:
+        print("bench/paper.py: --realizations, --flows, --phase-seconds and --window must be positive", file=sys.stderr)
         return 1
     results = []
     t0 = time.monotonic()
@@ -528,6 +536,7 @@ def live(args: argparse.Namespace) -> int:
             results.append(live_summary(topo, runs))
     out = {"date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()}, {os.cpu_count()} cores",
            "wall_s": round(time.monotonic() - t0), "flows": args.flows, "phase_seconds": args.phase_seconds,
+           "window_s": args.window,
            "nmse_power_db": "mean((y - y_hat)^2) / mean(y^2), the paper's",
            "nmse_var_db": "mean((y - y_hat)^2) / var(y), this project's report",
            "capacities": f"scaled for emulation (capacity scale {args.capacity_scale}"

@@ -68,6 +68,10 @@ class NdtController(app_manager.OSKenApp):
     @set_ev_cls(ofp_event.EventOFPSwitchFeatures, CONFIG_DISPATCHER)
     def on_features(self, ev) -> None:
         dp = ev.msg.datapath
+        # os-ken hands this event to the apps before its own handler sets dp.id, in another thread:
+        # dp.id may still be None here (a 52-switch lab once waited 120 s for a switch that had connected),
+        # so the id comes from the message.
+        dpid = ev.msg.datapath_id
         ofp, parser = dp.ofproto, dp.ofproto_parser
         # Start clean: this switch may carry rules from an earlier connection.
         dp.send_msg(parser.OFPFlowMod(dp, command=ofp.OFPFC_DELETE, table_id=ofp.OFPTT_ALL,
@@ -77,14 +81,14 @@ class NdtController(app_manager.OSKenApp):
         for eth_type in (ether_types.ETH_TYPE_IPV6, ether_types.ETH_TYPE_LLDP):
             self._add(dp, DROP_PRIORITY, parser.OFPMatch(eth_type=eth_type), [])
         with self.net.lock:
-            self.datapaths[dp.id] = dp
-            self.net.connected[dp.id] = True
-            self.net.ready[dp.id] = True
-        LOG.info("switch %016x connected", dp.id)
+            self.datapaths[dpid] = dp
+            self.net.connected[dpid] = True
+            self.net.ready[dpid] = True
+        LOG.info("switch %016x connected", dpid)
         # Flows already routed through this switch get their rules again.
         with self.route_lock:
             for flow in [f for f in self.net.flows.values() if f.active]:
-                if Plan.dpid(flow.nodes[0]) == dp.id or dp.id in [Plan.dpid(n) for n in flow.nodes]:
+                if dpid in [Plan.dpid(n) for n in flow.nodes]:
                     self._install(flow)
 
     @set_ev_cls(ofp_event.EventOFPStateChange, [MAIN_DISPATCHER, DEAD_DISPATCHER])
