@@ -37,8 +37,13 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 demo: install
 	$(VENV)/bin/ndt demo
 
+# ruff, then the tier without a lab (pure code over seeded stores), then the lab tier (`-m lab`);
+# both tiers run even when the first fails, and make fails if either did (5: nothing selected).
 test: install
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(VENV)/bin/ruff check .
+	@fast=0; $(PY) -m pytest -m "not lab" $(PYTEST_ARGS) || fast=$$?; [ $$fast = 5 ] && fast=0; \
+	lab=0; $(PY) -m pytest -m lab $(PYTEST_ARGS) || lab=$$?; [ $$lab = 5 ] && lab=0; \
+	[ $$fast = 0 ] && [ $$lab = 0 ]
 
 lint: venv
 	$(VENV)/bin/ruff check .

@@ -239,9 +239,43 @@ def _graph(net: Network) -> nx.MultiGraph:
     return g
 
 
-def answer(predict, stores: Stores, request: dict[str, Any]) -> Answer:
-    """Answer one what-if request; `predict(snapshots) -> (delay, jitter, version)`."""
-    t0 = time.perf_counter()
+def _policy(pol: Any) -> tuple[str, float | None]:
+    """An intent's name and its limit (max-utilization's X); one clear error for anything else."""
+    kind, _, rest = str(pol).partition(":")
+    name, _, arg = rest.partition(":")
+    if kind == "intent" and name in ("reachability", "routing-redundancy") and not arg:
+        return name, None
+    if kind == "intent" and name == "max-utilization":
+        try:
+            limit = float(arg) if arg else 0.9
+        except ValueError:
+            limit = -1.0
+        if limit > 0:
+            return name, limit
+    raise WhatIfError(f"unknown policy {pol!r}; use intent:reachability, intent:routing-redundancy "
+                      "or intent:max-utilization[:X] with X > 0")
+
+
+@dataclass
+class Question:
+    """A valid what-if request, its baseline network and the network after its scenario."""
+
+    snapshot_id: int
+    scenario: dict[str, Any]
+    slo: dict[str, Any]
+    budget: float | None
+    jitter_budget: float | None
+    loss_budget: float | None
+    policies: list[Any]
+    run_id: str
+    window: int
+    pre_net: Network
+    post_net: Network
+
+
+def question(stores: Stores, request: Any) -> Question:
+    """Check a what-if request and build its networks: every error a bad request can have, before
+    any model is loaded."""
     if not isinstance(request, dict):
         raise WhatIfError("the request must be a JSON object")
     try:
@@ -262,8 +296,20 @@ def answer(predict, stores: Stores, request: dict[str, Any]) -> Answer:
     policies = request.get("policies") or ["intent:reachability"]
     if not isinstance(policies, list):
         raise WhatIfError("policies must be a list such as [\"intent:reachability\"]")
+    for pol in policies:
+        _policy(pol)
     run_id, window, pre_net = baseline(stores, snapshot_id)
-    post_net = apply(pre_net, scenario)
+    return Question(snapshot_id, scenario, slo, budget, jitter_budget, loss_budget, policies, run_id, window, pre_net,
+                    apply(pre_net, scenario))
+
+
+def answer(predict, stores: Stores, request: dict[str, Any]) -> Answer:
+    """Answer one what-if request; `predict(snapshots) -> (delay, jitter, version)`."""
+    t0 = time.perf_counter()
+    q = question(stores, request)
+    snapshot_id, scenario, slo, policies = q.snapshot_id, q.scenario, q.slo, q.policies
+    budget, jitter_budget, loss_budget = q.budget, q.jitter_budget, q.loss_budget
+    run_id, window, pre_net, post_net = q.run_id, q.window, q.pre_net, q.post_net
     pre_snap, pre_paths, pre_lost = route(pre_net)
     post_snap, post_paths, post_lost = route(post_net)
     pre_d, pre_j, version = predict([pre_snap])
@@ -297,7 +343,7 @@ def answer(predict, stores: Stores, request: dict[str, Any]) -> Answer:
     intents = []
     graph = _graph(post_net)
     for pol in policies:
-        name, _, arg = str(pol).partition(":")[2].partition(":")
+        name, limit = _policy(pol)
         if name == "reachability":
             cut = [f for f in flows if f["lost"] and f["flow"] not in pre_lost]
             intents.append({"policy": pol, "pass": not cut,
@@ -310,14 +356,10 @@ def answer(predict, stores: Stores, request: dict[str, Any]) -> Answer:
             intents.append({"policy": pol, "pass": not weak, "detail": f"{len(weak)} affected pair(s) without a "
                             "second disjoint path" if weak else "every affected pair keeps two disjoint paths",
                             "pairs": [[pre_net.topo.nodes[a].name, pre_net.topo.nodes[b].name] for a, b in weak]})
-        elif name == "max-utilization":
-            limit = float(arg) if arg else 0.9
+        else:  # max-utilization
             worst = max(util_post.values(), default=0.0)
             intents.append({"policy": pol, "pass": worst <= limit,
                             "detail": f"highest link utilization {worst:.2f} (limit {limit:g})"})
-        else:
-            raise WhatIfError(f"unknown policy {pol!r}; use intent:reachability, intent:routing-redundancy "
-                              "or intent:max-utilization[:X]")
     affected = [f for f in flows if f["affected"]]
     sev = [1.0 if f["lost"] else 0.0 if budget == float("inf") else
            min(1.0, max(0.0, (f["post_delay_ms"] / budget - 0.8) / 0.4)) for f in flows]

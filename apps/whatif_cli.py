@@ -16,10 +16,7 @@ from .table import emit, print_table
 def cmd_whatif(args: argparse.Namespace) -> None:
     from pathlib import Path
 
-    from vtwin.predictor import Predictor
-    from vtwin.registry import Registry
-
-    from .whatif import WhatIfError, answer, write_evidence
+    from .whatif import WhatIfError, answer, question, write_evidence
 
     path = Path(args.request)
     try:
@@ -29,9 +26,12 @@ def cmd_whatif(args: argparse.Namespace) -> None:
     except ValueError as exc:
         raise LabError(f"{args.request}: not valid JSON: {exc}") from None
     stores = Stores(args.data)
-    predictor = Predictor(Registry(stores), xla=False)
     try:
-        ans = answer(predictor.predict, stores, request)
+        question(stores, request)  # a bad request is refused before the model (and TensorFlow) loads
+        from vtwin.predictor import Predictor
+        from vtwin.registry import Registry
+
+        ans = answer(Predictor(Registry(stores), xla=False).predict, stores, request)
     except WhatIfError as exc:
         raise LabError(f"what-if: {exc}") from None
     res = ans.result

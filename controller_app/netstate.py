@@ -250,6 +250,8 @@ class NetworkState:
             "dport": f.key.dport, "path": [Plan.dpid_str(n) for n in f.nodes], "links": f.links,
             "packets": f.packets, "bytes": f.bytes, "rate_bps": round(f.rate_bps, 1),
             "pkt_rate": round(f.pkt_rate, 2), "first_seen": f.first_seen, "last_seen": f.last_seen,
+            # when the switch last reported these counters (None before the first stats reply)
+            "counters_at": None if f._sample is None else f._sample[0],
             "active": f.active, "reroutes": f.reroutes,
         }
 

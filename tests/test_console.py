@@ -1,6 +1,6 @@
-"""`ndt console` headless (Textual's test pilot, an 80x24 screen) on the real two-phase loop run:
-the header, model and SLA lines and the worst-flows table show what the stores and the SLA
-monitor say; an unknown run is one error line."""
+"""`ndt console` headless (Textual's test pilot, an 80x24 screen) on a seeded two-phase loop run
+(`tests/seeded.py`: real models, no lab): the header, model and SLA lines and the worst-flows
+table show what the stores and the SLA monitor say; an unknown run is one error line."""
 
 from __future__ import annotations
 
@@ -9,9 +9,7 @@ import json
 
 import pytest
 
-from .conftest import lab_missing, ndt
-
-pytestmark = pytest.mark.skipif(lab_missing() is not None, reason=lab_missing() or "")
+from .conftest import ndt
 
 
 def screen(data) -> dict:
@@ -35,8 +33,8 @@ def screen(data) -> dict:
     return asyncio.run(main())
 
 
-def test_console_shows_the_run_its_model_sla_and_worst_flows(two_phase_loop):
-    out, data = two_phase_loop["out"], two_phase_loop["data"]
+def test_console_shows_the_run_its_model_sla_and_worst_flows(seeded_loop):
+    out, data = seeded_loop["out"], seeded_loop["data"]
     shown = screen(data)
     text = shown["text"]
     assert text["header"].startswith(out["run"]) and "diamond" in text["header"] and "[finished]" in text["header"]
@@ -58,6 +56,6 @@ def test_console_shows_the_run_its_model_sla_and_worst_flows(two_phase_loop):
     assert "drift" in text["events"] and "swapped" in text["events"]
 
 
-def test_console_refuses_an_unknown_run(two_phase_loop):
-    r = ndt("console", "--run", "run-nope", "--data", str(two_phase_loop["data"]), check=False)
-    assert r.returncode == 1 and r.stderr.strip() == f"ndt: error: no run 'run-nope' in {two_phase_loop['data']}"
+def test_console_refuses_an_unknown_run(seeded_loop):
+    r = ndt("console", "--run", "run-nope", "--data", str(seeded_loop["data"]), check=False)
+    assert r.returncode == 1 and r.stderr.strip() == f"ndt: error: no run 'run-nope' in {seeded_loop['data']}"

@@ -13,10 +13,10 @@ import requests
 from topologies import load
 from topologies.addressing import Plan
 
-from .conftest import held_lab, ndt, needs_lab, wait_for
+from .conftest import held_lab, ndt, wait_for
 from .transfers import ping_rtts, tcp_transfer, udp_transfer
 
-pytestmark = [needs_lab, pytest.mark.lab]
+pytestmark = pytest.mark.lab
 
 
 @pytest.fixture(scope="module")

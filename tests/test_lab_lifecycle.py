@@ -19,10 +19,10 @@ from ptwin.switchd import existing_namespaces
 from topologies import load
 from topologies.addressing import Plan
 
-from .conftest import ROOT, ndt, needs_lab, wait_for
+from .conftest import ROOT, ndt, wait_for
 from .transfers import ping_rtts
 
-pytestmark = [needs_lab, pytest.mark.lab]
+pytestmark = pytest.mark.lab
 
 
 def remaining(state: dict) -> list[str]:

@@ -16,9 +16,9 @@ import pytest
 
 from topologies.model import build
 
-from .conftest import ndt, needs_lab
+from .conftest import ndt
 
-pytestmark = [needs_lab, pytest.mark.lab]
+pytestmark = pytest.mark.lab
 
 CAPACITY_MBPS, DELAY_MS, QUEUE, PAYLOAD = 10.0, 2.0, 32, 1400
 FRAME = PAYLOAD + 42  # UDP: Ethernet, IP and UDP headers
@@ -60,6 +60,10 @@ def test_udp_past_capacity_reaches_a_steady_delay_and_the_loss_of_the_excess(lab
     rows = lab_db.execute("SELECT window, delay_ms, loss_pct FROM labels WHERE window BETWEEN 4 AND 12 "
                           "ORDER BY window").fetchall()
     assert len(rows) >= 7, (rows, run)
+    # a sender short of its rate fills no queue: say so rather than fail on the delay (seen once in a
+    # full suite: ITGSend at 73 % of its 1,040 packets/s, 8.8 Mbit/s, median delay 7.8 ms; 10.9-11.5 usual)
+    offered_mbps = sent_pps * FRAME * 8 / 1e6
+    assert offered_mbps > 1.05 * CAPACITY_MBPS, f"the sender fell short: {offered_mbps:.2f} Mbit/s offered"
     delays = [d for _, d, _ in rows]
     queue_ms = QUEUE * FRAME * 8 / (CAPACITY_MBPS * 1e3)
     expected = queue_ms + DELAY_MS + FRAME * 8 / (CAPACITY_MBPS * 1e3) + (hops - 1) * (1.0 + FRAME * 8 / 20e3)
@@ -71,7 +75,6 @@ def test_udp_past_capacity_reaches_a_steady_delay_and_the_loss_of_the_excess(lab
     assert statistics.mean(delays[half:]) < 1.1 * statistics.mean(delays[:half]), delays
 
     # what the link cannot carry is lost: 1 - capacity / what the sender really sent (about 1 - 1/1.2)
-    offered_mbps = sent_pps * FRAME * 8 / 1e6
     excess = 100 * (1 - CAPACITY_MBPS / offered_mbps)
     loss = statistics.median(x for _, _, x in rows)
     assert loss == pytest.approx(excess, abs=3.0), (loss, excess, offered_mbps)

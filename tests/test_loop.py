@@ -18,9 +18,9 @@ import pytest
 from ptwin.switchd import NETNS_PREFIX, existing_namespaces
 from traffic.store import Stores
 
-from .conftest import ROOT, TEST_OF_PORT, TEST_REST_PORT, lab_missing, ndt, run_loop, wait_for
+from .conftest import ROOT, TEST_OF_PORT, TEST_REST_PORT, ndt, run_loop, wait_for
 
-pytestmark = pytest.mark.skipif(lab_missing() is not None, reason=lab_missing() or "")
+pytestmark = pytest.mark.lab
 
 
 def events(t: sqlite3.Connection, kind: str) -> list[dict]:

@@ -1,12 +1,11 @@
-"""The twin service for real: `ndt serve` as a process, over data from a real line3 lab (a chain:
-both links are bridges) with a model trained on it by `ndt train`. What-if decisions, 4xx for
-every bad request, the bearer token on mutating endpoints, model operations end to end with
-automatic rollback, status, snapshots, metrics, evidence packs, and a schemathesis fuzz of the
-OpenAPI document."""
+"""The twin service for real: `ndt serve` as a process, over a seeded line3 traffic run (a chain:
+both links are bridges; `tests/seeded.py`, no lab needed) with a model trained on it by `ndt
+train`. What-if decisions, 4xx for every bad request, the bearer token on mutating endpoints,
+model operations end to end with automatic rollback, status, snapshots, metrics, evidence packs,
+and a schemathesis fuzz of the OpenAPI document."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -15,9 +14,8 @@ import sys
 import pytest
 import requests
 
-from .conftest import ROOT, lab_missing, lab_up, ndt, wait_for
-
-pytestmark = pytest.mark.skipif(lab_missing() is not None, reason=lab_missing() or "")
+from .conftest import ROOT, ndt, wait_for
+from .seeded import seed_traffic_run
 
 PORT = 18800
 TOKEN = "test-token-7f3a"
@@ -30,16 +28,9 @@ LINE = {"flows": 6, "seed": 1, "phases": [
 
 @pytest.fixture(scope="module")
 def service(tmp_path_factory, private_run_dir):
-    """A line3 traffic run, a model trained on it, and the service on it; stopped by PID after."""
-    d = tmp_path_factory.mktemp("service")
-    data = d / "data"
-    sched = d / "line.json"
-    sched.write_text(json.dumps(LINE))
-    lab_up("line3")
-    try:
-        ndt("traffic", "run", str(sched), "--data", str(data), "--json", timeout=180)
-    finally:
-        ndt("lab", "down", check=False)
+    """A seeded line3 traffic run, a model trained on it, and the service on it; stopped by PID after."""
+    data = tmp_path_factory.mktemp("service") / "data"
+    seed_traffic_run(data, "line3", LINE)
     # a fixed number of epochs, not a time budget: on a busy machine 15 s bought a plateaued model
     # (patience 20 stopped it at 51 % MAPE) that did not see the congestion the capacity test asks about
     ndt("train", "--data", str(data), "--epochs", "120", "--patience", "120", "--budget", "150", "--promote", "--json",

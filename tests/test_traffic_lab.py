@@ -15,9 +15,9 @@ import pytest
 from ptwin.state import is_alive, start_time
 
 from .conftest import TRAFFIC_SCHEDULE as SCHEDULE
-from .conftest import ndt, needs_lab
+from .conftest import ndt
 
-pytestmark = [needs_lab, pytest.mark.lab]
+pytestmark = pytest.mark.lab
 
 def test_every_started_flow_has_labels(traffic_run):
     t, lab = traffic_run["t"], traffic_run["l"]

@@ -301,3 +301,55 @@ def test_a_sender_spinning_on_the_cpu_is_killed_as_a_runaway_and_a_blocked_one_i
             if s.proc.poll() is None:
                 s.proc.kill()
             s.proc.wait()
+
+
+class _PolledController:
+    """The collector's view of a controller whose stats poll can be late: each `poll(at, kbytes)`
+    is one stats reply (the counters and when the switch sent them). A canned client: a real
+    controller's poll cannot be delayed on demand."""
+
+    def __init__(self) -> None:
+        self.at, self.bytes = None, 0
+
+    def poll(self, at: float, nbytes: int) -> None:
+        self.at, self.bytes = at, nbytes
+
+    def get(self, path: str) -> dict:
+        return {"topology": "line3", "routing_version": 0}
+
+    def flows(self) -> list[dict]:
+        return [{"id": 1, "src": "h1", "dst": "h3", "src_ip": "10.0.0.1", "dst_ip": "10.0.0.3", "proto": "udp",
+                 "sport": 40000, "dport": 10000, "links": ["L0", "L1"], "packets": self.bytes // 1000,
+                 "bytes": self.bytes, "rate_bps": 8e6, "counters_at": self.at}]
+
+    def links(self) -> list[dict]:
+        return []
+
+
+def test_a_window_whose_counters_are_stale_waits_and_shares_the_next_ones_increase(tmp_path):
+    """A late stats poll leaves the run flow's counters as they were: that window is not stored as
+    idle (and the next doubled); it is stored with the next one, the increase shared."""
+    from traffic.collector import Collector
+
+    from .seeded import T0, seed_traffic_run
+
+    seed_traffic_run(tmp_path, "line3", {"flows": 1, "seed": 1, "phases": [
+        {"profile": "deterministic", "load": 0.5, "duration_s": 1}]}, run_id="run-c")
+    stores = Stores(tmp_path)
+    with stores.traffic.conn:  # keep the run and its flow, not the seeded windows
+        stores.traffic.execute("DELETE FROM snapshot_flows")
+        stores.traffic.execute("DELETE FROM snapshots")
+        stores.traffic.execute("UPDATE run_flows SET proto = 'udp', src_ip = '10.0.0.1', dst_ip = '10.0.0.3', "
+                               "dport = 10000")
+    ctl = _PolledController()
+    col = Collector(stores, "run-c", ctl)
+    ctl.poll(T0 + 0.9, 1_000_000)
+    assert col.collect([0]) == 1
+    assert col.collect([1]) is None  # no stats reply since window 0: nothing stored
+    ctl.poll(T0 + 2.9, 3_000_000)  # the late reply covers windows 1 and 2
+    assert col.collect([1, 2], force=True) == 2
+    rows = stores.traffic.execute("SELECT s.window, f.window_bytes FROM snapshots s JOIN snapshot_flows f "
+                                  "ON f.snapshot_id = s.id ORDER BY s.window").fetchall()
+    assert rows == [(0, 1_000_000), (1, 1_000_000), (2, 1_000_000)]
+    ctl.poll(T0 + 3.9, 4_000_000)
+    assert col.collect([3]) == 1  # fresh counters: stored at once

@@ -1,5 +1,6 @@
 """The virtual twin: graph tensors and masks, malformed snapshots, the registry's bit-exact
-round trip, hot swaps under concurrent predictions, and training on a real lab's data."""
+round trip, hot swaps under concurrent predictions, training on a real lab's data, and the train
+and model commands on a seeded store."""
 
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ from vtwin.model import build_model, make_predict_fn
 from vtwin.predictor import Predictor
 from vtwin.registry import Registry, _build, parse_uri
 
-from .conftest import ndt
+from .conftest import TRAFFIC_SCHEDULE, ndt
+from .seeded import seed_traffic_run
 
 
 def flow(topo, s: int, d: int, rate: float = 1e6, key: str | None = None) -> FlowSpec:
@@ -209,6 +211,7 @@ def test_swap_under_concurrent_predictions_never_tears(tmp_path):
     assert all(s["flip_ms"] < 50 for s in swaps)
 
 
+@pytest.mark.lab
 def test_training_on_a_real_lab_beats_the_untrained_model(traffic_run):
     from vtwin.dataset import from_stores, split
     from vtwin.evaluate import evaluate
@@ -226,15 +229,13 @@ def test_training_on_a_real_lab_beats_the_untrained_model(traffic_run):
     assert after < before and after < 50.0, (before, after)
 
 
-def test_train_and_model_commands(traffic_run, tmp_path):
-    import shutil
-
+def test_train_and_model_commands(tmp_path):
     data = tmp_path / "data"
-    shutil.copytree(traffic_run["data"], data, ignore=shutil.ignore_patterns("runs"))
-    out = json.loads(ndt("train", "--data", str(data), "--budget", "15", "--epochs", "30", "--json").stdout)
+    seed_traffic_run(data, "diamond", TRAFFIC_SCHEDULE)
+    out = json.loads(ndt("train", "--data", str(data), "--budget", "15", "--epochs", "10", "--json").stdout)
     assert out["uri"] == "registry://delay:v1" and out["status"] == "active"
     assert out["gnn"]["overall"]["delay_mape"] is not None and out["mm1"]["delay_mape"] is not None
-    out2 = json.loads(ndt("train", "--data", str(data), "--budget", "10", "--epochs", "10",
+    out2 = json.loads(ndt("train", "--data", str(data), "--budget", "10", "--epochs", "3",
                           "--warm-start", "registry://delay:v1", "--json").stdout)
     assert out2["uri"] == "registry://delay:v2" and out2["status"] == "candidate"
     shown = json.loads(ndt("model", "show", "registry://delay:v2", "--data", str(data), "--json").stdout)

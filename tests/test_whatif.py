@@ -1,30 +1,27 @@
-"""What-if questions answered by a real model trained on the real lab's data (the diamond run of
-the traffic tests), through `ndt whatif`."""
+"""What-if questions answered by a real model trained on a seeded diamond traffic run (the
+traffic tests' two-phase schedule, `tests/seeded.py`: no lab needed), through `ndt whatif`."""
 
 from __future__ import annotations
 
 import json
-import shutil
 
 import pytest
 
 from traffic.store import Stores
 from vtwin.dataset import from_stores
 from vtwin.registry import Registry
-from vtwin.train import train
 
-from .conftest import ndt
+from .conftest import TRAFFIC_SCHEDULE, ndt
+from .seeded import seed_traffic_run, train_seeded
 
 
 @pytest.fixture(scope="module")
-def twin(traffic_run, tmp_path_factory):
-    """A copy of the traffic run's stores with a briefly trained active model."""
+def twin(tmp_path_factory):
+    """A seeded run's stores with a briefly trained active model."""
     data = tmp_path_factory.mktemp("whatif") / "data"
-    shutil.copytree(traffic_run["data"], data, ignore=shutil.ignore_patterns("runs"))
+    seed_traffic_run(data, "diamond", TRAFFIC_SCHEDULE)
     stores = Stores(data)
-    # 40 epochs whatever the machine's load (the budget is only a bound): a time budget gives a busy
-    # machine less of a model
-    res = train(from_stores(stores), budget_s=90, epochs=40, progress=False, eager=True, lr=3e-3)
+    res = train_seeded(from_stores(stores))
     reg = Registry(stores)
     reg.promote("delay", reg.register("delay", res.model, res.norm))
     snap = stores.traffic.execute("SELECT s.id FROM snapshots s JOIN snapshot_flows f ON f.snapshot_id = s.id "

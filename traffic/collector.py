@@ -5,7 +5,10 @@ link with capacity, load and drops) into the traffic store, in one transaction.
 Window k of a run covers [t0 + k*W, t0 + (k+1)*W). A collector that falls behind (a busy
 machine, a slow controller) or is restarted stores the windows it missed late, up to
 `MAX_CATCH_UP` of them, sharing the counters' increase between them; windows already stored are
-never written twice.
+never written twice. A window whose run flows' counters the controller has not refreshed since the
+last one (its stats poll was late: a busy machine) waits for fresh counters, until the next window
+ends at most, and is then stored with it, the increase shared: otherwise it would show those flows
+idle and the next window doubled, which a drift detector reads as a change of rate.
 
     python -m traffic.collector --run RUN [--data DIR] [--controller URL]
 """
@@ -26,6 +29,8 @@ from .store import Stores, flow_key, match_key
 
 #: How many ended windows a late collector still stores (sharing the counters' increase between them).
 MAX_CATCH_UP = 10
+#: How long a collector waits before it reads stale counters again (the controller polls every second).
+STALE_RETRY_S = 0.1
 
 
 class Collector:
@@ -37,6 +42,7 @@ class Collector:
         self.window_s = float(self.run["window_s"])
         self.t0 = float(self.run["t0"])
         self.prev: dict[str, tuple[int, int]] = {}  # flow key -> (packets, bytes) at the last window
+        self.prev_at: dict[str, float] = {}  # run flow key -> when the switch reported those counters
         self._load_prev()
         self.stopping = False
 
@@ -60,15 +66,25 @@ class Collector:
             "ORDER BY idx DESC LIMIT 1", [self.run_id, t, t]))
         return rows[0]["idx"] if rows else None
 
-    def collect(self, windows: list[int]) -> int:
+    def _stale(self, flows: list[dict[str, Any]], offered: dict[str, dict[str, Any]]) -> bool:
+        """True when no run flow's counters were refreshed since the last window was stored."""
+        at = {flow_key(f["proto"], f["src_ip"], f["sport"], f["dst_ip"], f["dport"]): f.get("counters_at")
+              for f in flows if match_key(f["proto"], f["src_ip"], f["dst_ip"], f["dport"]) in offered}
+        known = [(k, a) for k, a in at.items() if a is not None and k in self.prev_at]
+        return bool(known) and all(a <= self.prev_at[k] for k, a in known)
+
+    def collect(self, windows: list[int], force: bool = False) -> int | None:
         """Read the controller once and store `windows` (consecutive, all ended); return how many
-        were new. More than one window means the collector is late (the machine is busy): the
+        were new, or None (nothing stored) when the run flows' counters are stale (see above) and
+        not `force`. More than one window means the collector is late (the machine is busy): the
         counters' increase since the last window stored is shared evenly between them, so that
         every window has its snapshot instead of some being skipped."""
         health = self.client.get("/health")
         flows = self.client.flows()
-        links = self.client.links()
         offered = self._offered()
+        if not force and self._stale(flows, offered):
+            return None
+        links = self.client.links()
         k = len(windows)
         seen = {}
         per_window: list[list[dict[str, Any]]] = [[] for _ in windows]
@@ -111,6 +127,8 @@ class Collector:
                               {"windows": windows, "late_s": round(time.time() - self.t0 -
                                                                    (windows[-1] + 1) * self.window_s, 3)})
         self.prev = seen
+        self.prev_at = {flow_key(f["proto"], f["src_ip"], f["sport"], f["dst_ip"], f["dport"]): f["counters_at"]
+                        for f in flows if f.get("counters_at") is not None}
         return written
 
     def run_until(self, end_at: float | None = None) -> int:
@@ -130,13 +148,22 @@ class Collector:
             upto = max(nxt, current - 1)  # the windows that have ended, or else the next one to end
             boundary = self.t0 + (upto + 1) * self.window_s
             if end_at is not None and boundary > end_at + 1e-6:
+                ended = min(current, math.floor((end_at - self.t0) / self.window_s + 1e-9))
+                if ended > nxt:  # windows held back for stale counters: stored as they are
+                    written += self.collect(list(range(nxt, ended)), force=True) or 0
                 break
             while not self.stopping and time.time() < boundary:
                 time.sleep(min(0.05, max(0.0, boundary - time.time())))
             if self.stopping:
                 break
             try:
-                written += self.collect(list(range(nxt, upto + 1)))
+                # stale counters: wait for the controller's next stats poll, at most until the next
+                # window has ended too; then both are stored, the increase shared
+                n = self.collect(list(range(nxt, upto + 1)), force=upto > nxt)
+                if n is None:
+                    time.sleep(STALE_RETRY_S)
+                    continue
+                written += n
                 nxt = upto + 1
             except ControllerError as exc:
                 self.stores.event(self.run_id, time.time(), "collector_error", str(exc))

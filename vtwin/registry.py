@@ -9,7 +9,7 @@ import io
 import json
 import re
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -17,7 +17,9 @@ from traffic.store import Stores
 
 from .errors import RegistryError
 from .features import FLOW_FEATURES, LINK_FEATURES, Normalization
-from .model import RouteNet, build_model, tiny_graph, to_tensors
+
+if TYPE_CHECKING:  # TensorFlow loads only for a model's weights: listing and promoting need none
+    from .model import RouteNet
 
 STATUSES = ("candidate", "active", "archived", "rejected", "rolled_back")
 _URI = re.compile(r"^(?:registry://)?(?:(?P<objective>[a-z_]+):)?(?P<version>v\d+)$")
@@ -96,6 +98,8 @@ class Registry:
             raise RegistryError(f"{uri(objective, version)} was trained on link features {', '.join(links)} and "
                                 f"flow features {', '.join(flows)}; this version reads {', '.join(LINK_FEATURES)} and "
                                 f"{', '.join(FLOW_FEATURES)}: train a new model")
+        from .model import build_model
+
         model = build_model(cfg["state"], cfg["iterations"])
         weights = weights_from_blob(r["weights"])
         _build(model)
@@ -149,4 +153,6 @@ class Registry:
 
 def _build(model: RouteNet) -> None:
     """Create the model's weights by calling it once on a one-flow graph."""
+    from .model import tiny_graph, to_tensors
+
     model(to_tensors(tiny_graph()))
