@@ -99,7 +99,6 @@ def seed_traffic_run(data: Path, topology: str, schedule: dict[str, Any], *, run
         hops = _hop_state(topo, pairs, bps, wire)
         for _ in range(round(phase.duration_s / window_s)):
             flows, labels = [], []
-            sid = None
             for no, p in enumerate(pairs):
                 delay, jitter, loss = _flow_delay_ms(topo, p, hops, rng)
                 sent = max(1, round(pps * window_s * (1 + rng.gauss(0, 0.02))))
