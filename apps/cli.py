@@ -19,7 +19,7 @@ import sys
 import time
 from typing import Any, NoReturn
 
-from controller_app.client import ControllerClient, ControllerError
+from controller_app.client import DEFAULT_URL, ControllerClient, ControllerError
 from ptwin.errors import LabError
 from topologies import Topology, TopologyError
 from topologies import builtin as builtin_topos
@@ -487,7 +487,7 @@ def build_parser() -> Parser:
     ctl.add_argument("args", nargs="*", metavar="SRC DST")
     ctl.add_argument("--all", action="store_true", help="flows: include expired ones")
     ctl.add_argument("--url", default=None, help="controller URL (default $NDT_CONTROLLER or "
-                                                 "http://127.0.0.1:8080)")
+                                                 f"{DEFAULT_URL})")
     ctl.add_argument("--json", action="store_true")
     ctl.set_defaults(func=cmd_ctl)
 

@@ -237,12 +237,20 @@ def cmd_sla(args: argparse.Namespace) -> None:
 
 
 def add_drift_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--alpha", type=float, default=0.005, help="KSWIN significance level")
-    p.add_argument("--drift-window", type=int, default=20, help="KSWIN window size (windows)")
-    p.add_argument("--drift-stat", type=int, default=8, help="KSWIN statistic size (windows)")
-    p.add_argument("--min-change", type=float, default=0.2, help="smallest relative change of the mean that counts")
-    p.add_argument("--features", default="rate", help="comma-separated: rate,spread,size")
-    p.add_argument("--drift-smooth", type=int, default=2, help="feed the detector the mean of this many windows")
+    """The detector's options; their defaults are `sync.drift.DriftConfig`'s."""
+    from sync.drift import DriftConfig
+
+    d = DriftConfig()
+    p.add_argument("--alpha", type=float, default=d.alpha, help=f"KSWIN significance level (default {d.alpha})")
+    p.add_argument("--drift-window", type=int, default=d.window,
+                   help=f"KSWIN window size (windows, default {d.window})")
+    p.add_argument("--drift-stat", type=int, default=d.stat, help=f"KSWIN statistic size (windows, default {d.stat})")
+    p.add_argument("--min-change", type=float, default=d.min_change,
+                   help=f"smallest relative change of the mean that counts (default {d.min_change})")
+    p.add_argument("--features", default=",".join(d.features), help="comma-separated: rate,spread,size "
+                   f"(default {','.join(d.features)})")
+    p.add_argument("--drift-smooth", type=int, default=d.smooth,
+                   help=f"feed the detector the mean of this many windows (default {d.smooth})")
 
 
 def run_parser_defaults() -> dict[str, Any]:

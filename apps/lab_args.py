@@ -7,6 +7,7 @@ import argparse
 
 from ptwin.lab import DEFAULT_QUEUE_PKTS, LabConfig
 from ptwin.switchd import PORTS_PER_DAEMON
+from topologies.addressing import OF_PORT, REST_PORT
 
 
 def capacity_scale(text: str) -> str | float:
@@ -49,8 +50,9 @@ def add_emulation_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ports-per-daemon", type=ports_per_daemon, default=PORTS_PER_DAEMON, metavar="PORTS",
                    help="split the switches among Open vSwitch daemons of about this many ports each "
                         f"(userspace datapath; default {PORTS_PER_DAEMON})")
-    p.add_argument("--of-port", type=int, default=6653)
-    p.add_argument("--rest-port", type=int, default=8080)
+    p.add_argument("--of-port", type=int, default=OF_PORT, help=f"the controller's OpenFlow port (default {OF_PORT})")
+    p.add_argument("--rest-port", type=int, default=REST_PORT,
+                   help=f"the controller's REST port (default {REST_PORT})")
 
 
 def lab_config(args: argparse.Namespace, **more: object) -> LabConfig:

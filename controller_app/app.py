@@ -20,7 +20,7 @@ from os_ken.lib import hub
 from os_ken.lib.packet import arp, ether_types, ethernet, ipv4, packet, tcp, udp
 from os_ken.ofproto import ofproto_v1_3
 
-from topologies.addressing import Plan
+from topologies.addressing import CONTROL_HOST, REST_PORT, Plan
 from topologies.resolve import load_json
 
 from .netstate import Flow, FlowKey, NetworkState, PortCounters
@@ -31,8 +31,8 @@ app_manager.require_app("os_ken.app.ofctl.service")
 CONF = cfg.CONF
 CONF.register_opts([
     cfg.StrOpt("topology", default=""),
-    cfg.IntOpt("rest_port", default=8080),
-    cfg.StrOpt("rest_host", default="127.0.0.1"),
+    cfg.IntOpt("rest_port", default=REST_PORT),
+    cfg.StrOpt("rest_host", default=CONTROL_HOST),
     cfg.IntOpt("idle_timeout", default=30),
     cfg.FloatOpt("stats_interval", default=1.0),
 ], group="ndt")

@@ -8,7 +8,9 @@ from typing import Any
 
 import requests
 
-DEFAULT_URL = "http://127.0.0.1:8080"
+from topologies.addressing import CONTROL_HOST, REST_PORT
+
+DEFAULT_URL = f"http://{CONTROL_HOST}:{REST_PORT}"
 
 
 class ControllerError(RuntimeError):

@@ -15,6 +15,8 @@ import signal
 import socket
 import sys
 
+from topologies.addressing import CONTROL_HOST, OF_PORT, REST_PORT
+
 
 class UnixConnection:
     """A switch's Unix stream connection as os-ken's Datapath takes it: Datapath sets TCP_NODELAY
@@ -47,10 +49,10 @@ def serve_unix(path: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="controller_app.launcher")
     ap.add_argument("--topology", required=True, help="topology JSON the lab wrote")
-    ap.add_argument("--ofp-host", default="127.0.0.1")
-    ap.add_argument("--ofp-port", type=int, default=6653)
-    ap.add_argument("--rest-host", default="127.0.0.1")
-    ap.add_argument("--rest-port", type=int, default=8080)
+    ap.add_argument("--ofp-host", default=CONTROL_HOST)
+    ap.add_argument("--ofp-port", type=int, default=OF_PORT)
+    ap.add_argument("--rest-host", default=CONTROL_HOST)
+    ap.add_argument("--rest-port", type=int, default=REST_PORT)
     ap.add_argument("--idle-timeout", type=int, default=30)
     ap.add_argument("--stats-interval", type=float, default=1.0)
     ap.add_argument("--ofp-unix", default=None, help="also accept OpenFlow connections on this Unix socket")

@@ -17,6 +17,7 @@ from multiprocessing.connection import Listener
 from typing import Any
 
 from topologies import Topology, TopologyError
+from topologies.addressing import OF_PORT, REST_PORT
 from topologies.resolve import load_json
 
 from .cleanup import remove_recorded, stop_adopted
@@ -146,8 +147,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--topology", required=True)
     ap.add_argument("--delay-backend", default="auto")
     ap.add_argument("--capacity-scale", default="auto")
-    ap.add_argument("--of-port", type=int, default=6653)
-    ap.add_argument("--rest-port", type=int, default=8080)
+    ap.add_argument("--of-port", type=int, default=OF_PORT)
+    ap.add_argument("--rest-port", type=int, default=REST_PORT)
     ap.add_argument("--ready-timeout", type=float, default=120.0)
     ap.add_argument("--idle-timeout", type=int, default=30)
     ap.add_argument("--stats-interval", type=float, default=1.0)

@@ -29,7 +29,7 @@ from typing import Any
 import requests
 
 from topologies import DEFAULT_QUEUE_PKTS, Topology
-from topologies.addressing import Plan
+from topologies.addressing import OF_PORT, REST_PORT, Plan
 
 from . import system
 from .cleanup import remove_recorded
@@ -53,8 +53,8 @@ RELAY_NICE = -10
 class LabConfig:
     delay_backend: str = "auto"
     capacity_scale: str | float = "auto"
-    of_port: int = 6653
-    rest_port: int = 8080
+    of_port: int = OF_PORT
+    rest_port: int = REST_PORT
     ready_timeout: float = 120.0
     flow_idle_timeout: int = 30
     stats_interval: float = 1.0

@@ -17,6 +17,10 @@ from .model import Topology
 
 HOST_PORT = 1
 HOST_NET = ipaddress.IPv4Network("10.0.0.0/8")
+#: The control plane's defaults: the controller's OpenFlow and REST ports, on the loopback.
+CONTROL_HOST = "127.0.0.1"
+OF_PORT = 6653
+REST_PORT = 8080
 
 
 @dataclass(frozen=True)
