@@ -303,10 +303,11 @@ def question(stores: Stores, request: Any) -> Question:
                     apply(pre_net, scenario))
 
 
-def answer(predict, stores: Stores, request: dict[str, Any]) -> Answer:
-    """Answer one what-if request; `predict(snapshots) -> (delay, jitter, version)`."""
+def answer(predict, stores: Stores, request: dict[str, Any], asked: Question | None = None) -> Answer:
+    """Answer one what-if request; `predict(snapshots) -> (delay, jitter, version)`. `asked`: the
+    request's `question`, if the caller checked it already."""
     t0 = time.perf_counter()
-    q = question(stores, request)
+    q = asked or question(stores, request)
     snapshot_id, scenario, slo, policies = q.snapshot_id, q.scenario, q.slo, q.policies
     budget, jitter_budget, loss_budget = q.budget, q.jitter_budget, q.loss_budget
     run_id, window, pre_net, post_net = q.run_id, q.window, q.pre_net, q.post_net

@@ -27,11 +27,11 @@ def cmd_whatif(args: argparse.Namespace) -> None:
         raise LabError(f"{args.request}: not valid JSON: {exc}") from None
     stores = Stores(args.data)
     try:
-        question(stores, request)  # a bad request is refused before the model (and TensorFlow) loads
+        asked = question(stores, request)  # a bad request is refused before the model (and TensorFlow) loads
         from vtwin.predictor import Predictor
         from vtwin.registry import Registry
 
-        ans = answer(Predictor(Registry(stores), xla=False).predict, stores, request)
+        ans = answer(Predictor(Registry(stores), xla=False).predict, stores, request, asked)
     except WhatIfError as exc:
         raise LabError(f"what-if: {exc}") from None
     res = ans.result

@@ -78,6 +78,7 @@ def seed_traffic_run(data: Path, topology: str, schedule: dict[str, Any], *, run
     window = 0
     start = T0
     totals: dict[str, tuple[int, int]] = {}
+    all_labels: list[dict[str, Any]] = []
     for idx, phase in enumerate(sched.phases):
         prof = phase.profile
         bps = per_flow_bps(topo, pairs, phase.load)
@@ -127,10 +128,11 @@ def seed_traffic_run(data: Path, topology: str, schedule: dict[str, Any], *, run
             t_start = T0 + window * window_s
             stores.write_window({"run_id": run_id, "window": window, "t_start": t_start, "t_end": t_start + window_s,
                                  "phase_idx": idx, "topology": topo.name, "routing_version": 0}, flows, links)
-            sid = stores.snapshot_ids(run_id)[window]
-            stores.write_labels([{**lab, "snapshot_id": sid} for lab in labels])
+            all_labels += labels
             window += 1
         start = end
+    sids = stores.snapshot_ids(run_id)  # labels name their window's snapshot, as the runner's do
+    stores.write_labels([{**lab, "snapshot_id": sids[lab["window"]]} for lab in all_labels])
     stores.close()
     return run_id
 

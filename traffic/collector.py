@@ -66,12 +66,11 @@ class Collector:
             "ORDER BY idx DESC LIMIT 1", [self.run_id, t, t]))
         return rows[0]["idx"] if rows else None
 
-    def _stale(self, flows: list[dict[str, Any]], offered: dict[str, dict[str, Any]]) -> bool:
+    def _stale(self, flows: list[tuple[str, dict[str, Any]]], offered: dict[str, dict[str, Any]]) -> bool:
         """True when no run flow's counters were refreshed since the last window was stored."""
-        at = {flow_key(f["proto"], f["src_ip"], f["sport"], f["dst_ip"], f["dport"]): f.get("counters_at")
-              for f in flows if match_key(f["proto"], f["src_ip"], f["dst_ip"], f["dport"]) in offered}
-        known = [(k, a) for k, a in at.items() if a is not None and k in self.prev_at]
-        return bool(known) and all(a <= self.prev_at[k] for k, a in known)
+        known = [(key, f["counters_at"]) for key, f in flows if f.get("counters_at") is not None
+                 and key in self.prev_at and match_key(f["proto"], f["src_ip"], f["dst_ip"], f["dport"]) in offered]
+        return bool(known) and all(at <= self.prev_at[key] for key, at in known)
 
     def collect(self, windows: list[int], force: bool = False) -> int | None:
         """Read the controller once and store `windows` (consecutive, all ended); return how many
@@ -80,7 +79,8 @@ class Collector:
         counters' increase since the last window stored is shared evenly between them, so that
         every window has its snapshot instead of some being skipped."""
         health = self.client.get("/health")
-        flows = self.client.flows()
+        flows = [(flow_key(f["proto"], f["src_ip"], f["sport"], f["dst_ip"], f["dport"]), f)
+                 for f in self.client.flows()]
         offered = self._offered()
         if not force and self._stale(flows, offered):
             return None
@@ -88,8 +88,7 @@ class Collector:
         k = len(windows)
         seen = {}
         per_window: list[list[dict[str, Any]]] = [[] for _ in windows]
-        for f in flows:
-            key = flow_key(f["proto"], f["src_ip"], f["sport"], f["dst_ip"], f["dport"])
+        for key, f in flows:
             # A flow not seen at the last window started since: all its bytes are new.
             pp, pb = self.prev.get(key, (0, 0))
             if f["packets"] < pp or f["bytes"] < pb:
@@ -127,8 +126,7 @@ class Collector:
                               {"windows": windows, "late_s": round(time.time() - self.t0 -
                                                                    (windows[-1] + 1) * self.window_s, 3)})
         self.prev = seen
-        self.prev_at = {flow_key(f["proto"], f["src_ip"], f["sport"], f["dst_ip"], f["dport"]): f["counters_at"]
-                        for f in flows if f.get("counters_at") is not None}
+        self.prev_at = {key: f["counters_at"] for key, f in flows if f.get("counters_at") is not None}
         return written
 
     def run_until(self, end_at: float | None = None) -> int:
