@@ -357,49 +357,31 @@ def cmd_train(args: argparse.Namespace) -> None:
     from pathlib import Path
 
     from traffic.store import Stores
-    from vtwin.baselines import mm1_predict
     from vtwin.dataset import from_jsonl, from_stores, split
-    from vtwin.evaluate import evaluate
-    from vtwin.registry import Registry, parse_uri, uri
-    from vtwin.train import TwinModel, data_range, train
+    from vtwin.lifecycle import TrainSpec, train_and_register
+    from vtwin.registry import Registry
 
     stores = Stores(args.data)
     samples = from_jsonl(Path(args.dataset)) if args.dataset else from_stores(stores, args.run or None)
     if len(samples) < 4:
         raise CliError(f"only {len(samples)} labeled window(s) to train on; run traffic first ('ndt traffic run')")
-    registry = Registry(stores)
-    model = norm = None
-    parent = None
-    if args.warm_start:
-        objective, version = parse_uri(args.warm_start)
-        model, norm, _ = registry.load(objective, version)
-        parent = uri(objective, version)
     fit, test = split(samples, held_out=args.held_out)
     if not args.json:
         print(f"training on {len(fit)} windows ({sum(s.labeled for s in fit)} labeled flows), "
               f"holding out {len(test)}", file=sys.stderr)
-    res = train(fit, model=model, norm=norm, state=args.state, iterations=args.iterations, epochs=args.epochs,
-                budget_s=args.budget, patience=args.patience, progress=not args.json)
-    twin = TwinModel(res.model, res.norm)
-    metrics = {"gnn": evaluate(twin.predict, test), "mm1": evaluate(mm1_predict, test)["overall"],
-               "training": {"epochs": res.epochs, "best_epoch": res.best_epoch, "seconds": res.seconds,
-                            "stopped": res.stopped, "val_delay_mape": res.best_val_mape}}
-    status = "active" if args.promote or registry.active("delay") is None else "candidate"
-    version = registry.register("delay", res.model, res.norm, data_range=data_range(samples), metrics=metrics,
-                                parent=parent, status="candidate")
-    if status == "active":
-        registry.promote("delay", version)
-    out = {"uri": uri("delay", version), "status": status, **metrics}
+    spec = TrainSpec(source="cli", state=args.state, iterations=args.iterations, epochs=args.epochs,
+                     budget_s=args.budget, patience=args.patience, warm_start=args.warm_start, promote=args.promote,
+                     mm1=True, progress=not args.json)
+    out = train_and_register(Registry(stores), fit, test, spec)
 
     def render(r: dict[str, Any]) -> None:
-        g, m = r["gnn"]["overall"], r["mm1"]
-        t = r["training"]
+        g, m, t = r["metrics"]["held_out"]["overall"], r["metrics"]["mm1"], r["metrics"]["training"]
         print(f"{r['uri']} ({r['status']}): {t['epochs']} epochs in {t['seconds']:g} s ({t['stopped']})")
         print(f"held-out delay MAPE {g['delay_mape']}% (M/M/1 {m['delay_mape']}%), NMSE {g['delay_nmse_db']} dB "
               f"(ours, / variance), {g['delay_nmse_power_db']} dB (paper's, / mean y^2); "
               f"jitter MAPE {g['jitter_mape']}%")
-        print_table(r["gnn"]["groups"], ["topology", "phase", "flows", "delay_mape", "delay_nmse_db",
-                                         "delay_nmse_power_db", "jitter_mape"])
+        print_table(r["metrics"]["held_out"]["groups"], ["topology", "phase", "flows", "delay_mape", "delay_nmse_db",
+                                                         "delay_nmse_power_db", "jitter_mape"])
 
     emit(out, args.json, render)
 
@@ -412,14 +394,15 @@ def cmd_console(args: argparse.Namespace) -> None:
 
 def cmd_model(args: argparse.Namespace) -> None:
     from traffic.store import Stores
-    from vtwin.registry import Registry, parse_uri
+    from vtwin.registry import Registry, held_out_mape, parse_uri
 
     reg = Registry(Stores(args.data))
     if args.action == "list":
         rows = reg.list()
         emit(rows, args.json, lambda r: print_table(
-            [{**x, "delay_mape": ((x["metrics"] or {}).get("gnn") or {}).get("overall", {}).get("delay_mape")}
-             for x in r], ["uri", "status", "parent", "delay_mape", "weights_bytes"]))
+            [{**x, "delay_mape": held_out_mape(x["metrics"]), "jitter_mape": held_out_mape(x["metrics"], "jitter"),
+              "source": ((x["metrics"] or {}).get("training") or {}).get("source")} for x in r],
+            ["uri", "status", "parent", "source", "delay_mape", "jitter_mape", "weights_bytes"]))
         return
     if args.action == "rollback":
         res = reg.rollback("delay")

@@ -67,32 +67,6 @@ class StatusLine:
             sys.stderr.write("\n")
 
 
-class SlaHook:
-    """Runs the SLA monitor on the loop's windows, at most every `every_s` seconds (its stores
-    belong to the loop's thread, which calls it)."""
-
-    def __init__(self, stores: Stores, policy: Any, every_s: float = 2.0) -> None:
-        self.stores, self.policy, self.every_s = stores, policy, every_s
-        self.monitor = None
-        self.last = 0.0
-
-    def __call__(self, run_id: str, force: bool = False) -> None:
-        from traffic.store import StoreError
-
-        from .sla import SlaMonitor
-
-        now = time.monotonic()
-        if not force and now - self.last < self.every_s:
-            return
-        self.last = now
-        if self.monitor is None:
-            try:
-                self.monitor = SlaMonitor(self.stores, run_id, self.policy)
-            except StoreError:  # the run's row is written as its traffic starts
-                return
-        self.monitor.update()
-
-
 def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
@@ -105,15 +79,14 @@ def cmd_run(args: argparse.Namespace) -> None:
     schedule = load_schedule(args.schedule)
     if args.duration is not None:
         schedule = schedule.scaled_to(args.duration)
-    config = LoopConfig(window_s=args.window, drift=drift_config(args),
+    stores = Stores(args.data)
+    config = LoopConfig(window_s=args.window, drift=drift_config(args), sla=load_config(args.config, stores.root).sla,
                         manager=ManagerConfig(budget_s=args.train_budget, timeout_s=args.train_timeout,
                                               min_post_windows=args.post_windows))
     check_flow_count(topo, schedule.flows)  # before a lab is built for it
     if lab_status().get("status") not in ("down", None):
         raise LabError("a lab is already running; 'ndt run' brings up its own (take it down with 'ndt lab down')")
     say = (lambda m: None) if args.json else (lambda m: print(m, file=sys.stderr, flush=True))
-    stores = Stores(args.data)
-    sla = SlaHook(stores, load_config(args.config, stores.root).sla)
     lab = lab_config(args)
     # SIGTERM ends the run like Ctrl-C: the lab is taken down either way
     signal.signal(signal.SIGTERM, _interrupt)
@@ -123,7 +96,7 @@ def cmd_run(args: argparse.Namespace) -> None:
         info = state["info"]
         client = ControllerClient(info["controller"]["rest"])
         loop = TwinLoop(schedule, stores, info["hosts"], Topology.from_dict(client.topology()), client, config,
-                        status=lambda s: (status(s), sla(s["run"])))
+                        status=status)
         say(f"run {loop.run_id}: {topo.name}, schedule {schedule.name} ({len(schedule.phases)} phases, "
             f"{schedule.duration_s:g} s), model {loop.manager.serving or 'none yet: bootstrap on the first labels'}, "
             f"data in {stores.root}")
@@ -131,7 +104,6 @@ def cmd_run(args: argparse.Namespace) -> None:
             result = loop.run()
         finally:
             status.done()
-            sla(loop.run_id, force=True)
     finally:
         say("... taking the lab down")
         # a second Ctrl-C must not leave the lab half up: the teardown runs to its end (bounded by lab_down)
@@ -141,7 +113,7 @@ def cmd_run(args: argparse.Namespace) -> None:
         finally:
             for sig, handler in handlers.items():
                 signal.signal(sig, handler)
-    from .report import write
+    from sync.report import write
 
     rep = write(stores, result["run"])
     result["report"] = rep["files"]
@@ -173,7 +145,7 @@ def cmd_drift_score(args: argparse.Namespace) -> None:
 def cmd_report(args: argparse.Namespace) -> None:
     from pathlib import Path
 
-    from .report import write
+    from sync.report import write
 
     stores = Stores(args.data)
     rep = write(stores, args.run, Path(args.out) if args.out else None)
@@ -209,17 +181,16 @@ def cmd_report(args: argparse.Namespace) -> None:
 
 
 def cmd_sla(args: argparse.Namespace) -> None:
-    from .sla import SlaMonitor, summary
+    from sync.sla import SlaMonitor, SlaStore, summary
 
     stores = Stores(args.data)
     monitor = SlaMonitor(stores, args.run, load_config(args.config, stores.root).sla)
-    monitor.update()
+    monitor.replay()
     res = summary(stores, args.run)
-    latest = [w for (w,) in stores.traffic.execute(
-        "SELECT window FROM sla_windows WHERE run_id = ? AND labeled > 0 ORDER BY window DESC LIMIT 1", [args.run])]
-    window = args.window if args.window is not None else (latest[0] if latest else None)
+    latest = SlaStore(stores).latest(args.run, labeled=True)
+    window = args.window if args.window is not None else (latest["window"] if latest else None)
     flows = [] if window is None else sorted(
-        (f.to_dict() for f in monitor.flows(window)),
+        (f.to_dict() for f in monitor.stored_flows(window)),
         key=lambda f: -max(f["predicted_ms"] or 0, f["measured_ms"] or 0) / f["budget_ms"])
     res.update({"window": window, "flow_states": flows, "policy": monitor.policy.to_dict()})
 

@@ -23,7 +23,7 @@ from typing import Any
 
 import yaml
 
-from .sla import SlaPolicy, SlaPolicyError
+from sync.sla import SlaPolicy, SlaPolicyError
 
 
 class ConfigError(ValueError):

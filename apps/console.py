@@ -12,16 +12,15 @@ Keys: q quits, r refreshes now.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from typing import Any
 
 from textual.app import App, ComposeResult
 from textual.widgets import DataTable, Static
 
+from sync.sla import SlaMonitor, SlaPolicy, SlaStore, summary
+from sync.store import LoopStore, loop_status
 from traffic.store import Stores
-
-from .sla import SlaMonitor, SlaPolicy, summary
 
 FLOW_ROWS = 10
 EVENT_ROWS = 5
@@ -43,37 +42,30 @@ class ConsoleData:
         self._monitor: SlaMonitor | None = None
 
     def run_id(self) -> str | None:
-        return self.fixed_run or self.stores.latest_run()
+        return self.fixed_run or LoopStore(self.stores).latest_run()
 
     def read(self) -> dict[str, Any]:
         run = self.run_id()
         if run is None:
             return {"run": None}
-        t = self.stores.traffic
         info = self.stores.run(run)
-        rows = list(t.query("SELECT * FROM loop_status WHERE run_id = ?", [run]))
-        status = json.loads(rows[0]["status"]) if rows else self._from_events(run)
-        phases = {p["idx"]: p for p in t.query("SELECT idx, profile, protocol, load FROM phases WHERE run_id = ?",
-                                               [run])}
+        status = loop_status(self.stores, run) or self._from_events(run)
+        phases = {p["idx"]: p for p in self.stores.phases(run)}
         last = self.stores.last_window(run)
         if self._monitor is None or self._monitor.run_id != run:
             self._monitor = SlaMonitor(self.stores, run, self.policy)
         sla = summary(self.stores, run)
-        labeled = list(t.query("SELECT window FROM sla_windows WHERE run_id = ? AND labeled > 0 "
-                               "ORDER BY window DESC LIMIT 1", [run]))
-        window = labeled[0]["window"] if labeled else None
-        flows = [] if window is None else self._monitor.flows(window)
+        labeled = SlaStore(self.stores).latest(run, labeled=True)
+        window = labeled["window"] if labeled else None
+        flows = [] if window is None else self._monitor.stored_flows(window)
         flows.sort(key=lambda f: -max(f.predicted_ms or 0.0, f.measured_ms or 0.0) / f.budget_ms)
-        marks = ",".join("?" * len(SHOWN_EVENTS))
-        events = list(t.query(f"SELECT at, kind, detail FROM events WHERE run_id = ? AND kind IN ({marks}) "
-                              "ORDER BY id DESC LIMIT ?", [run, *SHOWN_EVENTS, EVENT_ROWS]))
+        events = self.stores.events(run, SHOWN_EVENTS, newest=EVENT_ROWS)
         return {"run": run, "info": info, "status": status, "phases": phases, "last": last, "sla": sla,
-                "window": window, "flows": flows, "events": events[::-1]}
+                "window": window, "flows": flows, "events": events}
 
     def _from_events(self, run: str) -> dict[str, Any]:
         """A status for a run that stored none (made before the loop persisted it): from its events."""
-        ev = [(k, json.loads(d or "{}")) for k, d in self.stores.traffic.execute(
-            "SELECT kind, detail FROM events WHERE run_id = ? ORDER BY id", [run])]
+        ev = [(e["kind"], e["detail"] if isinstance(e["detail"], dict) else {}) for e in self.stores.events(run)]
         swaps = [d for k, d in ev if k == "swapped"]
         shadow = next((d.get("version") for k, d in ev if k == "shadow"), None)
         return {"shadow": shadow, "detections": sum(k in ("drift", "drift_ignored") for k, _ in ev),
@@ -122,7 +114,7 @@ class ConsoleData:
     def event_lines(d: dict[str, Any]) -> list[str]:
         out = []
         for e in d["events"]:
-            detail = json.loads(e["detail"] or "{}")
+            detail = e["detail"] if isinstance(e["detail"], dict) else {}
             extra = " ".join(f"{k} {detail[k]}" for k in ("window", "job", "version", "seconds") if k in detail)
             out.append(f"{time.strftime('%H:%M:%S', time.localtime(e['at']))} {e['kind']} {extra}")
         return out

@@ -17,32 +17,26 @@ closed loop's latest run (the one whose status was updated last):
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily, StateSetMetricFamily
 
 from sync.manager import STATES
+from sync.sla import summary
+from sync.store import LoopStore, loop_status
 from vtwin.evaluate import nmse_db
 
 from .serving import OBJECTIVE, ServingTwin
-from .sla import summary
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 def recent_nmse(stores, run_id: str, n: int = 100) -> dict[str, float | None]:
-    preds = list(stores.traffic.query(
-        "SELECT window, flow_key, delay_ms, shadow_delay_ms FROM predictions WHERE run_id = ? "
-        "ORDER BY window DESC LIMIT ?", [run_id, 20 * n]))
+    preds = LoopStore(stores).recent_predictions(run_id, 20 * n)
     if not preds:
         return {"serving": None, "shadow": None}
-    lo = min(p["window"] for p in preds)
-    labels = {(r["window"], r["flow_key"]): r["delay_ms"] for r in stores.labels.query(
-        "SELECT window, flow_key, delay_ms FROM labels WHERE run_id = ? AND window >= ? AND delay_ms IS NOT NULL",
-        [run_id, lo])}
+    labels = {k: lab.delay_ms for k, lab in stores.labels_of(run_id, min(p["window"] for p in preds)).items()
+              if lab.delay_ms is not None}
     rows = [(labels[(p["window"], p["flow_key"])], p["delay_ms"], p["shadow_delay_ms"]) for p in preds
             if (p["window"], p["flow_key"]) in labels][:n]
     if len(rows) < 2:
@@ -64,10 +58,10 @@ class TwinCollector:
                                 value=int(active[1:]) if active else 0)
         yield InfoMetricFamily("ndt_model", "the active model", value={"uri": f"registry://{OBJECTIVE}:{active}"
                                                                        if active else "none"})
-        run = stores.latest_run()
+        run = LoopStore(stores).latest_run()
         if run is None:
             return
-        status = self._status(stores, run)
+        status = loop_status(stores, run)
         state = ((status or {}).get("manager") or {}).get("state")
         yield StateSetMetricFamily("ndt_retraining_state", "the model manager's state in the latest run",
                                    value={s: s == state for s in STATES})
@@ -75,8 +69,7 @@ class TwinCollector:
         if ms is not None:
             yield GaugeMetricFamily("ndt_loop_prediction_latency_ms", "median per-window prediction time of the loop",
                                     value=float(ms))
-        drifts = stores.traffic.execute("SELECT count(*) FROM events WHERE run_id = ? AND kind IN "
-                                        "('drift', 'drift_ignored')", [run]).fetchone()[0]
+        drifts = stores.event_count(run, ("drift", "drift_ignored"))
         c = CounterMetricFamily("ndt_drift_detections", "drift detections in the latest run", labels=["run"])
         c.add_metric([run], drifts)
         yield c
@@ -99,11 +92,6 @@ class TwinCollector:
                 if sla[key] is not None:
                     yield GaugeMetricFamily(f"ndt_sla_{key}", f"SLA violation {key} against measured delay",
                                             value=sla[key])
-
-    @staticmethod
-    def _status(stores, run: str) -> dict[str, Any] | None:
-        rows = list(stores.traffic.query("SELECT status FROM loop_status WHERE run_id = ?", [run]))
-        return json.loads(rows[0]["status"]) if rows else None
 
 
 class Metrics:

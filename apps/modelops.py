@@ -31,6 +31,7 @@ from vtwin.registry import Registry, RegistryError, parse_uri, uri
 
 from .evidence import deployment_pack
 from .serving import OBJECTIVE, ServingTwin
+from .store import OpsStore
 
 DEFAULT_THRESHOLDS = {"max_delay_mape": None, "max_mape_regression": 5.0, "max_latency_ms": 100.0,
                       "max_drift_score": 0.5}
@@ -63,18 +64,10 @@ class TrainRequest:
     promote: bool = False
 
 
-def _kpi_metrics(pred: np.ndarray, true: np.ndarray, which: tuple[str, ...], floor: float) -> dict[str, float | None]:
-    from vtwin.evaluate import mape, nmse_db
-
-    ok = np.isfinite(true)
-    out: dict[str, float | None] = {}
-    if "mape" in which:
-        out["mape"] = _r(mape(pred, true, floor))
-    if "nmse_db" in which:
-        out["nmse_db"] = _r(nmse_db(pred, true))
-    if "mae_ms" in which:
-        out["mae_ms"] = _r(float(np.mean(np.abs(pred[ok] - true[ok]))) if ok.any() else None)
-    return out
+def _kpi_metrics(held: dict[str, Any], kpi: str, which: tuple[str, ...]) -> dict[str, float | None]:
+    """The asked measures of `kpi` from a model's held-out scores (`vtwin.lifecycle`)."""
+    names = {"mape": f"{kpi}_mape", "nmse_db": f"{kpi}_nmse_db", "mae_ms": f"{kpi}_mae_ms"}
+    return {m: _r(held.get(names[m])) for m in which}
 
 
 def _r(x: float | None) -> float | None:
@@ -92,15 +85,14 @@ class ModelOps:
                                          running["weight"])
 
     @property
-    def db(self):
-        return self.serving.stores().weights
+    def store(self) -> OpsStore:
+        return OpsStore(self.serving.stores())
 
     # -- records ----------------------------------------------------------------------------------
     def _decide(self, kind: str, subject: str, decision: str, evidence: dict[str, Any]) -> dict[str, Any]:
         rec = {"id": uuid.uuid4().hex[:12], "at": time.time(), "kind": kind, "subject": subject,
                "decision": decision, "evidence": json.dumps(evidence, default=str), "pack": None}
-        with self.db.conn:
-            self.db["decisions"].insert(rec)
+        self.store.add_decision(rec)
         return self._decision(rec)
 
     @staticmethod
@@ -109,37 +101,35 @@ class ModelOps:
                 "at_iso": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(row["at"]))}
 
     def decisions(self, subject: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
-        q = "SELECT * FROM decisions" + (" WHERE subject = ?" if subject else "") + " ORDER BY at DESC LIMIT ?"
-        rows = self.db.query(q, [subject, limit] if subject else [limit])
-        return [self._decision(r) for r in rows][::-1]
+        return [self._decision(r) for r in self.store.decisions(subject, limit)]
 
     def _deployment(self, row: dict[str, Any]) -> dict[str, Any]:
         return {**row, "thresholds": json.loads(row["thresholds"] or "{}"),
                 "evidence_pack_url": f"/reports/deployments/{row['id']}.html"}
 
     def deployment(self, dep_id: str) -> dict[str, Any]:
-        rows = list(self.db.query("SELECT * FROM deployments WHERE id = ?", [dep_id]))
-        if not rows:
+        row = self.store.deployment(dep_id)
+        if row is None:
             raise NotFound(f"no deployment {dep_id!r}")
-        return self._deployment(rows[0])
+        return self._deployment(row)
 
     def deployments(self) -> list[dict[str, Any]]:
-        return [self._deployment(r) for r in self.db.query("SELECT * FROM deployments ORDER BY created_at")]
+        return [self._deployment(r) for r in self.store.deployments()]
 
     def running(self) -> dict[str, Any] | None:
-        rows = list(self.db.query("SELECT * FROM deployments WHERE status = 'running' ORDER BY created_at DESC"))
-        return self._deployment(rows[0]) if rows else None
+        rows = self.store.deployments("running")
+        return self._deployment(rows[-1]) if rows else None
 
     def _pack(self, dep_id: str) -> None:
         dep = self.deployment(dep_id)
         files = deployment_pack(self.serving.stores().root, dep, self.decisions(dep_id))
-        with self.db.conn:
-            self.db.execute("UPDATE decisions SET pack = ? WHERE subject = ? AND pack IS NULL", [files["html"], dep_id])
+        self.store.set_pack(dep_id, files["html"])
 
     # -- train ------------------------------------------------------------------------------------
     def train(self, req: TrainRequest) -> dict[str, Any]:
         from vtwin.dataset import from_stores, split
-        from vtwin.train import OBJECTIVES, TwinModel, data_range, train
+        from vtwin.lifecycle import TrainSpec, train_and_register
+        from vtwin.train import OBJECTIVES
 
         if req.objective not in OBJECTIVES:
             raise OpsError(f"objective must be {' or '.join(OBJECTIVES)}, got {req.objective!r}")
@@ -153,7 +143,7 @@ class ModelOps:
         try:
             stores = self.serving.stores()
             registry = Registry(stores)
-            known = {r for (r,) in stores.traffic.execute("SELECT id FROM runs")}
+            known = stores.run_ids()
             missing = set(req.runs or []) - known
             if missing:
                 raise NotFound(f"no run(s) {', '.join(sorted(missing))}")
@@ -162,34 +152,23 @@ class ModelOps:
             samples = [s for s in from_stores(stores, req.runs or None) if lo <= s.window <= hi]
             if len(samples) < 4:
                 raise OpsError(f"only {len(samples)} labeled window(s) in that range; at least 4 are needed")
-            model = norm = parent = None
             if req.warm_start:
-                objective, version = parse_uri(req.warm_start)
-                model, norm, _ = registry.load(objective, version)
-                parent = uri(objective, version)
+                parse_uri(req.warm_start)  # a clear error for a malformed reference
             fit, test = split(samples, held_out=req.held_out)
-            test = test or fit
             run_id = "train-" + uuid.uuid4().hex[:10]
-            res = train(fit, model=model, norm=norm, budget_s=req.budget_s, progress=False, objective=req.objective,
-                        eager=req.budget_s < 45, lr=3e-3 if req.budget_s < 45 else 1e-3)
-            pd, pj = TwinModel(res.model, res.norm, xla=False).predict(test)
-            yd = np.concatenate([s.delay_ms for s in test])
-            yj = np.concatenate([s.jitter_ms for s in test])
-            metrics = {"delay": _kpi_metrics(pd, yd, req.metrics, 1e-9),
-                       "jitter": _kpi_metrics(pj, yj, req.metrics, 0.01), "held_out_windows": len(test),
-                       "train_windows": len(fit)}
-            training = {"epochs": res.epochs, "best_epoch": res.best_epoch, "seconds": res.seconds,
-                        "stopped": res.stopped, "objective": req.objective, "run_id": run_id}
-            version = registry.register(OBJECTIVE, res.model, res.norm, data_range=data_range(samples),
-                                        metrics={"ml_train": metrics, "training": training}, parent=parent)
-            status = "candidate"
-            if req.promote or registry.active(OBJECTIVE) is None:
-                registry.promote(OBJECTIVE, version)
-                status = "active"
-            out = {"run_id": run_id, "model_uri": uri(OBJECTIVE, version), "status": status, "metrics": metrics,
+            spec = TrainSpec(objective=req.objective, source="service", budget_s=req.budget_s,
+                             warm_start=req.warm_start, promote=req.promote, eager=req.budget_s < 45,
+                             lr=3e-3 if req.budget_s < 45 else 1e-3)
+            res = train_and_register(registry, fit, test, spec)
+            held = res["metrics"]["held_out"]["overall"]
+            metrics = {"delay": _kpi_metrics(held, "delay", req.metrics), "jitter": _kpi_metrics(held, "jitter",
+                                                                                                   req.metrics),
+                       "held_out_windows": res["metrics"]["held_out"]["windows"], "train_windows": len(fit)}
+            training = {**res["metrics"]["training"], "run_id": run_id}
+            out = {"run_id": run_id, "model_uri": res["uri"], "status": res["status"], "metrics": metrics,
                    "training": training, "dataset": {"runs": req.runs, "from_window": req.from_window,
                                                      "to_window": req.to_window, "windows": len(samples)}}
-            self._decide("train", uri(OBJECTIVE, version), f"registered as {status}", out)
+            self._decide("train", res["uri"], f"registered as {res['status']}", out)
             return out
         finally:
             self._train_lock.release()
@@ -231,17 +210,14 @@ class ModelOps:
                    "weight": weight if strategy == "canary" else None, "thresholds": json.dumps(th),
                    "status": "running", "created_at": time.time(), "ended_at": None}
             self.serving.start_candidate(dep["id"], version, strategy, dep["weight"] or 0.0)
-            with self.db.conn:
-                self.db["deployments"].insert(dep)
+            self.store.add_deployment(dep)
             self._decide("deploy", dep["id"], f"{strategy} started", {"model": dep["uri"], "baseline": dep["baseline"],
                                                                       "weight": dep["weight"], "thresholds": th})
             self._pack(dep["id"])
             return self.deployment(dep["id"])
 
     def _end(self, dep_id: str, status: str) -> None:
-        with self.db.conn:
-            self.db.execute("UPDATE deployments SET status = ?, ended_at = ? WHERE id = ?",
-                            [status, time.time(), dep_id])
+        self.store.end_deployment(dep_id, status)
         self.serving.end_candidate(dep_id)
 
     # -- monitor ----------------------------------------------------------------------------------
@@ -249,20 +225,20 @@ class ModelOps:
         from vtwin.dataset import from_stores
 
         stores = self.serving.stores()
-        rows = list(stores.labels.query("SELECT run_id FROM labels ORDER BY rowid DESC LIMIT 1"))
-        if not rows:
+        run = stores.last_labeled_run()
+        if run is None:
             return []
-        samples = sorted(from_stores(stores, [rows[0]["run_id"]]), key=lambda s: s.window)
+        samples = sorted(from_stores(stores, [run]), key=lambda s: s.window)
         return samples[-windows:]
 
     def _window_rates(self, runs: dict[str, list[int]]) -> np.ndarray:
-        t = self.serving.stores().traffic
+        stores = self.serving.stores()
         out = []
         for run, (lo, hi) in runs.items():
-            out += [r for (r,) in t.execute(
-                "SELECT avg(f.measured_bps) FROM snapshots s JOIN snapshot_flows f ON f.snapshot_id = s.id "
-                "WHERE s.run_id = ? AND s.window BETWEEN ? AND ? AND f.flow_no IS NOT NULL GROUP BY s.window",
-                [run, lo, hi]) if r is not None]
+            for w in stores.windows(run, after=lo - 1, upto=hi, run_flows_only=True):
+                rates = [f.measured_bps for f in w.flows if f.measured_bps is not None]
+                if rates:
+                    out.append(float(np.mean(rates)))
         return np.asarray(out, dtype=float)
 
     def drift_score(self, version: str, samples: list) -> float | None:

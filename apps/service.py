@@ -19,8 +19,6 @@ model), 422 for malformed requests.
 
 from __future__ import annotations
 
-import json
-import os
 import pathlib
 import re
 import secrets
@@ -35,6 +33,8 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from sync.sla import SlaStore
+from sync.store import LoopStore, loop_status
 from vtwin.registry import RegistryError
 
 from .config import Config
@@ -162,21 +162,16 @@ def create_app(root: pathlib.Path, config: Config) -> FastAPI:
         model = {"active": f"registry://{OBJECTIVE}:{active}" if active else None,
                  "serving": twin.serving.predictor.version if twin.serving.predictor else None,
                  "deployment": twin.serving.candidate_status()}
-        run = stores.latest_run()
+        run = LoopStore(stores).latest_run()
         loop = latest = None
         if run:
-            rows = list(stores.traffic.query("SELECT * FROM loop_status WHERE run_id = ?", [run]))
-            if rows:
-                st = json.loads(rows[0]["status"])
-                alive = st.get("state") == "running" and _alive(rows[0]["pid"])
-                loop = {**st, "updated_at": rows[0]["updated_at"], "alive": alive,
-                        "retraining": (st.get("manager") or {}).get("state")}
+            loop = loop_status(stores, run)
+            if loop is not None:
+                loop.pop("pid", None)
             snap = stores.last_window(run)
             if snap:
-                sla = list(stores.traffic.query("SELECT * FROM sla_windows WHERE run_id = ? ORDER BY window DESC "
-                                                "LIMIT 1", [run]))
                 latest = {"run": run, "window": snap["window"], "snapshot_id": snap["id"], "flows": snap["n_flows"],
-                          "phase": snap["phase_idx"], "sla": sla[0] if sla else None}
+                          "phase": snap["phase_idx"], "sla": SlaStore(stores).latest(run)}
         return {"lab": {k: lab.get(k) for k in ("status", "topology", "datapath", "delay_backend", "switches",
                                                  "hosts", "controller") if k in lab},
                 "model": model, "loop": loop, "latest_window": latest}
@@ -184,40 +179,30 @@ def create_app(root: pathlib.Path, config: Config) -> FastAPI:
     @app.get("/twin/snapshots", response_model=SnapshotList, responses=ERRORS)
     def snapshots(run: str | None = None, limit: int = Query(50, ge=1, le=1000),
                   offset: int = Query(0, ge=0, le=10 ** 9)) -> dict[str, Any]:
-        t = twin.serving.stores().traffic
-        where, args = (" WHERE run_id = ?", [run]) if run else ("", [])
-        total = t.execute("SELECT count(*) FROM snapshots" + where, args).fetchone()[0]
-        if run and not total and not list(t.query("SELECT id FROM runs WHERE id = ?", [run])):
+        stores = twin.serving.stores()
+        total = stores.window_count(run)
+        if run and not total and run not in stores.run_ids():
             raise ApiError(404, f"no run {run!r}")
-        rows = t.query("SELECT id, run_id AS run, window, t_start, t_end, phase_idx AS phase, n_flows AS flows, "
-                       "n_links AS links FROM snapshots" + where + " ORDER BY t_start DESC, id DESC LIMIT ? OFFSET ?",
-                       [*args, limit, offset])
-        return {"total": total, "snapshots": list(rows)}
+        return {"total": total, "snapshots": stores.snapshot_list(run, limit, offset)}
 
     @app.get("/twin/snapshots/{snapshot_id}", response_model=SnapshotDetail, responses=ERRORS)
     def snapshot(snapshot_id: int = Path(ge=0, le=MAX_ID)) -> dict[str, Any]:
         stores = twin.serving.stores()
-        rows = list(stores.traffic.query("SELECT * FROM snapshots WHERE id = ?", [snapshot_id]))
-        if not rows:
+        w = stores.window_by_id(snapshot_id)
+        if w is None:
             raise ApiError(404, f"no snapshot {snapshot_id}")
-        s = rows[0]
-        pred = {r["flow_key"]: r for r in stores.traffic.query(
-            "SELECT flow_key, version, delay_ms, jitter_ms FROM predictions WHERE run_id = ? AND window = ?",
-            [s["run_id"], s["window"]])}
-        lab = {r["flow_key"]: r for r in stores.labels.query(
-            "SELECT flow_key, delay_ms, jitter_ms, loss_pct FROM labels WHERE run_id = ? AND window = ?",
-            [s["run_id"], s["window"]])}
+        pred = {p["flow_key"]: p for p in LoopStore(stores).predictions(w.run, w.window)}
         flows = []
-        for f in stores.traffic.query("SELECT * FROM snapshot_flows WHERE snapshot_id = ?", [snapshot_id]):
-            f = {**f, "links": json.loads(f["links"] or "[]")}
-            p, m = pred.get(f["flow_key"]), lab.get(f["flow_key"])
-            f["predicted"] = None if p is None else {k: p[k] for k in ("version", "delay_ms", "jitter_ms")}
-            f["measured"] = None if m is None else {k: m[k] for k in ("delay_ms", "jitter_ms", "loss_pct")}
-            flows.append(f)
-        links = list(stores.traffic.query("SELECT * FROM snapshot_links WHERE snapshot_id = ?", [snapshot_id]))
-        return {"id": s["id"], "run": s["run_id"], "window": s["window"], "t_start": s["t_start"], "t_end": s["t_end"],
-                "phase": s["phase_idx"], "flows": s["n_flows"], "links": s["n_links"], "topology": s["topology"],
-                "routing_version": s["routing_version"], "flow_rows": flows, "link_rows": links}
+        for f in w.flows:
+            p, m = pred.get(f.flow_key), w.labels.get(f.flow_key)
+            flows.append({**f.to_dict(), "snapshot_id": w.snapshot_id,
+                          "predicted": None if p is None else {k: p[k] for k in ("version", "delay_ms", "jitter_ms")},
+                          "measured": None if m is None else {"delay_ms": m.delay_ms, "jitter_ms": m.jitter_ms,
+                                                              "loss_pct": m.loss_pct}})
+        links = [{**lk.to_dict(), "snapshot_id": w.snapshot_id} for lk in w.links]
+        return {"id": w.snapshot_id, "run": w.run, "window": w.window, "t_start": w.t_start, "t_end": w.t_end,
+                "phase": w.phase, "flows": len(w.flows), "links": len(w.links), "topology": w.topology,
+                "routing_version": w.routing_version, "flow_rows": flows, "link_rows": links}
 
     @app.post("/twin/whatif", response_model=WhatIfResponse, responses=ERRORS)
     def whatif(body: WhatIfRequest) -> dict[str, Any]:
@@ -294,14 +279,3 @@ def create_app(root: pathlib.Path, config: Config) -> FastAPI:
 
     return app
 
-
-def _alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

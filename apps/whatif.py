@@ -29,7 +29,6 @@ the SLO after; else REVIEW when risk >= 0.3; else APPROVE.
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from dataclasses import dataclass, field, replace
@@ -41,7 +40,7 @@ import numpy as np
 from topologies import Link, Topology
 from topologies.routing import path_links, shortest_path
 from traffic.store import Stores
-from vtwin.dataset import negligible
+from vtwin.dataset import negligible, packet_size
 from vtwin.features import FlowSpec, Snapshot
 
 SCENARIOS = ("link_failure", "node_failure", "capacity_change", "traffic_growth", "add_link", "routing_weight")
@@ -89,24 +88,15 @@ class Network:
 
 
 def baseline(stores: Stores, snapshot_id: int) -> tuple[str, int, Network]:
-    rows = list(stores.traffic.query("SELECT run_id, window FROM snapshots WHERE id = ?", [snapshot_id]))
-    if not rows:
+    window = stores.window_by_id(snapshot_id)
+    if window is None:
         raise UnknownSnapshot(f"no snapshot {snapshot_id}")
-    run = stores.run(rows[0]["run_id"])
-    topo = Topology.from_dict(json.loads(run["topology_json"]))
-    demands = []
-    for f in stores.traffic.query("SELECT * FROM snapshot_flows WHERE snapshot_id = ?", [snapshot_id]):
-        links = json.loads(f["links"] or "[]")
-        if not links or negligible(f):
-            continue
-        rate = f["offered_bps"] or f["measured_bps"] or 0.0
-        wb, wp = f["window_bytes"], f["window_packets"]
-        size = f["pkt_size"] or (max(1.0, wb / wp - 42) if wb and wp else 512.0)
-        demands.append(Demand(f["flow_key"], int(f["src"][1:]) - 1, int(f["dst"][1:]) - 1, float(rate),
-                              float(size), f["proto"] or "udp"))
+    topo = stores.topology(window.run)
+    demands = [Demand(f.flow_key, int(f.src[1:]) - 1, int(f.dst[1:]) - 1, f.rate_bps, packet_size(f), f.proto or "udp")
+               for f in window.flows if f.links and not negligible(f)]
     if not demands:
         raise WhatIfError(f"snapshot {snapshot_id} has no flow crossing a link")
-    return rows[0]["run_id"], rows[0]["window"], Network(topo, demands)
+    return window.run, window.window, Network(topo, demands)
 
 
 def _link(topo: Topology, ref: Any) -> str:

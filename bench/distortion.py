@@ -33,6 +33,9 @@ from statistics import fmean, pstdev
 
 from ndtcli import ROOT, lab_down, ndt, require_root
 
+sys.path.insert(0, str(ROOT))
+from traffic.store import Stores  # noqa: E402
+
 ACTIVITIES = ("startup", "restrained", "unrestrained")
 
 
@@ -53,7 +56,7 @@ def wait_until(cond, timeout: float) -> object:
     while time.monotonic() < deadline:
         try:
             value = cond()
-        except sqlite3.Error:
+        except sqlite3.Error:  # a store being created under the reader
             value = None
         if value:
             return value
@@ -61,12 +64,10 @@ def wait_until(cond, timeout: float) -> object:
     return None
 
 
-def query(db: Path, sql: str, args: list) -> list:
-    con = sqlite3.connect(db, timeout=5)
-    try:
-        return con.execute(sql, args).fetchall()
-    finally:
-        con.close()
+def run_with_phase(stores: Stores, idx: int) -> str | None:
+    """The run once its phase `idx` has started."""
+    run = stores.newest_run()
+    return run if run and any(p["idx"] == idx for p in stores.phases(run)) else None
 
 
 def main() -> int:
@@ -88,13 +89,12 @@ def main() -> int:
 
     def drive() -> None:
         """Start each activity at the start of phases 2-4 (once phase 1's labels exist)."""
+        stores = Stores(data)  # SQLite connections belong to their thread
         for idx, name in enumerate(ACTIVITIES, start=1):
-            row = wait_until(lambda i=idx: query(data / "traffic.db", "SELECT run_id FROM phases WHERE idx = ?", [i]),
-                             args.phase_s * 3)
-            if not row:
+            run_id = wait_until(lambda i=idx: run_with_phase(stores, i), args.phase_s * 3)
+            if not run_id:
                 return
-            run_id = row[0][0]
-            wait_until(lambda: query(data / "labels.db", "SELECT count(DISTINCT window) FROM labels", [])[0][0] >= 10,
+            wait_until(lambda r=run_id: len(stores.label_counts(r)) >= 10,
                        30)  # the settling phase's labels are decoded as phase 2 starts
             start = time.time()
             proc = trainer(str(data), run_id, name, args.phase_s / 2 - 5)
@@ -117,13 +117,13 @@ def main() -> int:
     finally:
         lab_down()
     driver.join(timeout=120)
-    (t0, window_s), = query(data / "traffic.db", "SELECT t0, window_s FROM runs WHERE id = ?", [run["run"]])
-    lab = sqlite3.connect(data / "labels.db")
-    lab.execute(f"ATTACH '{data / 'traffic.db'}' AS t")
-    rows = lab.execute("SELECT l.flow_no, s.phase_idx, l.window, l.delay_ms FROM labels l JOIN t.snapshots s "
-                       "ON s.id = l.snapshot_id WHERE l.run_id = ? AND l.delay_ms IS NOT NULL", [run["run"]]).fetchall()
-    phases = dict(((i, (a, b)) for i, a, b in query(data / "traffic.db", "SELECT idx, start_at, end_at FROM phases "
-                                                       "WHERE run_id = ?", [run["run"]])))
+    stores = Stores(data)
+    info = stores.run(run["run"])
+    t0, window_s = info["t0"], info["window_s"]
+    rows = [(f.flow_no, w.phase, w.window, w.labels[f.flow_key].delay_ms)
+            for w in stores.windows(run["run"], labels=True, run_flows_only=True) for f in w.flows
+            if f.flow_key in w.labels and w.labels[f.flow_key].delay_ms is not None]
+    phases = {p["idx"]: (p["start_at"], p["end_at"]) for p in stores.phases(run["run"])}
     out: dict[str, dict] = {}
     noise = []
     for name, job in jobs.items():

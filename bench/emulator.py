@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sqlite3
 import statistics
 import subprocess
 import sys
@@ -45,6 +44,7 @@ from ptwin.state import CLOCK_TICKS, proc_stat, read_state  # noqa: E402
 from ptwin.switchd import PORTS_PER_DAEMON  # noqa: E402
 from topologies import load  # noqa: E402
 from traffic.flowset import OVERHEAD  # noqa: E402
+from traffic.store import Stores  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from lab_scale import rss_mb  # noqa: E402
@@ -136,16 +136,16 @@ def frames_received(daemons: list[dict]) -> int:
 
 def overheads(data: Path, mean_size: int, protocol: str) -> dict:
     """Per labeled flow-window: delay - propagation - transmission on the path (ms)."""
-    t, lab = sqlite3.connect(data / "traffic.db"), sqlite3.connect(data / "labels.db")
-    (topo_json,) = t.execute("SELECT topology_json FROM runs").fetchone()
-    links = {lk["id"]: lk for lk in json.loads(topo_json)["links"]}
-    paths = {(w, k): json.loads(ls) for w, k, ls in t.execute(
-        "SELECT s.window, f.flow_key, f.links FROM snapshot_flows f JOIN snapshots s ON s.id = f.snapshot_id "
-        "WHERE f.flow_no IS NOT NULL")}
+    stores = Stores(data)
+    run_id = stores.runs()[0]["id"]
+    links = {lk.id: {"delay_ms": lk.delay_ms, "capacity_mbps": lk.capacity_mbps}
+             for lk in stores.topology(run_id).links}
     frame_bits = (mean_size + OVERHEAD[protocol]) * 8
     over, share, per_hop, ok, above_prop = [], [], [], [], []
-    for w, k, d in lab.execute("SELECT window, flow_key, delay_ms FROM labels WHERE delay_ms IS NOT NULL"):
-        path = paths.get((w, k))
+    measured = [(f.links, w.labels[f.flow_key].delay_ms)
+                for w in stores.windows(run_id, labels=True, run_flows_only=True) for f in w.flows
+                if f.flow_key in w.labels and w.labels[f.flow_key].delay_ms is not None]
+    for path, d in measured:
         if not path:
             continue
         prop = sum(links[x]["delay_ms"] for x in path)
@@ -155,8 +155,9 @@ def overheads(data: Path, mean_size: int, protocol: str) -> dict:
         share.append((d - base) / d if d > 0 else 0.0)
         per_hop.append((d - base) / len(path))
         ok.append(d - base < max(2.0, 0.1 * d))
-    flows = t.execute("SELECT count(*), sum(status = 'finished') FROM run_flows").fetchone()
-    labeled = lab.execute("SELECT count(DISTINCT flow_key) FROM labels").fetchone()[0]
+    status = stores.flow_status_counts(run_id)
+    flows = (sum(status.values()), status.get("finished", 0))
+    labeled = len({key for _, key in stores.labels_of(run_id)})
     if not over:
         return {"flows_started": flows[0], "flows_labeled": labeled, "flow_windows": 0}
     q = statistics.quantiles(over, n=10)

@@ -5,7 +5,7 @@
 For each run (default: every run in the data directory) and each phase (the paper's segments),
 the labels' floor: the NMSE, in both definitions (`nmse_power_db`, the paper's, / mean y^2;
 `nmse_var_db`, ours, / variance), of the hindsight oracle that predicts every flow-window by its
-flow's mean delay over the phase (`apps.report.flow_mean_floor`, the same floor the run report
+flow's mean delay over the phase (`sync.report.flow_mean_floor`, the same floor the run report
 gives). No model whose inputs are constant per flow over a phase (offered rate, packet size, path,
 capacities, buffers) can do better on average. Each floor is given for the stored windows and for
 windows of K stored windows merged (the delays weighted by the packets received in each), which
@@ -26,7 +26,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from apps.report import flow_mean_floor  # noqa: E402
+from sync.report import flow_mean_floor  # noqa: E402
 from traffic.store import Stores  # noqa: E402
 
 
@@ -49,15 +49,12 @@ def merged(rows: list[tuple[int, str, float, int]], k: int) -> tuple[np.ndarray,
 
 def run_floors(stores: Stores, run_id: str, merges: list[int]) -> dict:
     run = stores.run(run_id)
-    phase_of = {r["window"]: r["phase_idx"] for r in stores.traffic.query(
-        "SELECT window, phase_idx FROM snapshots WHERE run_id = ? AND phase_idx IS NOT NULL", [run_id])}
-    profiles = {r["idx"]: r["profile"] for r in stores.traffic.query(
-        "SELECT idx, profile FROM phases WHERE run_id = ?", [run_id])}
+    phase_of = {w: p for p, (lo, hi) in stores.phase_windows(run_id).items() for w in range(lo, hi + 1)}
+    profiles = {p["idx"]: p["profile"] for p in stores.phases(run_id)}
     by_phase: dict[int, list[tuple[int, str, float, int]]] = defaultdict(list)
-    for r in stores.labels.query("SELECT window, flow_key, delay_ms, received FROM labels WHERE run_id = ? "
-                                 "AND delay_ms > 0 AND received > 0", [run_id]):
-        if (p := phase_of.get(r["window"])) is not None:
-            by_phase[p].append((r["window"], r["flow_key"], r["delay_ms"], r["received"]))
+    for (w, key), lab in stores.labels_of(run_id).items():
+        if lab.delay_ms and lab.delay_ms > 0 and lab.received and (p := phase_of.get(w)) is not None:
+            by_phase[p].append((w, key, lab.delay_ms, lab.received))
     phases = []
     for p in sorted(by_phase):
         per_merge = []
@@ -97,8 +94,8 @@ def main() -> int:
         print(f"bench/label_floor.py: no labels.db in {args.data}", file=sys.stderr)
         return 1
     stores = Stores(args.data)
-    runs = args.runs or [r["id"] for r in stores.traffic.query("SELECT id FROM runs ORDER BY started_at")]
-    known = {r["id"] for r in stores.traffic.query("SELECT id FROM runs")}
+    runs = args.runs or [r["id"] for r in stores.runs()]
+    known = stores.run_ids()
     if missing := [r for r in runs if r not in known]:
         print(f"bench/label_floor.py: no run {missing[0]} in {args.data}", file=sys.stderr)
         return 1

@@ -39,7 +39,6 @@ import contextlib
 import json
 import os
 import platform
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -57,10 +56,12 @@ from emulator import DAEMONS, CpuSampler, cpu_times, frames_received, lab_parts 
 from lab_scale import rss_mb  # noqa: E402  (bench/lab_scale.py)
 
 from apps.lab_args import capacity_scale  # noqa: E402
+from traffic.store import Stores  # noqa: E402
 from vtwin.dataset import from_jsonl  # noqa: E402
 from vtwin.evaluate import evaluate  # noqa: E402
 from vtwin.paper_data import SEGMENTS, find_splits, import_splits  # noqa: E402
-from vtwin.train import TwinModel, train  # noqa: E402
+from vtwin.train import train  # noqa: E402
+from vtwin.twin import Twin  # noqa: E402
 
 if TYPE_CHECKING:
     from topologies import Topology
@@ -83,7 +84,7 @@ def datasets_run(topology: str, every: int, budget: float, tmp: Path) -> dict:
     fit, val = from_jsonl(fit_file), from_jsonl(val_file)
     import_s = time.monotonic() - t0
     res = train(fit, budget_s=budget, windows_per_batch=64, progress=False)
-    twin = TwinModel(res.model, res.norm)
+    twin = Twin(res.model, res.norm)
     paper = paper_numbers()["delay_nmse_db"].get(topology, {})
     segments = []
     for i, name in enumerate(SEGMENTS):
@@ -340,14 +341,14 @@ def live_run(topology: str, seed: int, args: argparse.Namespace, tmp: Path) -> d
     if proc.returncode != 0:
         raise RuntimeError(f"ndt run on {topology} failed: {(stderr.strip().splitlines() or ['?'])[-1]}")
     run_id = json.loads(stdout)["run"]
-    phases = [dict(r) for r in _rows(data / "traffic.db", "SELECT idx, start_at, end_at FROM phases WHERE run_id = ? "
-                                     "ORDER BY idx", [run_id])]
+    stores = Stores(data)
+    phases = [{k: p[k] for k in ("idx", "start_at", "end_at")} for p in stores.phases(run_id)]
     rep = json.loads(subprocess.run([sys.executable, "-m", "apps", "report", run_id, "--data", str(data), "--json"],
                                     cwd=ROOT, capture_output=True, text=True, check=True, timeout=600).stdout)
-    flows = sqlite3.connect(data / "traffic.db").execute(
-        "SELECT count(*), sum(status = 'finished') FROM run_flows WHERE run_id = ?", [run_id]).fetchone()
-    labeled = sqlite3.connect(data / "labels.db").execute(
-        "SELECT count(DISTINCT flow_key), count(*) FROM labels WHERE run_id = ?", [run_id]).fetchone()
+    status = stores.flow_status_counts(run_id)
+    flows = (sum(status.values()), status.get("finished", 0))
+    labels = stores.labels_of(run_id)
+    labeled = (len({key for _, key in labels}), len(labels))
     idle, total = sampler.idle
     return {"topology": topology, "seed": seed, "run": run_id, "wall_s": round(wall, 1),
             "switches": len(topo.nodes), "links": len(topo.links), "sla_policy": policy,
@@ -359,14 +360,6 @@ def live_run(topology: str, seed: int, args: argparse.Namespace, tmp: Path) -> d
             "flows_started": flows[0], "flows_finished": flows[1], "flows_labeled": labeled[0],
             "labeled_flow_windows": labeled[1], "emulator_overhead": probe.overhead(replies, phases), "report": rep}
 
-
-def _rows(db: Path, sql: str, params: list) -> list[sqlite3.Row]:
-    con = sqlite3.connect(db)
-    con.row_factory = sqlite3.Row
-    try:
-        return con.execute(sql, params).fetchall()
-    finally:
-        con.close()
 
 
 def live_summary(topology: str, runs: list[dict]) -> dict:

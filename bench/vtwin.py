@@ -36,7 +36,8 @@ from vtwin.dataset import Sample, from_jsonl, from_stores, split  # noqa: E402
 from vtwin.evaluate import evaluate, evaluate_by_load  # noqa: E402
 from vtwin.features import FlowSpec, Normalization, Snapshot, graph_tensors  # noqa: E402
 from vtwin.model import build_model, make_predict_fn  # noqa: E402
-from vtwin.train import TwinModel, train  # noqa: E402
+from vtwin.train import train  # noqa: E402
+from vtwin.twin import Twin  # noqa: E402
 
 
 def synthetic_snapshot(nodes: int = 50, flows: int = 2000, seed: int = 0) -> Snapshot:
@@ -94,7 +95,7 @@ def accuracy(train_paths: list[str], unseen: str | None, budget: float, state: i
     fit, held = split(samples)
     t0 = time.perf_counter()
     res = train(fit, state=state, iterations=iterations, budget_s=budget, epochs=1000, patience=40, progress=False)
-    gnn = TwinModel(res.model, res.norm)
+    gnn = Twin(res.model, res.norm)
     steps = res.history and len(res.history)
     mlp = MLPBaseline().fit(fit)
     models = {"gnn": gnn.predict, "mm1": mm1_predict, "mlp": mlp.predict}

@@ -59,9 +59,9 @@ def question(data: str) -> tuple[int, str]:
     from traffic.store import Stores
 
     stores = Stores(data)
-    snap = stores.traffic.execute(
-        "SELECT s.id FROM snapshots s JOIN snapshot_flows f ON f.snapshot_id = s.id WHERE s.phase_idx = 1 "
-        "AND f.flow_no IS NOT NULL GROUP BY s.id ORDER BY count(*) DESC, s.window LIMIT 1").fetchone()[0]
+    run = stores.runs()[-1]["id"]
+    busiest = max(stores.windows(run, phase=1, run_flows_only=True), key=lambda w: (len(w.flows), -w.window))
+    snap = busiest.snapshot_id
     net = baseline(stores, snap)[2]
     util = utilization(route(net)[0])
     bridges = {net.topo.link_between(u, v).id for u, v in nx.bridges(nx.Graph([(lk.a, lk.b)
@@ -171,11 +171,11 @@ def main() -> int:
     # the twin's predicted post-failure delays against the emulated measurements
     from traffic.store import Stores
 
-    measured = {}
-    for key, d in Stores(Path(data) / "emulated").labels.execute(
-            "SELECT flow_key, avg(delay_ms) FROM labels WHERE run_id = ? GROUP BY flow_key", [run2["run"]]):
-        if d is not None:
-            measured[flow_id(key)] = d
+    delays: dict[str, list[float]] = {}
+    for (_, key), lab in Stores(Path(data) / "emulated").labels_of(run2["run"]).items():
+        if lab.delay_ms is not None:
+            delays.setdefault(key, []).append(lab.delay_ms)
+    measured = {flow_id(key): sum(d) / len(d) for key, d in delays.items()}
     pairs = [(f["post_delay_ms"], measured[flow_id(f["flow"])]) for f in res["flows"]
              if f["post_delay_ms"] is not None and flow_id(f["flow"]) in measured and f["flow"].endswith(
                  tuple(f":{10100 + i}" for i in range(args.flows)))]

@@ -29,6 +29,8 @@ from dataclasses import asdict, dataclass, field
 from statistics import fmean
 from typing import Any
 
+from traffic.window import WindowFlow
+
 FEATURES = ("rate", "spread", "size")
 
 
@@ -133,13 +135,13 @@ class DriftDetector:
         return self
 
 
-def window_features(flows: list[dict[str, Any]]) -> dict[str, float] | None:
-    """The features of one window from its run flows' rows (measured_bps, window bytes/packets)."""
-    rates = [f["measured_bps"] / 1e6 for f in flows if f.get("measured_bps") is not None]
+def window_features(flows: list[WindowFlow]) -> dict[str, float] | None:
+    """The features of one window from its run flows (measured rate, window bytes and packets)."""
+    rates = [f.measured_bps / 1e6 for f in flows if f.measured_bps is not None]
     if not rates:
         return None
     mean = fmean(rates)
     spread = (fmean((r - mean) ** 2 for r in rates) ** 0.5) / mean if mean > 0 else 0.0
-    pkts = sum(f.get("window_packets") or 0 for f in flows)
-    size = sum(f.get("window_bytes") or 0 for f in flows) / pkts if pkts else 0.0
+    pkts = sum(f.window_packets or 0 for f in flows)
+    size = sum(f.window_bytes or 0 for f in flows) / pkts if pkts else 0.0
     return {"rate": mean, "spread": spread, "size": size}

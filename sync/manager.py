@@ -120,9 +120,7 @@ class ModelManager:
             return True
 
     def labeled_windows_from(self, window: int) -> int:
-        return self.stores.labels.execute(
-            "SELECT count(DISTINCT window) FROM labels WHERE run_id = ? AND window >= ? AND delay_ms IS NOT NULL",
-            [self.run_id, window]).fetchone()[0]
+        return self.stores.labeled_windows_from(self.run_id, window)
 
     def tick(self) -> None:
         """Advance the state machine; called by the loop every window (never blocks for long)."""

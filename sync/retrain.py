@@ -103,26 +103,27 @@ class Retrainer:
         self.fitter.warm_up()
         self.initial = self.fitter.model.get_weights()  # a bootstrap job starts from these
 
-    def _fitter_for(self, model) -> Any:
-        """The traced fitter, or a new one if `model` has another architecture."""
+    def _fitter_for(self, parent: str | None) -> Any:
+        """The traced fitter, ready for the job: a new one if the parent has another architecture;
+        for a bootstrap (no parent), at its initial weights."""
         from vtwin.train import Fitter
 
-        f = self.fitter
-        if (f.model.state, f.model.iterations) != (model.state, model.iterations):
-            self.fitter = Fitter(model)
+        if parent is None:
+            self.fitter.model.set_weights(self.initial)
+            return self.fitter
+        cfg = self.registry.show("delay", parent)["config"]
+        if (self.fitter.model.state, self.fitter.model.iterations) != (cfg["state"], cfg["iterations"]):
+            from vtwin.model import build_model
+
+            self.fitter = Fitter(build_model(cfg["state"], cfg["iterations"]))
             self.fitter.warm_up()
-            self.initial = None
-        else:
-            f.model.set_weights(model.get_weights())
+            self.initial = self.fitter.model.get_weights()
         return self.fitter
 
     def run_job(self, job: Job) -> dict[str, Any]:
-        import numpy as np
-
         from vtwin.dataset import from_stores
-        from vtwin.evaluate import scores
+        from vtwin.lifecycle import TrainSpec, train_and_register
         from vtwin.registry import uri
-        from vtwin.train import data_range
 
         t0 = time.monotonic()
         # the run's own windows only: reading every run of the data directory per job grew with it
@@ -135,34 +136,16 @@ class Retrainer:
         k = max(1, round(len(post) * job.held_out))
         fit_post, held = post[:-k], post[-k:]
         replay = random.Random(job.seed).sample(older, min(job.replay, len(older)))
-
-        def score(fitter, norm) -> dict[str, Any]:
-            d, j = fitter.predict_samples(held, norm)
-            return scores(d, j, np.concatenate([s.delay_ms for s in held]),
-                          np.concatenate([s.jitter_ms for s in held]))
-
-        norm = serving = parent_uri = None
-        if job.parent:
-            model, norm, _ = self.registry.load("delay", job.parent)
-            parent_uri = uri("delay", job.parent)
-            fitter = self._fitter_for(model)
-            serving = score(fitter, norm)  # the parent, before training moves its weights
-        else:
-            fitter = self.fitter
-            if self.initial is not None:
-                fitter.model.set_weights(self.initial)
-        res = fitter.fit(fit_post + replay, norm, budget_s=job.budget, epochs=1000, patience=job.patience,
-                         min_delta=job.min_delta, seed=job.seed, progress=False, lr=job.lr)
-        cand = score(fitter, res.norm)
-        metrics = {"validation": {"candidate": cand, "serving": serving, "windows": [held[0].window, held[-1].window]},
-                   "training": {"epochs": res.epochs, "best_epoch": res.best_epoch, "seconds": res.seconds,
-                                "stopped": res.stopped, "val_delay_mape": res.best_val_mape}}
-        version = self.registry.register("delay", res.model, res.norm, data_range=data_range(fit_post + replay),
-                                         metrics=metrics, parent=parent_uri)
-        return {"version": version, "candidate": cand, "serving": serving, "post_windows": len(post),
-                "train_windows": len(fit_post), "replay_windows": len(replay), "held_out_windows": len(held),
-                "first_train_window": fit_post[0].window if fit_post else None,
-                "training": metrics["training"], "seconds": round(time.monotonic() - t0, 2)}
+        spec = TrainSpec(source="loop", epochs=1000, budget_s=job.budget, patience=job.patience,
+                         min_delta=job.min_delta, seed=job.seed, lr=job.lr,
+                         warm_start=uri("delay", job.parent) if job.parent else None)
+        # registered as a candidate: the model manager validates it against the serving model
+        out = train_and_register(self.registry, fit_post + replay, held, spec, fitter=self._fitter_for(job.parent))
+        m = out["metrics"]
+        return {"version": out["version"], "candidate": m["held_out"]["overall"], "serving": m["parent"],
+                "post_windows": len(post), "train_windows": len(fit_post), "replay_windows": len(replay),
+                "held_out_windows": len(held), "first_train_window": fit_post[0].window if fit_post else None,
+                "training": m["training"], "seconds": round(time.monotonic() - t0, 2)}
 
 
 def _print(obj: dict[str, Any]) -> None:

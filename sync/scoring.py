@@ -4,7 +4,6 @@ changes, false alarms (detections in the first phase, or more than one per phase
 
 from __future__ import annotations
 
-from collections import defaultdict
 from typing import Any
 
 from traffic.store import Stores
@@ -15,19 +14,11 @@ from .drift import DriftConfig, DriftDetector, window_features
 def run_stream(stores: Stores, run_id: str) -> list[tuple[int, int | None, dict[str, float]]]:
     """(window, phase, features) of every stored window of the run that has run flows."""
     stores.run(run_id)  # a clear error for an unknown run
-    flows: dict[int, list[dict[str, Any]]] = defaultdict(list)
-    phase: dict[int, int | None] = {}
-    for r in stores.traffic.query(
-            "SELECT s.window, s.phase_idx, f.measured_bps, f.window_bytes, f.window_packets FROM snapshots s "
-            "JOIN snapshot_flows f ON f.snapshot_id = s.id WHERE s.run_id = ? AND f.flow_no IS NOT NULL "
-            "ORDER BY s.window", [run_id]):
-        flows[r["window"]].append(r)
-        phase[r["window"]] = r["phase_idx"]
     out = []
-    for w in sorted(flows):
-        feats = window_features(flows[w])
+    for w in stores.windows(run_id, run_flows_only=True):
+        feats = window_features(w.flows)
         if feats is not None:
-            out.append((w, phase[w], feats))
+            out.append((w.window, w.phase, feats))
     return out
 
 

@@ -155,11 +155,11 @@ def seed_loop_run(data: Path, topology: str, schedule: dict[str, Any], *, run_id
     windows into it, the predictions of both, the loop's final status and events, and the SLA
     monitor's windows. Returns what `ndt run --json` would summarize: run, serving, shadow, swaps."""
 
-    from apps.sla import SlaMonitor
-    from vtwin.dataset import from_stores, window_snapshot
-    from vtwin.features import graph_tensors
+    from sync.sla import SlaMonitor
+    from sync.stages import Prediction
+    from sync.store import LoopStore
+    from vtwin.dataset import from_stores
     from vtwin.registry import Registry
-    from vtwin.train import TwinModel
 
     seed_traffic_run(data, topology, schedule, run_id=run_id, seed=seed)
     stores = Stores(data)
@@ -174,32 +174,27 @@ def seed_loop_run(data: Path, topology: str, schedule: dict[str, Any], *, run_id
     retrained = train_seeded(samples, epochs, seed)
     v2 = reg.register("delay", retrained.model, retrained.norm, parent=v1)
     reg.promote("delay", v2)
-    windows = {r["window"]: r["phase_idx"] for r in stores.traffic.query(
-        "SELECT window, phase_idx FROM snapshots WHERE run_id = ? ORDER BY window", [run_id])}
-    second = min(w for w, p in windows.items() if p == 1)
+    windows = stores.windows(run_id, labels=True)
+    phase = {w.window: w.phase for w in windows}
+    second = min(w for w, p in phase.items() if p == 1)
     drift_w, swap_w = second + detect_after, second + swap_after
-    topo = Topology.from_dict(json.loads(stores.run(run_id)["topology_json"]))
-    twins = {v1: TwinModel(boot.model, boot.norm, xla=False), v2: TwinModel(retrained.model, retrained.norm, xla=False)}
-    rows = []
-    for w in windows:
-        flows = list(stores.traffic.query("SELECT f.* FROM snapshot_flows f JOIN snapshots s ON s.id = f.snapshot_id "
-                                          "WHERE s.run_id = ? AND s.window = ?", [run_id, w]))
-        snap = window_snapshot(topo, flows)
-        if snap is None:
-            continue
-        g = graph_tensors([snap])
-        version = v2 if w >= swap_w else v1
-        d, j = twins[version].predict_tensors(g)
-        sd, sj = twins[v1].predict_tensors(g) if version != v1 else (d, j)
-        rows += [{"run_id": run_id, "window": w, "flow_key": spec.key, "version": version, "delay_ms": float(d[i]),
-                  "jitter_ms": float(j[i]), "shadow_version": v1, "shadow_delay_ms": float(sd[i]),
-                  "shadow_jitter_ms": float(sj[i]), "predicted_at": T0 + w + 1}
-                 for i, spec in enumerate(snap.flows)]
-    with stores.traffic.conn:
-        stores.traffic["predictions"].insert_all(rows)
-    last = max(windows)
+    topo = stores.topology(run_id)
+    # the loop's own stages on the stored windows: v1 serves (and is the shadow), v2 from swap_w
+    loop_store = LoopStore(stores)
+    prediction = Prediction(stores, loop_store, run_id, topo)
+    sla = SlaMonitor(stores, run_id, topo=topo, predicted=prediction.predicted)
+    prediction.serve(v1)
+    try:
+        for w in windows:
+            if w.window == swap_w:
+                prediction.serve(v2)
+            prediction.update(w)
+            sla.update(w)
+        sla.finish()
+    finally:
+        prediction.close()
+    last = windows[-1].window
     at = {w: T0 + w + 1 for w in (0, drift_w, swap_w, last)}
-    stores.event(run_id, at[0], "shadow", {"version": v1})
     stores.event(run_id, at[0], "swapped", {"state": "serving", "job": "bootstrap", "version": v1, "seconds": 8.0})
     stores.event(run_id, at[drift_w], "drift", {"state": "serving", "window": drift_w, "features": ["rate"],
                                                 "phase": 1})
@@ -207,12 +202,11 @@ def seed_loop_run(data: Path, topology: str, schedule: dict[str, Any], *, run_id
                                                            "from_window": drift_w})
     stores.event(run_id, at[swap_w], "swapped", {"state": "serving", "job": "retrain", "version": v2,
                                                  "drift_window": drift_w, "seconds": 20.0})
-    stores.write_status(run_id, {
-        "run": run_id, "state": "finished", "window": last, "phase": windows[last], "phases": len(schedule["phases"]),
+    loop_store.write_status(run_id, {
+        "run": run_id, "state": "finished", "window": last, "phase": phase[last], "phases": len(schedule["phases"]),
         "predicted": len(windows), "detections": 1, "shadow": v1,
         "manager": {"state": "serving", "serving": v2, "swaps": 2, "training_s": 28.0, "worker": None, "job": None},
         "detector": {"features": ["rate"], "filled": 20, "window": 20, "seen": len(windows), "last_detection": drift_w},
         "predict_ms": 4.2})
-    SlaMonitor(stores, run_id).update()
     stores.close()
     return {"run": run_id, "serving": v2, "shadow": v1, "swaps": 2, "drift_window": drift_w, "swap_window": swap_w}

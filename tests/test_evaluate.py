@@ -51,7 +51,7 @@ def test_scores_label_both_definitions():
 
 
 def test_the_labels_floor_is_what_predicting_each_flow_by_its_own_mean_leaves():
-    from apps.report import flow_mean_floor
+    from sync.report import flow_mean_floor
 
     # two flows, each steady apart from a +-1 ms wobble from window to window
     flow = np.array([0, 0, 0, 0, 1, 1, 1, 1])

@@ -72,7 +72,7 @@ def test_ndt_train_accepts_the_imported_file(imported, tmp_path):
     out, _ = imported
     r = json.loads(ndt("train", "--dataset", str(out), "--data", str(tmp_path / "data"), "--epochs", "2",
                        "--budget", "20", "--json", timeout=300).stdout)
-    assert r["uri"] == "registry://delay:v1" and r["gnn"]["overall"]["flows"] > 0, r
+    assert r["uri"] == "registry://delay:v1" and r["metrics"]["held_out"]["overall"]["flows"] > 0, r
 
 
 def test_bad_directories_are_one_error_line(tmp_path):

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from apps.config import ConfigError, load_config
-from apps.sla import SlaPolicy, SlaPolicyError, confusion, totals
+from sync.sla import SlaPolicy, SlaPolicyError, confusion, totals
 
 
 def test_budget_comes_from_the_first_matching_flow_rule_then_the_class_then_the_path():

@@ -137,7 +137,7 @@ def test_a_trainer_that_raises_leaves_the_old_model_serving(serving_registry):
     assert m.serving == v1 and reg.active("delay") == v1 and swapped == []
     failed = [e for e in m.history if e["kind"] == "training_failed"]
     assert failed and "trainer exploded" in failed[0]["error"]
-    kinds = [r["kind"] for r in stores.traffic.query("SELECT kind FROM events WHERE run_id = 'run-x'")]
+    kinds = [e["kind"] for e in stores.events("run-x")]
     assert kinds == ["drift", "training_started", "training_failed"]
 
 
@@ -171,13 +171,16 @@ def test_labels_pause_while_a_job_trains(serving_registry):
     m, _ = manager(stores, python_trainer("import time; time.sleep(1.5)"))
     m.on_drift(3)
     m.tick()
-    query = "SELECT start_at, end_at FROM label_pauses WHERE reason = 'retrain training'"
-    (start, end), = stores.traffic.execute(query).fetchall()
+    def training_pause() -> tuple[float, float | None]:
+        (p,) = [p for p in stores.pauses("run-x") if p["reason"] == "retrain training"]
+        return p["start_at"], p["end_at"]
+
+    start, end = training_pause()
     assert end is None  # open while the job runs
     wait_for(lambda: (m.tick(), m.state == "serving")[1], timeout=30, what="the job's end")
-    (start, end), = stores.traffic.execute(query).fetchall()
+    start, end = training_pause()
     assert end - start >= 1.0
-    assert stores.traffic.execute("SELECT count(*) FROM label_pauses WHERE end_at IS NULL").fetchone()[0] == 0
+    assert all(p["end_at"] is not None for p in stores.pauses("run-x"))
     t0 = start - 10.25  # the pause starts 10.25 s into a run of 1 s windows: window 10 is the first paused
     paused = stores.paused_windows("run-x", t0, 1.0)
     assert min(paused) == 10 and max(paused) == int(end - t0) and 9 not in paused

@@ -17,7 +17,7 @@ from vtwin.errors import RegistryError, SnapshotError
 from vtwin.features import FlowSpec, Normalization, Snapshot, graph_tensors
 from vtwin.model import build_model, make_predict_fn
 from vtwin.predictor import Predictor
-from vtwin.registry import Registry, _build, parse_uri
+from vtwin.registry import Registry, parse_uri
 
 from .conftest import TRAFFIC_SCHEDULE, ndt
 from .seeded import seed_traffic_run
@@ -70,7 +70,6 @@ def test_an_overloaded_link_has_a_full_buffer_and_the_links_after_it_see_only_wh
     assert g["link_full"][l0] == pytest.approx(g["link_x"][l0, buf]) and g["link_full"][l1] == 0.0
     # an untrained model already puts (nearly) the full buffer on the flows crossing L0
     model = build_model(8, 1)
-    _build(model)
     delay, _ = make_predict_fn(model, xla=False)(Normalization.fit([g]).apply(g))
     assert delay[0] >= g["link_x"][l0, prop] + g["link_x"][l1, prop] + 0.9 * g["link_x"][l0, buf]
     assert delay[2] < g["link_x"][l1, prop] + 0.5 * g["link_x"][l0, buf]  # 1->2 crosses only L1
@@ -89,9 +88,8 @@ def test_the_buffer_feature_follows_the_topology_and_a_model_of_other_features_i
     stores = Stores(tmp_path)
     reg = Registry(stores)
     model = build_model(8, 1)
-    _build(model)
     v = reg.register("delay", model, Normalization.fit([g]))
-    assert reg.load("delay", v)[2]["config"]["link_features"][-2:] == ["buffer_ms", "full_buffer_ms"]
+    assert reg.twin("delay", v).meta["config"]["link_features"][-2:] == ["buffer_ms", "full_buffer_ms"]
     # a model stored before the buffer was a feature: four link features in its normalization
     row = stores.weights.execute("SELECT config, normalization FROM models").fetchone()
     cfg, norm = json.loads(row[0]), json.loads(row[1])
@@ -100,7 +98,7 @@ def test_the_buffer_feature_follows_the_topology_and_a_model_of_other_features_i
     stores.weights.execute("UPDATE models SET config = ?, normalization = ?", [json.dumps(cfg), json.dumps(norm)])
     stores.weights.conn.commit()
     with pytest.raises(RegistryError, match="trained on link features 4 features.*train a new model"):
-        reg.load("delay", v)
+        reg.twin("delay", v)
 
 
 def test_padding_and_batching_do_not_change_a_prediction():
@@ -145,7 +143,6 @@ def register_random(reg: Registry, seed: int, norm: Normalization, **kw) -> str:
 
     keras.utils.set_random_seed(seed)
     model = build_model(16, 3)
-    _build(model)
     return reg.register("delay", model, norm, **kw)
 
 
@@ -154,13 +151,11 @@ def test_registry_round_trip_is_bit_exact_and_tracks_status(tmp_path):
     g = graph_tensors([mesh_snapshot()])
     norm = Normalization.fit([g])
     v1 = register_random(reg, 1, norm, metrics={"x": 1})
-    model, norm2, meta = reg.load("delay", v1)
-    again, _, _ = reg.load("delay", v1)
-    for a, b in zip(model.get_weights(), again.get_weights(), strict=True):
+    twin, again = reg.twin("delay", v1), reg.twin("delay", v1)
+    for a, b in zip(twin.model.get_weights(), again.model.get_weights(), strict=True):
         assert a.dtype == b.dtype and np.array_equal(a, b)
-    d1, _ = make_predict_fn(model)(norm2.apply(g))
-    d2, _ = make_predict_fn(again)(norm2.apply(g))
-    assert np.array_equal(d1, d2)
+    assert np.array_equal(twin.predict_graph(g)[0], again.predict_graph(g)[0])
+    meta = twin.meta
     assert meta["uri"] == "registry://delay:v1" and meta["metrics"] == {"x": 1}
     v2 = register_random(reg, 2, norm, parent="registry://delay:v1")
     reg.promote("delay", v1)
@@ -181,8 +176,7 @@ def test_swap_under_concurrent_predictions_never_tears(tmp_path):
     reg.promote("delay", v1)
     expected = {}
     for v in (v1, v2):
-        m, n, _ = reg.load("delay", v)
-        expected[v] = make_predict_fn(m)(n.apply(g))[0]
+        expected[v] = reg.twin("delay", v).predict_graph(g)[0]
     assert not np.allclose(expected[v1], expected[v2])
     pred = Predictor(reg)
     bad, count, errors = [], [0], []
@@ -191,7 +185,7 @@ def test_swap_under_concurrent_predictions_never_tears(tmp_path):
     def worker() -> None:
         while not stop.is_set():
             try:
-                d, _, version = pred.predict_tensors(g)
+                d, _, version = pred.predict_graph(g)
             except Exception as exc:  # noqa: BLE001 - a failed prediction is what the test looks for
                 errors.append(repr(exc))
                 continue
@@ -215,17 +209,17 @@ def test_swap_under_concurrent_predictions_never_tears(tmp_path):
 def test_training_on_a_real_lab_beats_the_untrained_model(traffic_run):
     from vtwin.dataset import from_stores, split
     from vtwin.evaluate import evaluate
-    from vtwin.train import TwinModel, train
+    from vtwin.train import train
+    from vtwin.twin import Twin
 
     samples = from_stores(Stores(traffic_run["data"]))
     assert len(samples) >= 10
     fit, test = split(samples)
     untrained = build_model(32, 6)
-    _build(untrained)
     norm = Normalization.fit([graph_tensors([s.snapshot for s in fit])])
-    before = evaluate(TwinModel(untrained, norm).predict, test)["overall"]["delay_mape"]
+    before = evaluate(Twin(untrained, norm).predict, test)["overall"]["delay_mape"]
     res = train(fit, epochs=60, budget_s=40, progress=False)
-    after = evaluate(TwinModel(res.model, res.norm).predict, test)["overall"]["delay_mape"]
+    after = evaluate(Twin(res.model, res.norm).predict, test)["overall"]["delay_mape"]
     assert after < before and after < 50.0, (before, after)
 
 
@@ -234,16 +228,23 @@ def test_train_and_model_commands(tmp_path):
     seed_traffic_run(data, "diamond", TRAFFIC_SCHEDULE)
     out = json.loads(ndt("train", "--data", str(data), "--budget", "15", "--epochs", "10", "--json").stdout)
     assert out["uri"] == "registry://delay:v1" and out["status"] == "active"
-    assert out["gnn"]["overall"]["delay_mape"] is not None and out["mm1"]["delay_mape"] is not None
+    held = out["metrics"]["held_out"]
+    assert held["overall"]["delay_mape"] is not None and out["metrics"]["mm1"]["delay_mape"] is not None
+    assert held["overall"]["delay_nmse_db"] is not None and held["overall"]["delay_nmse_power_db"] is not None
+    assert out["metrics"]["training"]["source"] == "cli" and out["metrics"]["parent"] is None
     out2 = json.loads(ndt("train", "--data", str(data), "--budget", "10", "--epochs", "3",
                           "--warm-start", "registry://delay:v1", "--json").stdout)
     assert out2["uri"] == "registry://delay:v2" and out2["status"] == "candidate"
+    assert out2["metrics"]["parent"]["delay_mape"] is not None  # v1 scored on the same held-out windows
     shown = json.loads(ndt("model", "show", "registry://delay:v2", "--data", str(data), "--json").stdout)
     assert shown["parent"] == "registry://delay:v1" and shown["data_range"]
     ndt("model", "promote", "v2", "--data", str(data))
     assert json.loads(ndt("model", "rollback", "--data", str(data), "--json").stdout)["active"] == "v1"
     listed = json.loads(ndt("model", "list", "--data", str(data), "--json").stdout)
     assert [m["status"] for m in listed] == ["active", "rolled_back"]
+    assert all(m["metrics"]["held_out"]["overall"]["delay_mape"] is not None for m in listed)
+    table = ndt("model", "list", "--data", str(data)).stdout
+    assert "DELAY_MAPE" in table and "None" not in table.split("\n", 1)[1], table
     r = ndt("model", "show", "registry://delay:v9", "--data", str(data), check=False)
     assert r.returncode == 1 and r.stderr.count("\n") == 1 and "no model" in r.stderr
 
@@ -262,7 +263,6 @@ def test_a_fitter_traces_once_and_its_fits_do_not_leak_into_each_other():
         delay = 2.0 + 3.0 * rates * (1 + 0.1 * (w % 3))
         samples.append(Sample("run-x", w, 0, topo.name, snap, delay, 0.1 * delay))
     model = build_model(16, 2)
-    _build(model)
     w0 = model.get_weights()
     fitter = Fitter(model)
     fitter.warm_up()
@@ -280,14 +280,14 @@ def test_a_fitter_traces_once_and_its_fits_do_not_leak_into_each_other():
 def test_snapshots_leave_out_negligible_background_flows():
     """D-ITG's signaling connections (not the run's, a few kbit/s) stay out of a window's snapshot;
     TCP acknowledgement streams and the run's own flows, however slow, stay in."""
+    from traffic.window import WindowFlow
     from vtwin.dataset import window_snapshot
 
     topo = load("line3")
 
-    def row(key: str, flow_no: int | None, bps: float) -> dict:
-        return {"flow_key": key, "links": json.dumps(["L0"]), "src": "h1", "proto": "tcp", "flow_no": flow_no,
-                "offered_bps": bps if flow_no is not None else None, "measured_bps": bps, "pkt_size": None,
-                "window_bytes": 6600, "window_packets": 100}
+    def row(key: str, flow_no: int | None, bps: float) -> WindowFlow:
+        return WindowFlow(key, "h1", "h3", "tcp", ("L0",), flow_no=flow_no, measured_bps=bps,
+                          offered_bps=bps if flow_no is not None else None, window_bytes=6600, window_packets=100)
 
     snap = window_snapshot(topo, [row("run-slow", 0, 2e3), row("signaling", None, 3e3), row("acks", None, 6e4)])
     assert [f.key for f in snap.flows] == ["run-slow", "acks"]

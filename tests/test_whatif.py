@@ -24,10 +24,9 @@ def twin(tmp_path_factory):
     res = train_seeded(from_stores(stores))
     reg = Registry(stores)
     reg.promote("delay", reg.register("delay", res.model, res.norm))
-    snap = stores.traffic.execute("SELECT s.id FROM snapshots s JOIN snapshot_flows f ON f.snapshot_id = s.id "
-                                  "WHERE f.flow_no IS NOT NULL AND s.phase_idx = 0 GROUP BY s.id "
-                                  "ORDER BY count(*) DESC, s.id LIMIT 1").fetchone()[0]
-    return data, snap
+    run = stores.runs()[0]["id"]
+    busiest = max(stores.windows(run, phase=0, run_flows_only=True), key=lambda w: (len(w.flows), -w.window))
+    return data, busiest.snapshot_id
 
 
 def ask(data, request: dict, check: bool = True):

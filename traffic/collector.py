@@ -50,21 +50,15 @@ class Collector:
         last = self.stores.last_window(self.run_id)
         if last is None:
             return
-        for r in self.stores.traffic.query(
-                "SELECT flow_key, packets, bytes FROM snapshot_flows WHERE snapshot_id = ?", [last["id"]]):
-            self.prev[r["flow_key"]] = (r["packets"], r["bytes"])
+        self.prev.update(self.stores.counters(last["id"]))
 
     def _offered(self) -> dict[str, dict[str, Any]]:
         """Traffic-run flows by match key (the source port is chosen by the OS)."""
-        return {match_key(r["proto"], r["src_ip"], r["dst_ip"], r["dport"]): r for r in self.stores.traffic.query(
-            "SELECT proto, src_ip, dst_ip, dport, flow_no, offered_bps, pkt_size FROM run_flows WHERE run_id = ?",
-            [self.run_id])}
+        return {match_key(r["proto"], r["src_ip"], r["dst_ip"], r["dport"]): r
+                for r in self.stores.run_flows(self.run_id)}
 
     def _phase_at(self, t: float) -> int | None:
-        rows = list(self.stores.traffic.query(
-            "SELECT idx FROM phases WHERE run_id = ? AND start_at <= ? AND (end_at IS NULL OR end_at > ?) "
-            "ORDER BY idx DESC LIMIT 1", [self.run_id, t, t]))
-        return rows[0]["idx"] if rows else None
+        return self.stores.phase_at(self.run_id, t)
 
     def _stale(self, flows: list[tuple[str, dict[str, Any]]], offered: dict[str, dict[str, Any]]) -> bool:
         """True when no run flow's counters were refreshed since the last window was stored."""

@@ -231,9 +231,8 @@ class TrafficRun:
         pps = bps / (8.0 * wire)
         sig_ports = self._start_receivers(idx)
         start = time.time()
-        self.stores.traffic["phases"].insert({
-            "run_id": self.run_id, "idx": idx, "profile": prof.name, "protocol": prof.protocol,
-            "load": phase.load, "planned_s": phase.duration_s, "start_at": start, "end_at": None}, replace=True)
+        self.stores.start_phase({"run_id": self.run_id, "idx": idx, "profile": prof.name, "protocol": prof.protocol,
+                                 "load": phase.load, "planned_s": phase.duration_s, "start_at": start, "end_at": None})
         senders = []
         rows = []
         for no, pair in enumerate(self.pairs):
@@ -253,8 +252,7 @@ class TrafficRun:
                          "proto": prof.protocol.lower(), "sport": None, "dport": dport,
                          "rate_pps": pps, "pkt_size": prof.mean_size, "offered_bps": bps, "idt": prof.idt,
                          "size_dist": prof.size, "status": "running", "error": None})
-        with self.stores.traffic.conn:
-            self.stores.traffic["run_flows"].insert_all(rows, replace=True)
+        self.stores.add_run_flows(rows)
         return senders
 
     def _finish_phase(self, idx: int, senders: list[Sender], planned_end: float) -> dict[str, int]:
@@ -265,18 +263,17 @@ class TrafficRun:
             time.sleep(0.2)
         counts = {"finished": 0, "failed": 0, "stopped": 0}
         left = kill_then_reap(senders)
-        with self.stores.traffic.conn:
-            for s in senders:
-                if s in left:
-                    status, error = ("stopped", "the run was stopped") if stopping else \
-                        ("failed", f"still running {GRACE_S:g} s after the phase ended")
-                else:
-                    status, error = sender_outcome(s, planned_end - s.started)
-                release(s.adopted)
-                counts[status] += 1
-                self.stores.traffic["run_flows"].update((self.run_id, idx, s.flow_no),
-                                                        {"status": status, "error": error})
-            self.stores.traffic["phases"].update((self.run_id, idx), {"end_at": time.time()})
+        outcomes = {}
+        for s in senders:
+            if s in left:
+                status, error = ("stopped", "the run was stopped") if stopping else \
+                    ("failed", f"still running {GRACE_S:g} s after the phase ended")
+            else:
+                status, error = sender_outcome(s, planned_end - s.started)
+            release(s.adopted)
+            counts[status] += 1
+            outcomes[s.flow_no] = {"status": status, "error": error}
+        self.stores.end_phase(self.run_id, idx, outcomes)
         self._stop_receivers()
         return counts
 
@@ -315,9 +312,7 @@ class TrafficRun:
         stores = stores or self.stores
         snaps = stores.snapshot_ids(self.run_id)
         paused = stores.paused_windows(self.run_id, self.t0, self.window_s)
-        present = {(r["window"], r["flow_key"]) for r in stores.traffic.query(
-            "SELECT s.window, f.flow_key FROM snapshot_flows f JOIN snapshots s ON s.id = f.snapshot_id "
-            "WHERE s.run_id = ? AND f.flow_no IS NOT NULL", [self.run_id])}
+        present = stores.run_flow_keys(self.run_id)
         rows = []
         keys = {}
         readers = self._readers_of(idx, keep_readers)
@@ -336,9 +331,7 @@ class TrafficRun:
                 if (w, key) in present and w not in paused and (upto_window is None or w <= upto_window):
                     rows.append({"run_id": self.run_id, "window": w, "flow_key": key, "snapshot_id": snaps[w],
                                  "flow_no": s.flow_no, **lab})
-        with stores.traffic.conn:
-            for no, row in keys.items():
-                stores.traffic["run_flows"].update((self.run_id, idx, no), row)
+        stores.update_run_flows(self.run_id, idx, keys)
         return stores.write_labels(rows)
 
     # -- the run ----------------------------------------------------------------------------------
@@ -346,7 +339,7 @@ class TrafficRun:
         self.logs.mkdir(parents=True, exist_ok=True)
         self.t0 = math.ceil(time.time()) + 1.0
         total = self.schedule.duration_s
-        self.stores.traffic["runs"].insert({
+        self.stores.add_run({
             "id": self.run_id, "topology": self.topo.name, "schedule": self.schedule.name,
             "schedule_json": self.schedule.to_dict(), "topology_json": self.topo.to_dict(),
             "window_s": self.window_s, "t0": self.t0,
@@ -421,7 +414,7 @@ class TrafficRun:
                 f.result()
             labeled = sum(self.label_phase(i) for i in self.phase_senders)  # windows stored late
             self.decoder.shutdown()
-            self.stores.traffic["runs"].update(self.run_id, {"status": status, "ended_at": time.time()})
+            self.stores.end_run(self.run_id, status)
             summary["late_labels"] = labeled
         shares = self.sent_shares()
         for p in summary["phases"]:
@@ -437,18 +430,11 @@ class TrafficRun:
         """Per phase: the median share of its asked packet rate a sender achieved, and how many
         senders achieved less than SHORT_SHARE of theirs."""
         per: dict[int, list[float]] = {}
-        for idx, sent, asked in self.stores.traffic.execute(
-                "SELECT phase_idx, sent_pps, rate_pps FROM run_flows WHERE run_id = ? AND sent_pps IS NOT NULL "
-                "AND rate_pps > 0", [self.run_id]):
-            per.setdefault(idx, []).append(sent / asked)
+        for idx, ratio in self.stores.sent_ratios(self.run_id):
+            per.setdefault(idx, []).append(ratio)
         return {idx: {"sent_share": round(statistics.median(v), 3), "senders_short": sum(x < SHORT_SHARE for x in v)}
                 for idx, v in per.items()}
 
     def counts(self) -> dict[str, Any]:
-        t, lab = self.stores.traffic, self.stores.labels
-        return {
-            "windows": t.execute("SELECT count(*) FROM snapshots WHERE run_id = ?", [self.run_id]).fetchone()[0],
-            "labels": lab.execute("SELECT count(*) FROM labels WHERE run_id = ?", [self.run_id]).fetchone()[0],
-            "flows_failed": t.execute("SELECT count(*) FROM run_flows WHERE run_id = ? AND status = 'failed'",
-                                      [self.run_id]).fetchone()[0],
-        }
+        return {"windows": self.stores.window_count(self.run_id), "labels": self.stores.label_count(self.run_id),
+                "flows_failed": self.stores.flow_status_counts(self.run_id).get("failed", 0)}

@@ -1,13 +1,17 @@
-"""The data directory and its three SQLite stores (sqlite-utils, WAL mode, schema version):
+"""The data directory, its three SQLite stores (sqlite-utils, WAL mode, schema version), and the
+traffic layer's own tables behind `Stores`, the one class that reads and writes them:
 
 - traffic.db: what is known live, no labels: runs, phases, the flows each phase started,
-  one snapshot per measurement window with every active flow and every link, events, the
-  closed loop's per-window predictions (serving model and frozen shadow), its latest status,
-  the SLA monitor's per-window results, and label pauses (the times its training ran);
+  one snapshot per measurement window with every active flow and every link, events, and label
+  pauses (the times a training job shared the lab's cores: their windows get no labels);
 - labels.db: per-flow per-window delay, jitter, loss and received bitrate decoded from D-ITG
   logs, keyed to the traffic store's (run, window) and flow key;
-- weights.db: the virtual twin's model versions (created empty here; vtwin fills it), and the
-  model operations' deployments and decisions with their evidence.
+- weights.db: created here, its tables belong to the layers above.
+
+Windows are read back as `traffic.window.Window` objects, never as rows. The layers above own
+their tables in these files behind classes of their own: the closed loop's predictions and status
+(`sync.store.LoopStore`), the SLA results and the model operations' deployments and decisions
+(`apps.store`), the model registry (`vtwin.registry.Registry`).
 
 Every write that belongs together happens in one transaction, and windows and labels have
 natural primary keys, so a writer that crashes and restarts neither loses committed rows nor
@@ -24,6 +28,10 @@ from pathlib import Path
 from typing import Any
 
 import sqlite_utils
+
+from topologies import Topology
+
+from .window import Label, Window, WindowFlow, WindowLink
 
 SCHEMA_VERSION = 1
 DEFAULT_DATA = Path("~/.local/share/ndt").expanduser()
@@ -65,7 +73,7 @@ def match_key(proto: str, src_ip: str, dst_ip: str, dport: int) -> str:
 
 
 class Stores:
-    """The three stores of one data directory."""
+    """The three stores of one data directory, and the traffic layer's tables in them."""
 
     def __init__(self, root: str | os.PathLike | None = None) -> None:
         self.root = data_dir(root)
@@ -109,46 +117,18 @@ class Stores:
             t["snapshot_links"].add_column("queue_pkts", int)
         t.execute("""CREATE TABLE IF NOT EXISTS events (
             id INTEGER PRIMARY KEY, run_id TEXT, at REAL, kind TEXT, detail TEXT)""")
-        t.execute("""CREATE TABLE IF NOT EXISTS predictions (
-            run_id TEXT, window INTEGER, flow_key TEXT, version TEXT, delay_ms REAL, jitter_ms REAL,
-            shadow_version TEXT, shadow_delay_ms REAL, shadow_jitter_ms REAL, predicted_at REAL,
-            PRIMARY KEY (run_id, window, flow_key))""")
-        t.execute("""CREATE TABLE IF NOT EXISTS loop_status (
-            run_id TEXT PRIMARY KEY, updated_at REAL, pid INTEGER, status TEXT)""")
-        t.execute("""CREATE TABLE IF NOT EXISTS sla_windows (
-            run_id TEXT, window INTEGER, flows INTEGER, predicted_violations INTEGER, labeled INTEGER,
-            measured_violations INTEGER, tp INTEGER, fp INTEGER, fn INTEGER, tn INTEGER, precision REAL,
-            recall REAL, f1 REAL, accuracy REAL, always_compliant_accuracy REAL, evaluated_at REAL,
-            PRIMARY KEY (run_id, window))""")
-        for col in ("shadow_tp", "shadow_fp", "shadow_fn", "shadow_tn"):  # the frozen shadow's confusion matrix
-            if col not in t["sla_windows"].columns_dict:
-                t["sla_windows"].add_column(col, int)
         t.execute("""CREATE TABLE IF NOT EXISTS label_pauses (
             id INTEGER PRIMARY KEY, run_id TEXT, start_at REAL, end_at REAL, reason TEXT)""")
         self.labels.execute("""CREATE TABLE IF NOT EXISTS labels (
             run_id TEXT, window INTEGER, flow_key TEXT, snapshot_id INTEGER, flow_no INTEGER,
             delay_ms REAL, jitter_ms REAL, loss_pct REAL, sent INTEGER, received INTEGER,
             rx_bps REAL, PRIMARY KEY (run_id, window, flow_key))""")
-        self.weights.execute("""CREATE TABLE IF NOT EXISTS models (
-            version TEXT PRIMARY KEY, objective TEXT, objective_version TEXT, created_at REAL, parent TEXT, status TEXT,
-            weights BLOB, normalization TEXT, data_range TEXT, metrics TEXT, config TEXT)""")
-        self.weights.execute("""CREATE TABLE IF NOT EXISTS deployments (
-            id TEXT PRIMARY KEY, uri TEXT, baseline TEXT, strategy TEXT, weight REAL, thresholds TEXT,
-            status TEXT, created_at REAL, ended_at REAL)""")
-        self.weights.execute("""CREATE TABLE IF NOT EXISTS decisions (
-            id TEXT PRIMARY KEY, at REAL, kind TEXT, subject TEXT, decision TEXT, evidence TEXT, pack TEXT)""")
 
     # -- writes -----------------------------------------------------------------------------------
     def event(self, run_id: str, at: float, kind: str, detail: Any = None) -> None:
         with self.traffic.conn:
             self.traffic["events"].insert({"run_id": run_id, "at": at, "kind": kind,
                                            "detail": json.dumps(detail) if detail is not None else None})
-
-    def write_status(self, run_id: str, status: dict[str, Any]) -> None:
-        """The closed loop's latest status (one row per run, replaced)."""
-        with self.traffic.conn:
-            self.traffic["loop_status"].insert({"run_id": run_id, "updated_at": time.time(), "pid": os.getpid(),
-                                                "status": json.dumps(status, default=str)}, replace=True)
 
     def write_window(self, snapshot: dict[str, Any], flows: list[dict[str, Any]], links: list[dict[str, Any]]) -> bool:
         """Write one window atomically; False (and nothing written) if it was already stored."""
@@ -187,6 +167,11 @@ class Stores:
         with self.traffic.conn:
             self.traffic.execute("UPDATE label_pauses SET end_at = ? WHERE id = ? AND end_at IS NULL", [at, pause_id])
 
+    def pauses(self, run_id: str) -> list[dict[str, Any]]:
+        """The run's label pauses (start_at, end_at: None while open, reason), oldest first."""
+        return list(self.traffic.query("SELECT start_at, end_at, reason FROM label_pauses WHERE run_id = ? "
+                                       "ORDER BY id", [run_id]))
+
     def paused_windows(self, run_id: str, t0: float, window_s: float) -> set[int]:
         """The windows that overlap a label pause (an open one lasts until now)."""
         out: set[int] = set()
@@ -197,29 +182,236 @@ class Stores:
             out.update(range(max(first, 0), last + 1))
         return out
 
-    # -- reads ------------------------------------------------------------------------------------
+    def add_run(self, row: dict[str, Any]) -> None:
+        with self.traffic.conn:
+            self.traffic["runs"].insert(row)
+
+    def end_run(self, run_id: str, status: str) -> None:
+        with self.traffic.conn:
+            self.traffic["runs"].update(run_id, {"status": status, "ended_at": time.time()})
+
+    def start_phase(self, row: dict[str, Any]) -> None:
+        """A phase, as it starts (windows from now on belong to it)."""
+        with self.traffic.conn:
+            self.traffic["phases"].insert(row, replace=True)
+
+    def add_run_flows(self, rows: list[dict[str, Any]]) -> None:
+        """The flows a phase started."""
+        with self.traffic.conn:
+            self.traffic["run_flows"].insert_all(rows, replace=True)
+
+    def end_phase(self, run_id: str, idx: int, outcomes: dict[int, dict[str, Any]]) -> None:
+        """The phase's end and its flows' outcomes (flow number -> status, error)."""
+        with self.traffic.conn:
+            for no, row in outcomes.items():
+                self.traffic["run_flows"].update((run_id, idx, no), row)
+            self.traffic["phases"].update((run_id, idx), {"end_at": time.time()})
+
+    def update_run_flows(self, run_id: str, idx: int, rows: dict[int, dict[str, Any]]) -> None:
+        """What the logs told about the phase's flows (key, source port, achieved rate)."""
+        with self.traffic.conn:
+            for no, row in rows.items():
+                self.traffic["run_flows"].update((run_id, idx, no), row)
+
+    # -- reads: runs ------------------------------------------------------------------------------
     def run(self, run_id: str) -> dict[str, Any]:
         rows = list(self.traffic.query("SELECT * FROM runs WHERE id = ?", [run_id]))
         if not rows:
             raise StoreError(f"no run {run_id!r} in {self.root}")
         return rows[0]
 
+    def topology(self, run_id: str) -> Topology:
+        """The topology the run's lab was built from (as the controller reported it)."""
+        return Topology.from_dict(json.loads(self.run(run_id)["topology_json"]))
+
+    def runs(self, run_id: str | None = None) -> list[dict[str, Any]]:
+        """Every run (or the one named; an unknown one is an error), oldest first."""
+        rows = list(self.traffic.query("SELECT * FROM runs" + (" WHERE id = ?" if run_id else "")
+                                       + " ORDER BY started_at", [run_id] if run_id else []))
+        if run_id and not rows:
+            raise StoreError(f"no run {run_id!r} in {self.root}")
+        return rows
+
+    def run_ids(self) -> set[str]:
+        return {r for (r,) in self.traffic.execute("SELECT id FROM runs")}
+
+    def newest_run(self) -> str | None:
+        rows = list(self.traffic.query("SELECT id FROM runs ORDER BY started_at DESC LIMIT 1"))
+        return rows[0]["id"] if rows else None
+
+    def phases(self, run_id: str) -> list[dict[str, Any]]:
+        return list(self.traffic.query("SELECT * FROM phases WHERE run_id = ? ORDER BY idx", [run_id]))
+
+    def phase_windows(self, run_id: str) -> dict[int, tuple[int, int]]:
+        """Phase -> (first, last) window measured in it."""
+        return {p: (lo, hi) for p, lo, hi in self.traffic.execute(
+            "SELECT phase_idx, min(window), max(window) FROM snapshots WHERE run_id = ? AND phase_idx IS NOT NULL "
+            "GROUP BY phase_idx", [run_id])}
+
+    def phase_at(self, run_id: str, t: float) -> int | None:
+        """The phase running at time `t`, if any."""
+        rows = list(self.traffic.query(
+            "SELECT idx FROM phases WHERE run_id = ? AND start_at <= ? AND (end_at IS NULL OR end_at > ?) "
+            "ORDER BY idx DESC LIMIT 1", [run_id, t, t]))
+        return rows[0]["idx"] if rows else None
+
+    def run_flows(self, run_id: str) -> list[dict[str, Any]]:
+        return list(self.traffic.query("SELECT * FROM run_flows WHERE run_id = ? ORDER BY phase_idx, flow_no",
+                                       [run_id]))
+
+    def flow_status_counts(self, run_id: str, phase_idx: int | None = None) -> dict[str, int]:
+        q = "SELECT status, count(*) AS n FROM run_flows WHERE run_id = ?"
+        args: list[Any] = [run_id]
+        if phase_idx is not None:
+            q, args = q + " AND phase_idx = ?", [*args, phase_idx]
+        return {r["status"]: r["n"] for r in self.traffic.query(q + " GROUP BY status", args)}
+
+    def events(self, run_id: str, kinds: tuple[str, ...] | None = None, newest: int | None = None
+               ) -> list[dict[str, Any]]:
+        """The run's events (detail decoded), oldest first; `newest`: only the last so many."""
+        q = "SELECT id, at, kind, detail FROM events WHERE run_id = ?"
+        args: list[Any] = [run_id]
+        if kinds:
+            q += f" AND kind IN ({','.join('?' * len(kinds))})"
+            args += list(kinds)
+        if newest is not None:
+            q = f"SELECT * FROM ({q} ORDER BY id DESC LIMIT ?)"
+            args.append(newest)
+        rows = self.traffic.query(q + " ORDER BY id", args)
+        return [{**r, "detail": json.loads(r["detail"]) if r["detail"] else None} for r in rows]
+
+    def event_count(self, run_id: str, kinds: tuple[str, ...]) -> int:
+        return self.traffic.execute(f"SELECT count(*) FROM events WHERE run_id = ? AND kind IN "
+                                    f"({','.join('?' * len(kinds))})", [run_id, *kinds]).fetchone()[0]
+
+    # -- reads: windows ---------------------------------------------------------------------------
     def snapshot_ids(self, run_id: str) -> dict[int, int]:
         return {r["window"]: r["id"] for r in self.traffic.query(
             "SELECT id, window FROM snapshots WHERE run_id = ?", [run_id])}
 
-    def latest_run(self) -> str | None:
-        """The run whose loop status was updated last, else the run started last."""
-        rows = list(self.traffic.query("SELECT run_id FROM loop_status ORDER BY updated_at DESC LIMIT 1"))
-        if not rows:
-            rows = list(self.traffic.query("SELECT id AS run_id FROM runs ORDER BY started_at DESC LIMIT 1"))
-        return rows[0]["run_id"] if rows else None
-
     def last_window(self, run_id: str) -> dict[str, Any] | None:
+        """The newest window's snapshot row."""
         rows = list(self.traffic.query(
             "SELECT * FROM snapshots WHERE run_id = ? ORDER BY window DESC LIMIT 1", [run_id]))
         return rows[0] if rows else None
 
+    def window_count(self, run_id: str | None = None) -> int:
+        where, args = (" WHERE run_id = ?", [run_id]) if run_id else ("", [])
+        return self.traffic.execute("SELECT count(*) FROM snapshots" + where, args).fetchone()[0]
+
+    def snapshot_list(self, run_id: str | None, limit: int, offset: int) -> list[dict[str, Any]]:
+        """Snapshot rows, newest first (the service's listing)."""
+        where, args = (" WHERE run_id = ?", [run_id]) if run_id else ("", [])
+        return list(self.traffic.query(
+            "SELECT id, run_id AS run, window, t_start, t_end, phase_idx AS phase, n_flows AS flows, "
+            "n_links AS links FROM snapshots" + where + " ORDER BY t_start DESC, id DESC LIMIT ? OFFSET ?",
+            [*args, limit, offset]))
+
+    def counters(self, snapshot_id: int) -> dict[str, tuple[int, int]]:
+        """Flow key -> (packets, bytes) the switches had counted at the end of a window."""
+        return {r["flow_key"]: (r["packets"], r["bytes"]) for r in self.traffic.query(
+            "SELECT flow_key, packets, bytes FROM snapshot_flows WHERE snapshot_id = ?", [snapshot_id])}
+
+    def run_flow_keys(self, run_id: str) -> set[tuple[int, str]]:
+        """(window, flow key) of every run flow the traffic store has features for."""
+        return {(w, k) for w, k in self.traffic.execute(
+            "SELECT s.window, f.flow_key FROM snapshot_flows f JOIN snapshots s ON s.id = f.snapshot_id "
+            "WHERE s.run_id = ? AND f.flow_no IS NOT NULL", [run_id])}
+
+    def windows(self, run_id: str, *, after: int = -1, upto: int | None = None, labels: bool = False,
+                links: bool = False, labeled_only: bool = False, run_flows_only: bool = False,
+                phase: int | None = None) -> list[Window]:
+        """The run's windows after `after` (up to `upto`), oldest first, with their flows and, as
+        asked, their links and labels (`labeled_only`: only windows with at least one label)."""
+        cond, args = "s.run_id = ? AND s.window > ?", [run_id, after]
+        if upto is not None:
+            cond, args = cond + " AND s.window <= ?", [*args, upto]
+        if phase is not None:
+            cond, args = cond + " AND s.phase_idx = ?", [*args, phase]
+        out: dict[int, Window] = {}
+        for s in self.traffic.query(f"SELECT * FROM snapshots s WHERE {cond} ORDER BY s.window", args):
+            out[s["id"]] = _window(s)
+        if not out:
+            return []
+        fcond = cond + (" AND f.flow_no IS NOT NULL" if run_flows_only else "")
+        for f in self.traffic.query(f"SELECT f.* FROM snapshot_flows f JOIN snapshots s ON s.id = f.snapshot_id "
+                                    f"WHERE {fcond}", args):
+            out[f["snapshot_id"]].flows.append(WindowFlow.from_row(f))
+        if links:
+            for lk in self.traffic.query(f"SELECT l.* FROM snapshot_links l JOIN snapshots s "
+                                         f"ON s.id = l.snapshot_id WHERE {cond}", args):
+                out[lk["snapshot_id"]].links.append(WindowLink.from_row(lk))
+        windows = sorted(out.values(), key=lambda w: w.window)
+        if labels or labeled_only:
+            by_window = {w.window: w for w in windows}
+            lo, hi = windows[0].window, windows[-1].window
+            for r in self.labels.query("SELECT * FROM labels WHERE run_id = ? AND window BETWEEN ? AND ?",
+                                       [run_id, lo, hi]):
+                w = by_window.get(r["window"])
+                if w is not None:
+                    w.labels[r["flow_key"]] = Label.from_row(r)
+        if labeled_only:
+            windows = [w for w in windows if w.labeled]
+        return windows
+
+    def window(self, run_id: str, window: int, *, links: bool = False) -> Window | None:
+        """One window with its flows and labels (and links)."""
+        found = self.windows(run_id, after=window - 1, upto=window, labels=True, links=links)
+        return found[0] if found else None
+
+    def window_by_id(self, snapshot_id: int) -> Window | None:
+        """The window of a snapshot id, with its flows, links and labels."""
+        rows = list(self.traffic.query("SELECT run_id, window FROM snapshots WHERE id = ?", [snapshot_id]))
+        return self.window(rows[0]["run_id"], rows[0]["window"], links=True) if rows else None
+
+    # -- reads: labels ----------------------------------------------------------------------------
+    def label_count(self, run_id: str) -> int:
+        return self.labels.execute("SELECT count(*) FROM labels WHERE run_id = ?", [run_id]).fetchone()[0]
+
+    def label_counts(self, run_id: str) -> dict[int, int]:
+        """Window -> how many labels it has."""
+        return dict(self.labels.execute("SELECT window, count(*) FROM labels WHERE run_id = ? GROUP BY window",
+                                        [run_id]).fetchall())
+
+    def labeled_windows_from(self, run_id: str, window: int) -> int:
+        """How many windows from `window` on have at least one delay label."""
+        return self.labels.execute(
+            "SELECT count(DISTINCT window) FROM labels WHERE run_id = ? AND window >= ? AND delay_ms IS NOT NULL",
+            [run_id, window]).fetchone()[0]
+
+    def labels_of(self, run_id: str, from_window: int = 0) -> dict[tuple[int, str], Label]:
+        """(window, flow key) -> label, from `from_window` on."""
+        return {(r["window"], r["flow_key"]): Label.from_row(r) for r in self.labels.query(
+            "SELECT * FROM labels WHERE run_id = ? AND window >= ?", [run_id, from_window])}
+
+    def last_labeled_run(self) -> str | None:
+        """The run of the label written last."""
+        rows = list(self.labels.query("SELECT run_id FROM labels ORDER BY rowid DESC LIMIT 1"))
+        return rows[0]["run_id"] if rows else None
+
+    def flow_rows(self, run_id: str) -> int:
+        """How many run-flow window rows the run has (what could be labeled)."""
+        return self.traffic.execute("SELECT count(*) FROM snapshot_flows sf JOIN snapshots s ON s.id = sf.snapshot_id "
+                                    "WHERE s.run_id = ? AND sf.flow_no IS NOT NULL", [run_id]).fetchone()[0]
+
+    def phase_rates(self, run_id: str, phase_idx: int) -> list[float]:
+        """The measured rates (bit/s) of the phase's run flows, every window."""
+        return [r for (r,) in self.traffic.execute(
+            "SELECT sf.measured_bps FROM snapshot_flows sf JOIN snapshots s ON s.id = sf.snapshot_id "
+            "WHERE s.run_id = ? AND s.phase_idx = ? AND sf.flow_no IS NOT NULL AND sf.measured_bps IS NOT NULL",
+            [run_id, phase_idx])]
+
+    def sent_ratios(self, run_id: str) -> list[tuple[int, float]]:
+        """(phase, achieved over asked packet rate) of every sender whose log told its rate."""
+        return [(idx, sent / asked) for idx, sent, asked in self.traffic.execute(
+            "SELECT phase_idx, sent_pps, rate_pps FROM run_flows WHERE run_id = ? AND sent_pps IS NOT NULL "
+            "AND rate_pps > 0", [run_id])]
+
     def close(self) -> None:
         for db in (self.traffic, self.labels, self.weights):
             db.close()
+
+
+def _window(s: dict[str, Any]) -> Window:
+    return Window(s["run_id"], s["window"], s["id"], s["t_start"], s["t_end"], s["phase_idx"], s["topology"],
+                  s["routing_version"])

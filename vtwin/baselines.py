@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from .dataset import Sample, batch
+from .dataset import Sample
+from .features import Snapshot, graph_tensors
 
 RHO_CAP = 0.99
 
 
-def mm1_predict(samples: list[Sample]) -> tuple[np.ndarray, np.ndarray]:
-    g, _, _ = batch(samples)
+def mm1_predict(snapshots: list[Snapshot]) -> tuple[np.ndarray, np.ndarray]:
+    g = graph_tensors(snapshots)
     cap, delay, rho = g["link_x"][:, 0], g["link_x"][:, 1], np.minimum(g["link_x"][:, 2], RHO_CAP)
     pkt_bits = (g["flow_x"][:, 1] * 1000.0 + 42.0) * 8.0
     mask = g["mask"]
@@ -33,8 +34,8 @@ def mm1_predict(samples: list[Sample]) -> tuple[np.ndarray, np.ndarray]:
     return d.astype(np.float32), j.astype(np.float32)
 
 
-def flow_features(samples: list[Sample]) -> np.ndarray:
-    g, _, _ = batch(samples)
+def flow_features(snapshots: list[Snapshot]) -> np.ndarray:
+    g = graph_tensors(snapshots)
     mask, path = g["mask"], np.where(g["mask"], g["path"], 0)
     cap, delay = g["link_x"][:, 0], g["link_x"][:, 1]
     prop = np.sum(np.where(mask, delay[path], 0.0), axis=1)
@@ -54,7 +55,7 @@ class MLPBaseline:
         from .tfload import keras
 
         keras.utils.set_random_seed(seed)
-        x = flow_features(samples)
+        x = flow_features([s.snapshot for s in samples])
         yd = np.concatenate([s.delay_ms for s in samples])
         yj = np.concatenate([s.jitter_ms for s in samples])
         ok = np.isfinite(yd) & np.isfinite(yj)
@@ -66,7 +67,7 @@ class MLPBaseline:
                        validation_split=0.15, callbacks=[stop])
         return self
 
-    def predict(self, samples: list[Sample]) -> tuple[np.ndarray, np.ndarray]:
-        x = (flow_features(samples) - self.mean) / self.std
+    def predict(self, snapshots: list[Snapshot]) -> tuple[np.ndarray, np.ndarray]:
+        x = (flow_features(snapshots) - self.mean) / self.std
         y = np.expm1(self.model.predict(x, verbose=0))
         return y[:, 0].astype(np.float32), np.maximum(y[:, 1], 0).astype(np.float32)

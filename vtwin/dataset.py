@@ -19,6 +19,7 @@ import numpy as np
 
 from topologies import Topology
 from traffic.store import Stores
+from traffic.window import Label, Window, WindowFlow
 
 from .features import FlowSpec, Snapshot, graph_tensors
 
@@ -46,67 +47,57 @@ def _node_of_host(name: str) -> int:
     return int(name[1:]) - 1
 
 
-def negligible(f: dict[str, Any]) -> bool:
-    """A stored flow that is not the run's own and carries under `NEGLIGIBLE_BPS`: D-ITG's signaling
+def negligible(f: WindowFlow) -> bool:
+    """A flow that is not the run's own and carries under `NEGLIGIBLE_BPS`: D-ITG's signaling
     connections, open for a window or two as a phase starts or ends at 1-5 kbit/s. They load no
     link measurably, but counting them among a link's flows moved every prediction of those
     windows by up to 20 % (on Abilene, a model that had seen 6 flows met 18)."""
-    return f.get("flow_no") is None and (f.get("offered_bps") or f.get("measured_bps") or 0.0) < NEGLIGIBLE_BPS
+    return not f.run_flow and f.rate_bps < NEGLIGIBLE_BPS
 
 
-def _flow_spec(f: dict[str, Any]) -> FlowSpec | None:
-    links = f["links"] if isinstance(f["links"], list) else json.loads(f["links"])
-    if not links or negligible(f):
+def packet_size(f: WindowFlow) -> float:
+    """The payload size the run asked for, else the mean the counters show (less the headers)."""
+    if f.pkt_size:
+        return float(f.pkt_size)
+    wb, wp = f.window_bytes, f.window_packets
+    return max(1.0, wb / wp - 42) if wb and wp else DEFAULT_PKT
+
+
+def _flow_spec(f: WindowFlow) -> FlowSpec | None:
+    if not f.links or negligible(f):
         return None  # both hosts on one switch (no link to model), or background too small to matter
-    rate = f.get("offered_bps") or f.get("measured_bps") or 0.0
-    size = f.get("pkt_size")
-    if not size:
-        wb, wp = f.get("window_bytes"), f.get("window_packets")
-        size = max(1.0, wb / wp - 42) if wb and wp else DEFAULT_PKT
-    return FlowSpec(f.get("flow_key") or f["key"], tuple(links), _node_of_host(f["src"]), float(rate), float(size),
-                    f.get("proto", "udp"))
+    return FlowSpec(f.flow_key, f.links, _node_of_host(f.src), f.rate_bps, packet_size(f), f.proto or "udp")
 
 
-def window_snapshot(topo: Topology, flows: list[dict[str, Any]]) -> Snapshot | None:
-    """The snapshot of one stored window (its snapshot_flows rows); None if no flow crosses a link."""
+def window_snapshot(topo: Topology, window: Window | list[WindowFlow]) -> Snapshot | None:
+    """The virtual twin's snapshot of a window (or of some of its flows); None if no flow crosses
+    a link. The one place a `Snapshot` is made from measured data."""
+    flows = window.flows if isinstance(window, Window) else window
     specs = [s for s in (_flow_spec(f) for f in flows) if s is not None]
     return Snapshot(topo, specs) if specs else None
 
 
-def _sample(run: str, window: int, phase: int | None, topo: Topology, flows: list[dict[str, Any]],
-            labels: dict[str, tuple[float, float]]) -> Sample | None:
-    snap = window_snapshot(topo, flows)
+def sample(window: Window, topo: Topology) -> Sample | None:
+    """The training sample of a window: its snapshot and its flows' labels (None without one)."""
+    snap = window_snapshot(topo, window)
     if snap is None:
         return None
-    specs = snap.flows
-    d = np.array([labels.get(s.key, (np.nan, np.nan))[0] for s in specs], dtype=np.float32)
-    j = np.array([labels.get(s.key, (np.nan, np.nan))[1] for s in specs], dtype=np.float32)
+    nan = Label(None, None)
+    labs = [window.labels.get(s.key, nan) for s in snap.flows]
+    d = np.array([np.nan if lab.delay_ms is None else lab.delay_ms for lab in labs], dtype=np.float32)
+    j = np.array([np.nan if lab.jitter_ms is None else lab.jitter_ms for lab in labs], dtype=np.float32)
     if not np.isfinite(d).any():
         return None
-    return Sample(run, window, phase, topo.name, snap, d, j)
+    return Sample(window.run, window.window, window.phase, topo.name, snap, d, j)
 
 
 def from_stores(stores: Stores, runs: list[str] | None = None) -> list[Sample]:
-    t = stores.traffic
-    rows = list(t.query("SELECT id, topology_json FROM runs ORDER BY started_at"))
     out = []
-    for r in rows:
+    for r in stores.runs():
         if runs and r["id"] not in runs:
             continue
         topo = Topology.from_dict(json.loads(r["topology_json"]))
-        labels: dict[int, dict[str, tuple[float, float]]] = defaultdict(dict)
-        for lab in stores.labels.query("SELECT window, flow_key, delay_ms, jitter_ms FROM labels WHERE run_id = ? "
-                                       "AND delay_ms IS NOT NULL", [r["id"]]):
-            labels[lab["window"]][lab["flow_key"]] = (lab["delay_ms"], lab["jitter_ms"])
-        flows: dict[int, list[dict[str, Any]]] = defaultdict(list)
-        for f in t.query("SELECT s.window, f.* FROM snapshot_flows f JOIN snapshots s ON s.id = f.snapshot_id "
-                         "WHERE s.run_id = ?", [r["id"]]):
-            flows[f["window"]].append(f)
-        for s in t.query("SELECT window, phase_idx FROM snapshots WHERE run_id = ? ORDER BY window", [r["id"]]):
-            if s["window"] in labels:
-                smp = _sample(r["id"], s["window"], s["phase_idx"], topo, flows[s["window"]], labels[s["window"]])
-                if smp is not None:
-                    out.append(smp)
+        out += [s for s in (sample(w, topo) for w in stores.windows(r["id"], labeled_only=True)) if s is not None]
     return out
 
 
@@ -124,9 +115,10 @@ def from_jsonl(path: Path) -> list[Sample]:
             topo = topos.get(rec["run"])
             if topo is None:
                 raise ValueError(f"{path.name}: a window of run {rec['run']!r} comes before its run line")
-            labels = {f["key"]: (f["label"]["delay_ms"], f["label"]["jitter_ms"]) for f in rec["flows"]
-                      if f.get("label") and f["label"].get("delay_ms") is not None}
-            smp = _sample(rec["run"], rec["window"], rec.get("phase"), topo, rec["flows"], labels)
+            w = Window(rec["run"], rec["window"], phase=rec.get("phase"),
+                       flows=[WindowFlow.from_row(f) for f in rec["flows"]],
+                       labels={f["key"]: Label.from_row(f["label"]) for f in rec["flows"] if f.get("label")})
+            smp = sample(w, topo)
             if smp is not None:
                 out.append(smp)
     return out

@@ -52,11 +52,16 @@ def nmse_power_db(pred: np.ndarray, true: np.ndarray) -> float | None:
 nmse_var_db = nmse_db
 
 
+def mae(pred: np.ndarray, true: np.ndarray) -> float | None:
+    ok = np.isfinite(true)
+    return float(np.mean(np.abs(pred[ok] - true[ok]))) if ok.any() else None
+
+
 def scores(pd: np.ndarray, pj: np.ndarray, yd: np.ndarray, yj: np.ndarray) -> dict[str, Any]:
     return {"delay_mape": _r(mape(pd, yd)), "delay_nmse_db": _r(nmse_db(pd, yd)),
-            "delay_nmse_power_db": _r(nmse_power_db(pd, yd)),
+            "delay_nmse_power_db": _r(nmse_power_db(pd, yd)), "delay_mae_ms": _r(mae(pd, yd)),
             "jitter_mape": _r(mape(pj, yj, MIN_JITTER_MS)), "jitter_nmse_db": _r(nmse_db(pj, yj)),
-            "jitter_nmse_power_db": _r(nmse_power_db(pj, yj)),
+            "jitter_nmse_power_db": _r(nmse_power_db(pj, yj)), "jitter_mae_ms": _r(mae(pj, yj)),
             "flows": int(np.isfinite(yd).sum())}
 
 
@@ -65,14 +70,15 @@ def _r(x: float | None) -> float | None:
 
 
 def evaluate(predict, samples: list) -> dict[str, Any]:
-    """Scores of `predict(samples) -> (delay, jitter)` overall and per (topology, phase)."""
+    """Scores of `predict(snapshots) -> (delay, jitter)` on the samples, overall and per (topology,
+    phase)."""
     groups: dict[tuple[str, Any], list] = defaultdict(list)
     for s in samples:
         groups[(s.topology, s.phase)].append(s)
     all_p: list[np.ndarray] = [[], [], [], []]  # type: ignore[list-item]
     per = []
     for (topo, phase), group in sorted(groups.items(), key=lambda kv: (kv[0][0], -1 if kv[0][1] is None else kv[0][1])):
-        pd, pj = predict(group)
+        pd, pj = predict([s.snapshot for s in group])
         yd = np.concatenate([s.delay_ms for s in group])
         yj = np.concatenate([s.jitter_ms for s in group])
         per.append({"topology": topo, "phase": phase, **scores(pd, pj, yd, yj)})
@@ -99,7 +105,7 @@ def evaluate_by_load(predict, samples: list, limit: float = 1.0) -> dict[str, An
     lasts and a snapshot cannot say how long that has been."""
     if not samples:
         return {"stable": None, "overloaded": None}
-    pd, pj = predict(samples)
+    pd, pj = predict([s.snapshot for s in samples])
     yd = np.concatenate([s.delay_ms for s in samples])
     yj = np.concatenate([s.jitter_ms for s in samples])
     over = path_utilization(samples) >= limit

@@ -12,8 +12,8 @@ reaches it than it carries (`features.full_buffer_ms`: the queueing delay an ove
 link settles at, so that a twin trained on light load still predicts congestion); its jitter is
 the sum of the contributions.
 
-Weights are created in `build` (via the sublayers), the math is in `call`, the configuration in
-`get_config`, so a model is rebuilt from its stored configuration.
+Weights are created in `build` (the sublayers build on a one-flow graph), the math is in `call`,
+the configuration in `get_config`, so a model is rebuilt from its stored configuration.
 """
 
 from __future__ import annotations
@@ -64,6 +64,14 @@ class RouteNet(keras.Model):
         self.full_gate = keras.layers.Dense(1, kernel_initializer="zeros",
                                             bias_initializer=keras.initializers.Constant(3.0), name="full_gate")
 
+    def build(self, input_shape: Any = None) -> None:
+        """Create every weight by running the layers once on a one-flow graph (the sublayers build
+        on their first call); the inputs' shapes do not change the weights."""
+        if self.built:
+            return
+        self.call(to_tensors(tiny_graph()))
+        self.built = True
+
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "state": self.state, "iterations": self.iterations}
 
@@ -113,7 +121,10 @@ def to_tensors(t: dict[str, Any]) -> dict[str, tf.Tensor]:
 
 
 def build_model(state: int = 32, iterations: int = 6) -> RouteNet:
-    return RouteNet(state=state, iterations=iterations)
+    """A model with its weights created (fresh)."""
+    model = RouteNet(state=state, iterations=iterations)
+    model.build()
+    return model
 
 
 def bucket(n: int, minimum: int = 8) -> int:

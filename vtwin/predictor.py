@@ -1,13 +1,14 @@
 """Serving: the active model answers predictions while another version can be swapped in.
 
-Two compiled instances: one serves, the other is the standby. A swap loads the new weights into
-the standby (once no prediction is still running on it), compiles it with one warm-up call, then
-flips which instance serves under a lock. Predictions never see half-loaded weights, and a
-prediction that started on the old instance finishes on it. Without XLA the standby is traced
-once, ahead of the first swap: with `standby_ahead`, in a background thread from the start (the
-caller gets the serving instance after one trace, not two, and its main thread, where Ctrl-C
-lands, is not held in TensorFlow for the second), else by the first swap itself. The thread is
-not a daemon: an interpreter that exits waits for its trace rather than abort TensorFlow in it.
+Two twins (`vtwin.twin.Twin`), each with its compiled function: one serves, the other is the
+standby. A swap loads the new weights into the standby (once no prediction is still running on
+it), compiles it with one warm-up call, then flips which twin serves under a lock. Predictions
+never see half-loaded weights, and a prediction that started on the old twin finishes on it.
+Without XLA the standby is traced once, ahead of the first swap: with `standby_ahead`, in a
+background thread from the start (the caller gets the serving twin after one trace, not two,
+and its main thread, where Ctrl-C lands, is not held in TensorFlow for the second), else by the
+first swap itself. The thread is not a daemon: an interpreter that exits waits for its trace
+rather than abort TensorFlow in it.
 """
 
 from __future__ import annotations
@@ -18,22 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from .features import Normalization, graph_tensors
-from .model import RouteNet, build_model, make_predict_fn, tiny_graph
-from .registry import Registry, RegistryError, _build, uri
-
-
-class _Instance:
-    def __init__(self, state: int, iterations: int, xla: bool = True) -> None:
-        self.model = build_model(state, iterations)
-        _build(self.model)
-        self.fn = make_predict_fn(self.model, xla=xla)
-        if not xla:  # one trace serves every shape: take it now, not on the first prediction
-            self.fn(tiny_graph())
-        self.norm: Normalization | None = None
-        self.version: str | None = None
-        self.in_flight = 0
-        self.config = (state, iterations)
+from .features import Snapshot, graph_tensors
+from .registry import Registry, RegistryError, uri
+from .twin import Twin
 
 
 class Predictor:
@@ -49,19 +37,20 @@ class Predictor:
             raise RegistryError(f"no active {objective} model; train one with 'ndt train'")
         self._lock = threading.Condition()
         self._swap_lock = threading.Lock()
+        self._in_flight: dict[int, int] = {}  # id(twin) -> predictions running on it
         self._serving = self._load_into(None, version)
         # without XLA the standby is traced ahead (in the background), so a swap only loads weights
-        self._standby: _Instance | None = None
+        self._standby: Twin | None = None
         self._standby_builder: threading.Thread | None = None
         if not xla and standby_ahead:
-            self._standby_builder = threading.Thread(target=self._build_standby, args=(self._serving.config,),
+            self._standby_builder = threading.Thread(target=self._build_standby, args=(self._serving.architecture,),
                                                      name="standby-trace")
             self._standby_builder.start()
         self.swaps: list[dict[str, Any]] = []
 
-    def _build_standby(self, config: tuple[int, int]) -> None:
+    def _build_standby(self, architecture: tuple[int, int]) -> None:
         try:
-            self._standby = _Instance(*config, xla=False)
+            self._standby = Twin.empty(*architecture, xla=False, trace=True)
         except Exception:  # noqa: BLE001 - the swap builds one itself
             self._standby = None
 
@@ -69,30 +58,28 @@ class Predictor:
     def version(self) -> str:
         return self._serving.version or ""
 
-    def _load_into(self, inst: _Instance | None, version: str) -> _Instance:
-        model, norm, meta = self.registry.load(self.objective, version)
-        cfg = (meta["config"]["state"], meta["config"]["iterations"])
-        if inst is None or inst.config != cfg:
-            inst = _Instance(*cfg, xla=self.xla)
-        inst.model.set_weights(model.get_weights())
-        inst.norm, inst.version = norm, version
-        return inst
+    def _load_into(self, twin: Twin | None, version: str) -> Twin:
+        loaded = self.registry.twin(self.objective, version, xla=self.xla, trace=False)
+        if twin is None or twin.architecture != loaded.architecture:
+            twin = Twin.empty(*loaded.architecture, xla=self.xla, trace=not self.xla)
+        return twin.load(loaded.model.get_weights(), loaded.norm, version)
 
-    def predict_tensors(self, g: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, str]:
+    def predict_graph(self, g: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, str]:
+        """As `predict`, on graph tensors already made from the snapshots."""
         with self._lock:
-            inst = self._serving
-            inst.in_flight += 1
+            twin = self._serving
+            self._in_flight[id(twin)] = self._in_flight.get(id(twin), 0) + 1
         try:
-            d, j = inst.fn(inst.norm.apply(g))
-            return d, j, inst.version or ""
+            d, j = twin.predict_graph(g)
+            return d, j, twin.version or ""
         finally:
             with self._lock:
-                inst.in_flight -= 1
+                self._in_flight[id(twin)] -= 1
                 self._lock.notify_all()
 
-    def predict(self, snapshots: list) -> tuple[np.ndarray, np.ndarray, str]:
+    def predict(self, snapshots: list[Snapshot]) -> tuple[np.ndarray, np.ndarray, str]:
         """Per-flow delay and jitter (ms) for the snapshots' flows, and the version that answered."""
-        return self.predict_tensors(graph_tensors(snapshots))
+        return self.predict_graph(graph_tensors(snapshots))
 
     def swap(self, version: str, warmup: dict[str, np.ndarray] | None = None) -> dict[str, Any]:
         """Serve `version` from now on; returns the swap's timing."""
@@ -103,11 +90,11 @@ class Predictor:
                 self._standby_builder = None
             standby = self._standby
             with self._lock:
-                while standby is not None and standby.in_flight:
+                while standby is not None and self._in_flight.get(id(standby)):
                     self._lock.wait()
             standby = self._load_into(standby, version)
             if warmup is not None:
-                standby.fn(standby.norm.apply(warmup))
+                standby.predict_graph(warmup)
             t_load = time.perf_counter()
             with self._lock:
                 old = self._serving
@@ -117,10 +104,3 @@ class Predictor:
                    "load_ms": round(1000 * (t_load - t0), 2), "flip_ms": round(1000 * (t_flip - t_load), 3)}
             self.swaps.append(rec)
             return rec
-
-    @staticmethod
-    def from_model(model: RouteNet, norm: Normalization) -> _Instance:
-        inst = _Instance(model.state, model.iterations)
-        inst.model.set_weights(model.get_weights())
-        inst.norm = norm
-        return inst

@@ -20,6 +20,7 @@ from .features import FLOW_FEATURES, LINK_FEATURES, Normalization
 
 if TYPE_CHECKING:  # TensorFlow loads only for a model's weights: listing and promoting need none
     from .model import RouteNet
+    from .twin import Twin
 
 STATUSES = ("candidate", "active", "archived", "rejected", "rolled_back")
 _URI = re.compile(r"^(?:registry://)?(?:(?P<objective>[a-z_]+):)?(?P<version>v\d+)$")
@@ -48,8 +49,13 @@ def weights_from_blob(blob: bytes) -> list[np.ndarray]:
 
 
 class Registry:
+    """The `models` table of weights.db."""
+
     def __init__(self, stores: Stores) -> None:
         self.db = stores.weights
+        self.db.execute("""CREATE TABLE IF NOT EXISTS models (
+            version TEXT PRIMARY KEY, objective TEXT, objective_version TEXT, created_at REAL, parent TEXT, status TEXT,
+            weights BLOB, normalization TEXT, data_range TEXT, metrics TEXT, config TEXT)""")
 
     def _key(self, objective: str, version: str) -> str:
         return f"{objective}:{version}"
@@ -87,7 +93,10 @@ class Registry:
                              [objective] if objective else [])
         return [self.show(r["objective"], r["objective_version"]) for r in rows]
 
-    def load(self, objective: str, version: str) -> tuple[RouteNet, Normalization, dict[str, Any]]:
+    def twin(self, objective: str, version: str, *, xla: bool = True, trace: bool = False) -> Twin:
+        """The stored version as a twin (its `meta` is `show`'s record)."""
+        from .twin import Twin
+
         r = self._row(objective, version)
         cfg = json.loads(r["config"])
         norm = json.loads(r["normalization"])
@@ -98,13 +107,10 @@ class Registry:
             raise RegistryError(f"{uri(objective, version)} was trained on link features {', '.join(links)} and "
                                 f"flow features {', '.join(flows)}; this version reads {', '.join(LINK_FEATURES)} and "
                                 f"{', '.join(FLOW_FEATURES)}: train a new model")
-        from .model import build_model
-
-        model = build_model(cfg["state"], cfg["iterations"])
-        weights = weights_from_blob(r["weights"])
-        _build(model)
-        model.set_weights(weights)
-        return model, Normalization.from_dict(json.loads(r["normalization"])), self.show(objective, version)
+        twin = Twin.empty(cfg["state"], cfg["iterations"], xla=xla, trace=trace)
+        twin.load(weights_from_blob(r["weights"]), Normalization.from_dict(norm), version)
+        twin.meta = self.show(objective, version)
+        return twin
 
     def active(self, objective: str = "delay") -> str | None:
         rows = list(self.db.query("SELECT objective_version FROM models WHERE objective = ? AND status = 'active'",
@@ -151,8 +157,15 @@ class Registry:
         return {"rolled_back": cur, "active": target}
 
 
-def _build(model: RouteNet) -> None:
-    """Create the model's weights by calling it once on a one-flow graph."""
-    from .model import tiny_graph, to_tensors
-
-    model(to_tensors(tiny_graph()))
+def held_out_mape(metrics: dict[str, Any] | None, kpi: str = "delay") -> float | None:
+    """A registered model's held-out MAPE of `kpi`, from its metrics record (also the records of
+    models registered before there was one schema)."""
+    m = metrics or {}
+    for path in (("held_out", "overall"), ("gnn", "overall"), ("validation", "candidate")):
+        node: Any = m
+        for key in path:
+            node = (node or {}).get(key) if isinstance(node, dict) else None
+        if isinstance(node, dict) and node.get(f"{kpi}_mape") is not None:
+            return node[f"{kpi}_mape"]
+    old = (m.get("ml_train") or {}).get(kpi) or {}
+    return old.get("mape")

@@ -14,8 +14,9 @@ import numpy as np
 
 from .dataset import Sample, batch, split
 from .features import Normalization, graph_tensors
-from .model import INPUT_SPEC, RouteNet, build_model, make_predict_fn, pad_to_buckets, tiny_graph, to_tensors
+from .model import INPUT_SPEC, RouteNet, build_model, pad_to_buckets, tiny_graph, to_tensors
 from .tfload import tf
+from .twin import Twin
 
 #: Jitter targets below this count as this much in the relative loss (ms).
 JITTER_FLOOR_MS = 0.1
@@ -35,27 +36,6 @@ class TrainResult:
     seconds: float
     stopped: str
     history: list[dict[str, float]] = field(default_factory=list)
-
-
-class TwinModel:
-    """A model with its normalization and a compiled predictor: what serving and evaluation use."""
-
-    def __init__(self, model: RouteNet, norm: Normalization, xla: bool = True) -> None:
-        self.model, self.norm = model, norm
-        self._predict = make_predict_fn(model, xla=xla)
-
-    def predict_tensors(self, g: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        return self._predict(self.norm.apply(g))
-
-    def trace(self) -> None:
-        """Take the (shape-agnostic, without XLA) trace now rather than on the first prediction."""
-        self._predict(tiny_graph())
-
-    def predict_snapshots(self, snaps: list) -> tuple[np.ndarray, np.ndarray]:
-        return self.predict_tensors(graph_tensors(snaps))
-
-    def predict(self, samples: list[Sample]) -> tuple[np.ndarray, np.ndarray]:
-        return self.predict_snapshots([s.snapshot for s in samples])
 
 
 def _batches(samples: list[Sample], norm: Normalization, windows_per_batch: int, rng: random.Random,
@@ -106,7 +86,7 @@ class Fitter:
             return loss_d
 
         self.step = step if eager else tf.function(step, input_signature=[INPUT_SPEC, *TARGET_SPEC], jit_compile=xla)
-        self.predict = make_predict_fn(model, xla=False)  # validation shapes vary: one trace, no XLA compiles
+        self.twin = Twin(model, xla=False)  # validation shapes vary: one trace, no XLA compiles
 
     def warm_up(self) -> None:
         """Trace the training and prediction steps (and create the optimizer's slots) on a one-flow
@@ -115,7 +95,7 @@ class Fitter:
         self._build_variables()
         zero = tf.zeros([1], tf.float32)
         self.step(to_tensors(g), zero, zero, zero)
-        self.predict(g)
+        self.twin.trace()
 
     def _build_variables(self) -> None:
         """Create the model's weights and the optimizer's slots outside the trace (a trace that
@@ -128,9 +108,6 @@ class Fitter:
     def _reset_optimizer(self, lr: float) -> None:
         for v in self.opt.variables:
             v.assign(lr if v.path.endswith("learning_rate") else tf.zeros_like(v))
-
-    def predict_samples(self, samples: list[Sample], norm: Normalization) -> tuple[np.ndarray, np.ndarray]:
-        return self.predict(norm.apply(graph_tensors([s.snapshot for s in samples])))
 
     def fit(self, samples: list[Sample], norm: Normalization | None = None, *, epochs: int = 300,
             budget_s: float = 300.0, patience: int = 20, windows_per_batch: int = 8, lr: float = 1e-3, seed: int = 0,
@@ -148,7 +125,8 @@ class Fitter:
         norm = norm or Normalization.fit([graph_tensors([s.snapshot for s in fit])])
         self._build_variables()
         self._reset_optimizer(lr)
-        val_batches = [(norm.apply(g), yd if objective == "delay" else yj)
+        self.twin.norm = norm
+        val_batches = [(g, yd if objective == "delay" else yj)
                        for g, yd, yj in (batch(val[i:i + 32]) for i in range(0, len(val), 32))]
         floor = 1e-3 if objective == "delay" else JITTER_FLOOR_MS
 
@@ -156,7 +134,7 @@ class Fitter:
             """The objective's MAPE on the validation slice."""
             errs, n = 0.0, 0
             for x, y in val_batches:
-                p = self.predict(x)[0 if objective == "delay" else 1]
+                p = self.twin.predict_graph(x)[0 if objective == "delay" else 1]
                 m = np.isfinite(y)
                 errs += float(np.sum(np.abs(p[m] - y[m]) / np.maximum(y[m], floor)))
                 n += int(m.sum())

@@ -8,23 +8,27 @@ propagation is 0.5-1.5 ms at load 0.3 and 3-6 ms at load 0.5, so 5 ms separates 
 loaded paths). A flow violates when its delay exceeds the budget; a flow that lost every
 packet of a window violates too.
 
-Per window, stored in traffic.db's `sla_windows`: flows predicted, predicted violations, and for
-the flows with labels the confusion matrix (a violation is the positive class) with precision,
-recall, F1 and accuracy, beside the accuracy of always answering "compliant" and the confusion
-matrix of the loop's frozen shadow (`shadow_tp`...: what the same monitor would have said
-without synchronization).
+The monitor is a stage of the closed loop (`sync.loop`): it sees each window with its predictions
+as the loop makes them. Per window, stored in traffic.db's `sla_windows` (`SlaStore`): flows
+predicted, predicted violations, and for the flows with labels the confusion matrix (a violation
+is the positive class) with precision, recall, F1 and accuracy, beside the accuracy of always
+answering "compliant" and the confusion matrix of the loop's frozen shadow (`shadow_tp`...:
+what the same monitor would have said without synchronization).
 """
 
 from __future__ import annotations
 
 import fnmatch
-import json
 import time
-from collections import defaultdict
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+from topologies import Topology
 from traffic.store import Stores
+from traffic.window import Label, Window
+
+from .store import LoopStore
 
 DEFAULT_MARGIN_MS = 5.0
 
@@ -144,46 +148,82 @@ class FlowState:
                 "measured_violation": self.measured_violation}
 
 
-class SlaMonitor:
-    """Evaluates a run's windows against the policy; `update()` evaluates the windows whose
-    predictions or labels changed since the last call and stores them."""
+class SlaStore:
+    """The monitor's results in traffic.db's `sla_windows`, per run and window."""
 
-    def __init__(self, stores: Stores, run_id: str, policy: SlaPolicy | None = None) -> None:
+    def __init__(self, stores: Stores) -> None:
+        self.db = stores.traffic
+        self.db.execute("""CREATE TABLE IF NOT EXISTS sla_windows (
+            run_id TEXT, window INTEGER, flows INTEGER, predicted_violations INTEGER, labeled INTEGER,
+            measured_violations INTEGER, tp INTEGER, fp INTEGER, fn INTEGER, tn INTEGER, precision REAL,
+            recall REAL, f1 REAL, accuracy REAL, always_compliant_accuracy REAL, evaluated_at REAL,
+            shadow_tp INTEGER, shadow_fp INTEGER, shadow_fn INTEGER, shadow_tn INTEGER,
+            PRIMARY KEY (run_id, window))""")
+        cols = self.db["sla_windows"].columns_dict
+        for col in ("shadow_tp", "shadow_fp", "shadow_fn", "shadow_tn"):  # tables from before the shadow's
+            if col not in cols:
+                self.db["sla_windows"].add_column(col, int)
+
+    def write(self, rows: list[dict[str, Any]]) -> None:
+        if rows:
+            with self.db.conn:
+                self.db["sla_windows"].insert_all(rows, replace=True)
+
+    def windows(self, run_id: str) -> list[dict[str, Any]]:
+        return list(self.db.query("SELECT * FROM sla_windows WHERE run_id = ? ORDER BY window", [run_id]))
+
+    def latest(self, run_id: str, labeled: bool = False) -> dict[str, Any] | None:
+        """The newest evaluated window (with labels)."""
+        rows = list(self.db.query("SELECT * FROM sla_windows WHERE run_id = ?" + (" AND labeled > 0" if labeled else "")
+                                  + " ORDER BY window DESC LIMIT 1", [run_id]))
+        return rows[0] if rows else None
+
+
+#: Predictions of one window: flow key -> (serving model's delay, frozen shadow's delay), ms.
+Predicted = dict[str, tuple[float | None, float | None]]
+
+
+class SlaMonitor:
+    """Evaluates a run's windows against the policy, as a stage of the loop: `update(window)`
+    takes each new window with its predictions, in memory, and evaluates it, then
+    evaluates again every window whose labels arrived since (labels come seconds after their
+    window); `finish()` takes the labels written last. `replay()` evaluates a stored run."""
+
+    def __init__(self, stores: Stores, run_id: str, policy: SlaPolicy | None = None, *, topo: Topology | None = None,
+                 predicted: Callable[[int], Predicted] | None = None) -> None:
+        """`topo`: the run's topology (else read from its run); `predicted`: a window's predictions
+        (else read from the loop's stored predictions)."""
         self.stores = stores
+        self.store = SlaStore(stores)
         self.run_id = run_id
         self.policy = policy or SlaPolicy()
-        run = stores.run(run_id)
-        topo = json.loads(run["topology_json"])
-        self.link_delay = {lk["id"]: float(lk["delay_ms"]) for lk in topo["links"]}
-        self.seen: dict[int, tuple[int, int]] = {}
+        topo = topo or stores.topology(run_id)
+        self.link_delay = {lk.id: float(lk.delay_ms) for lk in topo.links}
+        self.predicted = predicted or (lambda window: predicted_of(stores, run_id, window))
+        self.pending: dict[int, list[FlowState]] = {}  # windows whose labels may still come
+        self.label_counts: dict[int, int] = {}
 
-    def flows(self, window: int) -> list[FlowState]:
+    def flows(self, window: Window, predicted: Predicted) -> list[FlowState]:
         """Every run flow of the window with its budget, prediction and measurement."""
-        t, lab = self.stores.traffic, self.stores.labels
-        pred = {r["flow_key"]: (r["delay_ms"], r["shadow_delay_ms"]) for r in t.query(
-            "SELECT flow_key, delay_ms, shadow_delay_ms FROM predictions WHERE run_id = ? AND window = ?",
-            [self.run_id, window])}
-        meas = {r["flow_key"]: r for r in lab.query(
-            "SELECT flow_key, delay_ms, sent, received FROM labels WHERE run_id = ? AND window = ?",
-            [self.run_id, window])}
         out = []
-        for f in t.query("SELECT f.flow_key, f.src, f.dst, f.proto, f.links FROM snapshot_flows f JOIN snapshots s "
-                         "ON s.id = f.snapshot_id WHERE s.run_id = ? AND s.window = ? AND f.flow_no IS NOT NULL",
-                         [self.run_id, window]):
-            links = json.loads(f["links"] or "[]")
-            if not links:
+        for f in window.run_flows:
+            if not f.links:
                 continue
-            prop = sum(self.link_delay.get(lk, 0.0) for lk in links)
-            budget, source = self.policy.budget(f["flow_key"], f["proto"], f["src"], f["dst"], prop)
-            m = meas.get(f["flow_key"])
-            serving, shadow = pred.get(f["flow_key"], (None, None))
-            out.append(FlowState(f["flow_key"], f["src"], f["dst"], f["proto"] or "", len(links), round(budget, 3),
-                                 source, serving, None if m is None else m["delay_ms"],
-                                 bool(m and m["sent"] and not m["received"]), shadow))
+            prop = sum(self.link_delay.get(lk, 0.0) for lk in f.links)
+            budget, source = self.policy.budget(f.flow_key, f.proto, f.src, f.dst, prop)
+            m = window.labels.get(f.flow_key)
+            serving, shadow = predicted.get(f.flow_key, (None, None))
+            out.append(FlowState(f.flow_key, f.src, f.dst, f.proto or "", len(f.links), round(budget, 3), source,
+                                 serving, None if m is None else m.delay_ms, bool(m and m.lost), shadow))
         return out
 
-    def evaluate(self, window: int) -> dict[str, Any]:
-        flows = [f for f in self.flows(window) if f.predicted_ms is not None]
+    def stored_flows(self, window: int) -> list[FlowState]:
+        """A stored window's flows, with the loop's stored predictions."""
+        w = self.stores.window(self.run_id, window)
+        return [] if w is None else self.flows(w, predicted_of(self.stores, self.run_id, window))
+
+    def evaluate(self, window: int, flows: list[FlowState]) -> dict[str, Any]:
+        flows = [f for f in flows if f.predicted_ms is not None]
         labeled = [(bool(f.predicted_violation), bool(f.measured_violation)) for f in flows
                    if f.measured_violation is not None]
         row: dict[str, Any] = {"run_id": self.run_id, "window": window, "flows": len(flows),
@@ -198,32 +238,61 @@ class SlaMonitor:
                 row.update({f"shadow_{k}": v for k, v in confusion(shadow).items() if k in ("tp", "fp", "fn", "tn")})
         return row
 
-    def _counts(self) -> dict[int, tuple[int, int]]:
-        counts: dict[int, list[int]] = defaultdict(lambda: [0, 0])
-        for w, n in self.stores.traffic.execute(
-                "SELECT window, count(*) FROM predictions WHERE run_id = ? GROUP BY window", [self.run_id]):
-            counts[w][0] = n
-        for w, n in self.stores.labels.execute(
-                "SELECT window, count(*) FROM labels WHERE run_id = ? GROUP BY window", [self.run_id]):
-            if w in counts:
-                counts[w][1] = n
-        return {w: (a, b) for w, (a, b) in counts.items()}
+    def update(self, window: Window) -> None:
+        """A new window with its predictions; then the windows whose labels arrived."""
+        predicted = self.predicted(window.window)
+        flows = self.flows(window, predicted)
+        rows = [self.evaluate(window.window, flows)] if predicted else []
+        if predicted:
+            self.pending[window.window] = flows
+            self.label_counts[window.window] = len(window.labels)  # evaluated with these
+        self.store.write(rows + self._labeled())
 
-    def update(self) -> int:
-        """Evaluate and store the windows that changed; returns how many were (re)evaluated."""
-        counts = self._counts()
-        changed = [w for w, c in sorted(counts.items()) if self.seen.get(w) != c]
-        rows = [self.evaluate(w) for w in changed]
-        if rows:
-            with self.stores.traffic.conn:
-                self.stores.traffic["sla_windows"].insert_all(rows, replace=True)
-        self.seen.update({w: counts[w] for w in changed})
+    def finish(self) -> None:
+        """The labels written since the last window (the run's last labels come after it)."""
+        self.store.write(self._labeled())
+
+    def _labeled(self) -> list[dict[str, Any]]:
+        """Rows for the pending windows whose label count changed, with their labels filled in."""
+        counts = self.stores.label_counts(self.run_id)
+        changed = [w for w in sorted(self.pending) if counts.get(w, 0) != self.label_counts.get(w, 0)]
+        if not changed:
+            return []
+        labels = self.stores.labels_of(self.run_id, changed[0])
+        rows = []
+        for w in changed:
+            flows = [_measured(f, labels.get((w, f.flow_key))) for f in self.pending[w]]
+            self.pending[w] = flows
+            self.label_counts[w] = counts[w]
+            rows.append(self.evaluate(w, flows))
+        return rows
+
+    def replay(self) -> int:
+        """Evaluate every stored window of the run with the loop's stored predictions; returns
+        how many windows were evaluated."""
+        preds: dict[int, Predicted] = {}
+        for p in LoopStore(self.stores).predictions(self.run_id):
+            preds.setdefault(p["window"], {})[p["flow_key"]] = (p["delay_ms"], p["shadow_delay_ms"])
+        rows = [self.evaluate(w.window, self.flows(w, preds[w.window]))
+                for w in self.stores.windows(self.run_id, labels=True, run_flows_only=True) if w.window in preds]
+        self.store.write(rows)
         return len(rows)
+
+
+def _measured(f: FlowState, label: Label | None) -> FlowState:
+    if label is None:
+        return f
+    return replace(f, measured_ms=label.delay_ms, lost=label.lost)
+
+
+def predicted_of(stores: Stores, run_id: str, window: int) -> Predicted:
+    return {p["flow_key"]: (p["delay_ms"], p["shadow_delay_ms"])
+            for p in LoopStore(stores).predictions(run_id, window)}
 
 
 def summary(stores: Stores, run_id: str) -> dict[str, Any]:
     """The run's SLA results so far: totals over the evaluated windows and the latest ones."""
-    rows = list(stores.traffic.query("SELECT * FROM sla_windows WHERE run_id = ? ORDER BY window", [run_id]))
+    rows = SlaStore(stores).windows(run_id)
     return {"run": run_id, "windows": len(rows), "labeled_windows": sum(1 for r in rows if r["labeled"]),
             **totals(rows), "latest": rows[-1] if rows else None}
 

@@ -28,6 +28,9 @@ import numpy as np
 from traffic.store import Stores
 from vtwin import evaluate
 
+from .sla import SlaStore
+from .store import LoopStore
+
 SLIDING = 100
 
 
@@ -49,15 +52,14 @@ def mape(pred: np.ndarray, true: np.ndarray) -> float | None:
 def _samples(stores: Stores, run_id: str, kpi: str = "delay") -> dict[str, np.ndarray]:
     """Labeled predictions of `kpi` (delay or jitter): window, flow (an index), label, serving and
     shadow model."""
-    labels = {(r["window"], r["flow_key"]): r[f"{kpi}_ms"] for r in stores.labels.query(
-        f"SELECT window, flow_key, {kpi}_ms FROM labels WHERE run_id = ? AND {kpi}_ms IS NOT NULL", [run_id])}
+    labels = stores.labels_of(run_id)
     rows = []
     flows: dict[str, int] = {}
-    for r in stores.traffic.query(f"SELECT window, flow_key, {kpi}_ms AS y, shadow_{kpi}_ms AS shadow FROM predictions "
-                                  "WHERE run_id = ? ORDER BY window, flow_key", [run_id]):
-        y = labels.get((r["window"], r["flow_key"]))
-        if y is not None and y > 0 and r["y"] is not None and r["shadow"] is not None:
-            rows.append((r["window"], flows.setdefault(r["flow_key"], len(flows)), y, r["y"], r["shadow"]))
+    for r in LoopStore(stores).predictions(run_id):
+        lab = labels.get((r["window"], r["flow_key"]))
+        y, pred, shadow = getattr(lab, f"{kpi}_ms", None), r[f"{kpi}_ms"], r[f"shadow_{kpi}_ms"]
+        if y is not None and y > 0 and pred is not None and shadow is not None:
+            rows.append((r["window"], flows.setdefault(r["flow_key"], len(flows)), y, pred, shadow))
     a = np.asarray(rows, dtype=float).reshape(-1, 5)
     return {"window": a[:, 0].astype(int), "flow": a[:, 1].astype(int), "true": a[:, 2], "with": a[:, 3],
             "without": a[:, 4]}
@@ -77,12 +79,8 @@ def flow_mean_floor(flow: np.ndarray, true: np.ndarray) -> dict[str, float | Non
 
 
 def _events(stores: Stores, run_id: str, t0: float, window_s: float) -> list[dict[str, Any]]:
-    out = []
-    for e in stores.traffic.query("SELECT at, kind, detail FROM events WHERE run_id = ? ORDER BY id", [run_id]):
-        d = json.loads(e["detail"]) if e["detail"] else {}
-        out.append({"kind": e["kind"], "at": e["at"], "at_window": math.floor((e["at"] - t0) / window_s),
-                    "detail": d})
-    return out
+    return [{"kind": e["kind"], "at": e["at"], "at_window": math.floor((e["at"] - t0) / window_s),
+             "detail": e["detail"] if isinstance(e["detail"], dict) else {}} for e in stores.events(run_id)]
 
 
 def sliding(s: dict[str, np.ndarray], size: int = SLIDING, step: int = 10) -> list[dict[str, Any]]:
@@ -97,22 +95,16 @@ def sliding(s: dict[str, np.ndarray], size: int = SLIDING, step: int = 10) -> li
 def build(stores: Stores, run_id: str) -> dict[str, Any]:
     run = stores.run(run_id)
     t0, window_s = run["t0"], run["window_s"]
-    phases = list(stores.traffic.query("SELECT idx, profile, load FROM phases WHERE run_id = ? ORDER BY idx",
-                                       [run_id]))
-    first = {r["phase_idx"]: r["w"] for r in stores.traffic.query(
-        "SELECT phase_idx, min(window) AS w FROM snapshots WHERE run_id = ? AND phase_idx IS NOT NULL "
-        "GROUP BY phase_idx", [run_id])}
-    last = {r["phase_idx"]: r["w"] for r in stores.traffic.query(
-        "SELECT phase_idx, max(window) AS w FROM snapshots WHERE run_id = ? AND phase_idx IS NOT NULL "
-        "GROUP BY phase_idx", [run_id])}
+    phases = stores.phases(run_id)
+    spans = stores.phase_windows(run_id)
+    first, last = {p: lo for p, (lo, _) in spans.items()}, {p: hi for p, (_, hi) in spans.items()}
     s = _samples(stores, run_id)
     events = _events(stores, run_id, t0, window_s)
     detections = [e["detail"]["window"] for e in events if e["kind"] == "drift"]
     ignored = [e["detail"]["window"] for e in events if e["kind"] == "drift_ignored"]
     swaps = [e for e in events if e["kind"] == "swapped"]
     # a swap takes effect at the first window the new version predicted (the loop may be behind)
-    first_pred = {r["version"]: r["w"] for r in stores.traffic.query(
-        "SELECT version, min(window) AS w FROM predictions WHERE run_id = ? GROUP BY version", [run_id])}
+    first_pred = LoopStore(stores).first_windows(run_id)
     for e in swaps:
         e["effective_window"] = first_pred.get(e["detail"].get("version"))
     trainings = [{"job": e["detail"].get("job"), "outcome": e["kind"], "seconds": e["detail"].get("seconds"),
@@ -128,7 +120,7 @@ def build(stores: Stores, run_id: str) -> dict[str, Any]:
     retrain_s = sum(t["seconds"] or 0 for t in trainings if t["job"] == "retrain")
     ready = [e["detail"].get("seconds") for e in events if e["kind"] == "trainer_ready"]
     paused = stores.paused_windows(run_id, t0, window_s)
-    pauses = stores.traffic.execute("SELECT count(*) FROM label_pauses WHERE run_id = ?", [run_id]).fetchone()[0]
+    pauses = len(stores.pauses(run_id))
 
     def seg(lo: int, hi: int, after: int | None = None, s: dict[str, np.ndarray] = s) -> dict[str, Any]:
         m = (s["window"] >= max(lo, after if after is not None else lo)) & (s["window"] <= hi)
@@ -141,7 +133,7 @@ def build(stores: Stores, run_id: str) -> dict[str, Any]:
                 **flow_mean_floor(s["flow"][m], s["true"][m])}
 
     jitter = _samples(stores, run_id, "jitter")
-    sla_rows = list(stores.traffic.query("SELECT * FROM sla_windows WHERE run_id = ? ORDER BY window", [run_id]))
+    sla_rows = SlaStore(stores).windows(run_id)
     segments = []
     for p in phases:  # every phase, the paper's segments: delay and jitter, both NMSE definitions, SLA
         if p["idx"] not in first:
