@@ -37,11 +37,13 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 demo: install
 	$(VENV)/bin/ndt demo
 
-# ruff, then the tier without a lab (pure code over seeded stores), then the lab tier (`-m lab`);
-# both tiers run even when the first fails, and make fails if either did (5: nothing selected).
+# ruff, then the tier without a lab (pure code over seeded stores, one pytest-xdist worker per core,
+# a file's tests on one worker), then the lab tier (`-m lab`, one process: labs share ports and
+# bridge names); both tiers run even when the first fails, and make fails if either did (5: nothing
+# selected).
 test: install
 	$(VENV)/bin/ruff check .
-	@fast=0; $(PY) -m pytest -m "not lab" $(PYTEST_ARGS) || fast=$$?; [ $$fast = 5 ] && fast=0; \
+	@fast=0; $(PY) -m pytest -m "not lab" -n auto --dist loadfile $(PYTEST_ARGS) || fast=$$?; [ $$fast = 5 ] && fast=0; \
 	lab=0; $(PY) -m pytest -m lab $(PYTEST_ARGS) || lab=$$?; [ $$lab = 5 ] && lab=0; \
 	[ $$fast = 0 ] && [ $$lab = 0 ]
 

@@ -55,7 +55,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from emulator import DAEMONS, CpuSampler, cpu_times, frames_received, lab_parts  # noqa: E402  (bench/emulator.py)
 from lab_scale import rss_mb  # noqa: E402  (bench/lab_scale.py)
 
-from apps.lab_args import capacity_scale  # noqa: E402
+from apps.cli.lab_args import capacity_scale  # noqa: E402
 from traffic.store import Stores  # noqa: E402
 from vtwin.dataset import from_jsonl  # noqa: E402
 from vtwin.evaluate import evaluate  # noqa: E402

@@ -71,13 +71,14 @@ def question(data: str) -> tuple[int, str]:
 
 
 def engine_latency(data: str, request: dict, n: int) -> tuple[list[float], dict]:
-    from apps.whatif import answer
+    from apps.whatif import answer, parse_request
     from traffic.store import Stores
     from vtwin.predictor import Predictor
     from vtwin.registry import Registry
 
     stores = Stores(data)
     predictor = Predictor(Registry(stores), xla=False)
+    request = parse_request(request)
     answer(predictor.predict, stores, request)  # warm
     times, res = [], None
     for _ in range(n):

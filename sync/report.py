@@ -197,7 +197,7 @@ def _sla_totals(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
 
 
 def _sla(stores: Stores, run_id: str) -> dict[str, Any] | None:
-    """The SLA monitor's totals for the run, if it ran (see apps/sla.py)."""
+    """The SLA monitor's totals for the run, if it ran (see sync/sla.py)."""
     from .sla import summary
 
     res = summary(stores, run_id)

@@ -1,8 +1,9 @@
-"""The twin service for real: `ndt serve` as a process, over a seeded line3 traffic run (a chain:
-both links are bridges; `tests/seeded.py`, no lab needed) with a model trained on it by `ndt
-train`. What-if decisions, 4xx for every bad request, the bearer token on mutating endpoints,
-model operations end to end with automatic rollback, status, snapshots, metrics, evidence packs,
-and a schemathesis fuzz of the OpenAPI document."""
+"""The twin service over a seeded line3 traffic run (a chain: both links are bridges;
+`tests/seeded.py`, no lab needed) with a model trained on it: the application in this process
+through FastAPI's TestClient, and `ndt serve` as a process for the HTTP fuzz and the port check.
+What-if decisions, 4xx for every bad request, the bearer token on mutating endpoints, model
+operations end to end with automatic rollback, status, snapshots, metrics, evidence packs, and a
+schemathesis fuzz of the OpenAPI document."""
 
 from __future__ import annotations
 
@@ -27,14 +28,40 @@ LINE = {"flows": 6, "seed": 1, "phases": [
 
 
 @pytest.fixture(scope="module")
-def service(tmp_path_factory, private_run_dir):
-    """A seeded line3 traffic run, a model trained on it, and the service on it; stopped by PID after."""
+def data(tmp_path_factory):
+    """A seeded line3 traffic run with an active model trained on it."""
+    from traffic.store import Stores
+    from vtwin.dataset import from_stores, split
+    from vtwin.lifecycle import TrainSpec, train_and_register
+    from vtwin.registry import Registry
+
     data = tmp_path_factory.mktemp("service") / "data"
     seed_traffic_run(data, "line3", LINE)
+    stores = Stores(data)
     # a fixed number of epochs, not a time budget: on a busy machine 15 s bought a plateaued model
     # (patience 20 stopped it at 51 % MAPE) that did not see the congestion the capacity test asks about
-    ndt("train", "--data", str(data), "--epochs", "120", "--patience", "120", "--budget", "150", "--promote", "--json",
-        timeout=300)
+    fit, held = split(from_stores(stores))
+    train_and_register(Registry(stores), fit, held, TrainSpec(epochs=120, patience=120, budget_s=150, promote=True))
+    stores.close()
+    return data
+
+
+@pytest.fixture(scope="module")
+def service(data):
+    """The service application in this process (FastAPI's TestClient, its lifespan included)."""
+    from fastapi.testclient import TestClient
+
+    from apps.common.config import Config
+    from apps.service import create_app
+
+    with TestClient(create_app(data, Config(token=TOKEN))) as client:
+        yield {"client": client, "data": data}
+
+
+@pytest.fixture(scope="module")
+def served(data):
+    """`ndt serve` as a process on the same data, for what only a real server shows (the OpenAPI
+    fuzz over HTTP, the port check); stopped by PID after."""
     proc = subprocess.Popen([sys.executable, "-m", "apps", "serve", "--data", str(data), "--port", str(PORT)],
                             cwd=ROOT, env={**os.environ, "NDT_TOKEN": TOKEN}, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
@@ -60,12 +87,12 @@ def service(tmp_path_factory, private_run_dir):
             proc.wait()
 
 
-def post(service, path: str, body, auth: bool = False, **kw) -> requests.Response:
-    return requests.post(service["url"] + path, json=body, headers=AUTH if auth else {}, timeout=120, **kw)
+def post(service, path: str, body, auth: bool = False, headers: dict | None = None):
+    return service["client"].post(path, json=body, headers={**(AUTH if auth else {}), **(headers or {})})
 
 
-def get(service, path: str, **params) -> requests.Response:
-    return requests.get(service["url"] + path, params=params, timeout=60)
+def get(service, path: str, **params):
+    return service["client"].get(path, params=params)
 
 
 def busiest_snapshot(service, phase: int) -> int:
@@ -138,9 +165,9 @@ def test_bad_and_unknown_requests_get_a_4xx_with_a_message(service, method, path
     if isinstance(body, dict) and body.get("snapshot_id") == 1:
         body = {**body, "snapshot_id": busiest_snapshot(service, 0)}
     if method == "get":
-        r = requests.get(service["url"] + path, timeout=30)
+        r = service["client"].get(path)
     elif isinstance(body, str):
-        r = requests.post(service["url"] + path, data=body, headers={"content-type": "application/json"}, timeout=30)
+        r = service["client"].post(path, content=body, headers={"content-type": "application/json"})
     else:
         r = post(service, path, body)
     assert r.status_code == status, r.text
@@ -155,7 +182,7 @@ def test_mutating_endpoints_refuse_a_missing_or_wrong_token(service, path, body)
     before = get(service, "/ml/models").json()
     missing = post(service, path, body)
     assert missing.status_code == 401 and missing.headers["www-authenticate"] == "Bearer"
-    wrong = requests.post(service["url"] + path, json=body, headers={"Authorization": "Bearer nope"}, timeout=30)
+    wrong = post(service, path, body, headers={"Authorization": "Bearer nope"})
     assert wrong.status_code == 403 and wrong.json() == {"error": "wrong token"}
     assert get(service, "/ml/models").json() == before  # nothing changed
 
@@ -236,14 +263,14 @@ def test_status_snapshots_and_metrics(service):
     assert 'ndt_retraining_state{ndt_retraining_state="training"} 0.0' in text  # no loop: no state is on
 
 
-def test_the_openapi_document_survives_fuzzing(service, tmp_path):
+def test_the_openapi_document_survives_fuzzing(served, tmp_path):
     """schemathesis on every operation but /ml/train (each valid example would train a model):
     no 5xx, only documented status codes and content types, responses that match their schema,
     and invalid data rejected. Not checked: that schema-valid data is accepted, since a what-if
     on an unknown link or a snapshot without flows is rightly a 422 that no schema can foresee."""
     st = shutil.which("schemathesis", path=os.path.dirname(sys.executable))
     assert st, "schemathesis is a test dependency (make install)"
-    r = subprocess.run([st, "run", service["url"] + "/openapi.json", "--header", f"Authorization: Bearer {TOKEN}",
+    r = subprocess.run([st, "run", served["url"] + "/openapi.json", "--header", f"Authorization: Bearer {TOKEN}",
                         "--exclude-path", "/ml/train", "--max-examples", "15", "--seed", "1",
                         "--checks", "not_a_server_error,status_code_conformance,content_type_conformance,"
                         "response_schema_conformance,negative_data_rejection"],
@@ -251,7 +278,7 @@ def test_the_openapi_document_survives_fuzzing(service, tmp_path):
     assert r.returncode == 0, r.stdout[-4000:]
 
 
-def test_serve_refuses_a_taken_port_in_one_line(service):
-    r = ndt("serve", "--data", str(service["data"]), "--port", str(PORT), check=False, timeout=60)
+def test_serve_refuses_a_taken_port_in_one_line(served):
+    r = ndt("serve", "--data", str(served["data"]), "--port", str(PORT), check=False, timeout=60)
     assert r.returncode == 1 and r.stderr.strip() == f"ndt: error: cannot listen on 127.0.0.1:{PORT}: " \
                                                     "Address already in use"

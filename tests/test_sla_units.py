@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from apps.config import ConfigError, load_config
+from apps.common.config import ConfigError, load_config
 from sync.sla import SlaPolicy, SlaPolicyError, confusion, totals
 
 

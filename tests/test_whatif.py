@@ -1,5 +1,6 @@
 """What-if questions answered by a real model trained on a seeded diamond traffic run (the
-traffic tests' two-phase schedule, `tests/seeded.py`: no lab needed), through `ndt whatif`."""
+traffic tests' two-phase schedule, `tests/seeded.py`: no lab needed), through `ndt whatif` and
+the engine in this process."""
 
 from __future__ import annotations
 
@@ -52,9 +53,18 @@ def test_isolating_a_switch_is_rejected_with_the_cut_pairs_named(twin):
     assert lost and res["blast_radius"]["flows"] >= len(lost) and 0 < res["risk_score"] <= 1
 
 
+def engine(data, request: dict) -> dict:
+    """The engine in this process (as the service runs it), with the serving model."""
+    from apps.whatif import answer, parse_request
+    from vtwin.predictor import Predictor
+
+    stores = Stores(data)
+    return answer(Predictor(Registry(stores), xla=False).predict, stores, parse_request(request)).result
+
+
 def test_more_capacity_on_the_bottleneck_lowers_predicted_delay(twin):
     data, snap = twin
-    base = ask(data, {"snapshot_id": snap, "scenario": {"type": "traffic_growth", "changes": [{"factor": 1.0}]}})
+    base = engine(data, {"snapshot_id": snap, "scenario": {"type": "traffic_growth", "changes": [{"factor": 1.0}]}})
     assert base["decision"] == "APPROVE" and base["blast_radius"]["flows"] == 0
     stores = Stores(data)
     from apps.whatif import baseline, route, utilization
@@ -62,8 +72,8 @@ def test_more_capacity_on_the_bottleneck_lowers_predicted_delay(twin):
     _, _, net = baseline(stores, snap)
     util = utilization(route(net)[0])
     bottleneck = max(util, key=util.get)
-    res = ask(data, {"snapshot_id": snap, "scenario": {"type": "capacity_change",
-                                                        "changes": [{"link": bottleneck, "capacity_mbps": 20}]}})
+    res = engine(data, {"snapshot_id": snap, "scenario": {"type": "capacity_change",
+                                                           "changes": [{"link": bottleneck, "capacity_mbps": 20}]}})
     crossing = [f for f in res["flows"] if f["pre_delay_ms"] is not None]
     assert res["post_state"]["mean_delay_ms"] < res["pre_state"]["mean_delay_ms"]
     assert res["post_state"]["max_utilization"] < res["pre_state"]["max_utilization"]

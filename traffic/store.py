@@ -11,7 +11,7 @@ traffic layer's own tables behind `Stores`, the one class that reads and writes 
 Windows are read back as `traffic.window.Window` objects, never as rows. The layers above own
 their tables in these files behind classes of their own: the closed loop's predictions and status
 (`sync.store.LoopStore`), the SLA results and the model operations' deployments and decisions
-(`apps.store`), the model registry (`vtwin.registry.Registry`).
+(`sync.sla.SlaStore`, `apps.service.store.OpsStore`), the model registry (`vtwin.registry.Registry`).
 
 Every write that belongs together happens in one transaction, and windows and labels have
 natural primary keys, so a writer that crashes and restarts neither loses committed rows nor

@@ -1,4 +1,4 @@
-"""`ndt serve`: starts the twin service (apps/service.py) with uvicorn, after checking that its
+"""`ndt serve`: starts the twin service (`apps.service`) with uvicorn, after checking that its
 address is free and that a bearer token exists for the mutating endpoints."""
 
 from __future__ import annotations
@@ -10,10 +10,9 @@ import socket
 import sys
 from pathlib import Path
 
+from apps.common.config import Config, load_config
 from ptwin.errors import LabError
 from traffic.store import Stores
-
-from .config import Config, load_config
 
 
 def ensure_token(config: Config, root: Path) -> str:
@@ -35,7 +34,7 @@ def ensure_token(config: Config, root: Path) -> str:
 def cmd_serve(args: argparse.Namespace) -> None:
     import uvicorn
 
-    from .service import create_app
+    from apps.service import create_app
 
     stores = Stores(args.data)
     config = load_config(args.config, stores.root)
@@ -54,10 +53,11 @@ def cmd_serve(args: argparse.Namespace) -> None:
     uvicorn.run(create_app(stores.root, config), host=host, port=port, log_level=args.log_level)
 
 
-def add_parser(sub) -> None:
+def register(sub: argparse._SubParsersAction) -> None:
     t = sub.add_parser("serve", help="the twin's HTTP API: status, snapshots, what-if, model operations, metrics")
-    t.add_argument("--host", default=None, help="address to bind (default 127.0.0.1)")
-    t.add_argument("--port", type=int, default=None, help="port (default 8000)")
+    d = Config()
+    t.add_argument("--host", default=None, help=f"address to bind (default: the config file's, else {d.host})")
+    t.add_argument("--port", type=int, default=None, help=f"port (default: the config file's, else {d.port})")
     t.add_argument("--config", default=None, help="configuration file (token, SLA policy)")
     t.add_argument("--data", default=None)
     t.add_argument("--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"])

@@ -7,32 +7,32 @@ import json
 import sys
 from typing import Any
 
+from apps.common.table import emit, print_table
 from ptwin.errors import LabError
 from traffic.store import Stores
-
-from .table import emit, print_table
 
 
 def cmd_whatif(args: argparse.Namespace) -> None:
     from pathlib import Path
 
-    from .whatif import WhatIfError, answer, question, write_evidence
+    from apps.whatif import WhatIfError, answer, parse_request, question, write_evidence
 
     path = Path(args.request)
     try:
-        request = json.loads(sys.stdin.read() if args.request == "-" else path.read_text())
+        data = json.loads(sys.stdin.read() if args.request == "-" else path.read_text())
     except FileNotFoundError:
         raise LabError(f"no request file {args.request}") from None
     except ValueError as exc:
         raise LabError(f"{args.request}: not valid JSON: {exc}") from None
     stores = Stores(args.data)
     try:
+        request = parse_request(data)
         asked = question(stores, request)  # a bad request is refused before the model (and TensorFlow) loads
         from vtwin.predictor import Predictor
         from vtwin.registry import Registry
 
         ans = answer(Predictor(Registry(stores), xla=False).predict, stores, request, asked)
-    except WhatIfError as exc:
+    except (WhatIfError, ValueError) as exc:
         raise LabError(f"what-if: {exc}") from None
     res = ans.result
     res["evidence_pack"] = write_evidence(stores.root, ans)["html"]
@@ -50,7 +50,7 @@ def cmd_whatif(args: argparse.Namespace) -> None:
     emit(res, args.json, render)
 
 
-def add_whatif_parser(sub) -> None:
+def register(sub: argparse._SubParsersAction) -> None:
     t = sub.add_parser("whatif", help="ask the virtual twin a what-if question (a JSON request file, or - )")
     t.add_argument("request", metavar="REQUEST.json")
     t.add_argument("--data", default=None)

@@ -1,4 +1,4 @@
-"""`ndt run` (the closed loop on its own lab, with a live status line and the SLA monitor),
+"""`ndt run` (the closed loop on its own lab, with a live status line; the SLA monitor is one of its stages),
 `ndt drift score` (replay a stored run through the detector and score it), `ndt sla` (a run's
 SLA results under a policy) and `ndt report` (the with/without-sync report)."""
 
@@ -10,6 +10,8 @@ import sys
 import time
 from typing import Any
 
+from apps.common.config import load_config
+from apps.common.table import emit, print_table
 from controller_app.client import ControllerClient
 from ptwin.control import lab_down, lab_status, lab_up
 from ptwin.errors import LabError
@@ -19,9 +21,8 @@ from traffic.flowset import check_flow_count
 from traffic.schedule import load_schedule
 from traffic.store import Stores
 
-from .config import load_config
+from .base import Parser
 from .lab_args import add_emulation_args, lab_config
-from .table import emit, print_table
 
 
 def drift_config(args: argparse.Namespace):
@@ -243,18 +244,18 @@ def _run_args(t: argparse.ArgumentParser) -> None:
     t.add_argument("--post-windows", type=int, default=10, help="labeled post-drift windows before retraining")
     add_emulation_args(t)
     t.add_argument("--data", default=None)
-    t.add_argument("--config", default=None, help="configuration file with the SLA policy (see apps/config.py)")
+    t.add_argument("--config", default=None, help="configuration file with the SLA policy (see apps/common/config.py)")
     t.add_argument("--json", action="store_true")
     add_drift_args(t)
 
 
-def add_parsers(sub, parser_class: type[argparse.ArgumentParser]) -> None:
+def register(sub: argparse._SubParsersAction) -> None:
     t = sub.add_parser("run", help="the closed loop: lab, traffic, predictions, drift detection, retraining")
     _run_args(t)
     t.set_defaults(func=cmd_run)
 
     d = sub.add_parser("drift", help="drift detection on stored runs")
-    dsub = d.add_subparsers(dest="sub", required=True, parser_class=parser_class)
+    dsub = d.add_subparsers(dest="sub", required=True, parser_class=Parser)
     t = dsub.add_parser("score", help="replay a run through the detector; delays, misses, false alarms")
     t.add_argument("run", metavar="RUN")
     t.add_argument("--data", default=None)

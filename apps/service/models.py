@@ -1,4 +1,5 @@
-"""The twin service's request and response models (pydantic): they are its OpenAPI document.
+"""The twin service's request and response models (pydantic), with the what-if engine's own
+(`apps.whatif.request`): they are its OpenAPI document.
 Requests reject unknown fields, so a misspelt key is a 422, not a silently ignored option, and their
 booleans are strict (a 0 or "yes" is a 422: schemathesis found `promote: 0` accepted)."""
 
@@ -8,9 +9,6 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
-from .whatif import SCENARIOS
-
-ScenarioType = Literal[SCENARIOS]  # type: ignore[valid-type]
 MODEL_REF = r"^(registry://)?(delay:)?v[0-9]+$"
 
 
@@ -22,87 +20,7 @@ class ErrorBody(BaseModel):
     error: str = Field(description="what was wrong, in one line")
 
 
-# -- what-if -------------------------------------------------------------------------------------
-class Scenario(Strict):
-    type: ScenarioType
-    targets: list[str | int] = Field(default_factory=list, description="link ids, node ids or names, flow keys")
-    changes: list[dict[str, Any]] = Field(default_factory=list, description=(
-        "capacity_change: {link, capacity_mbps}; traffic_growth: {factor}; add_link: {a, b, capacity_mbps, "
-        "delay_ms}; routing_weight: {link, weight}"))
-
-
-class Slo(Strict):
-    latency_ms: float | None = Field(None, gt=0, allow_inf_nan=False)
-    jitter_ms: float | None = Field(None, gt=0, allow_inf_nan=False)
-    loss_pct: float | None = Field(None, ge=0, le=100, allow_inf_nan=False)
-
-
-class WhatIfRequest(Strict):
-    snapshot_id: int = Field(ge=0, le=2 ** 53 - 1, description="a snapshot id from GET /twin/snapshots")
-    scenario: Scenario
-    slo: Slo = Field(default_factory=Slo)
-    policies: list[str] = Field(default_factory=lambda: ["intent:reachability"], description=(
-        "intent:reachability, intent:routing-redundancy, intent:max-utilization[:X]"))
-
-
-class NetState(BaseModel):
-    flows: int
-    lost: int | None = None
-    violations: int
-    max_utilization: float
-    mean_delay_ms: float
-
-
-class FlowResult(BaseModel):
-    flow: str
-    src: int
-    dst: int
-    pre_delay_ms: float | None
-    post_delay_ms: float | None
-    pre_jitter_ms: float | None
-    post_jitter_ms: float | None
-    pre_loss_pct: float | None
-    post_loss_pct: float | None
-    pre_violation: bool
-    post_violation: bool
-    affected: bool
-    lost: bool
-
-
-class IntentResult(BaseModel):
-    model_config = ConfigDict(populate_by_name=True)
-    policy: str
-    passed: bool = Field(alias="pass")
-    detail: str
-    cut_pairs: list[list[str]] | None = None
-    pairs: list[list[str]] | None = None
-
-
-class BlastRadius(BaseModel):
-    devices: int
-    links: int
-    flows: int
-
-
-class WhatIfResponse(BaseModel):
-    id: str
-    snapshot_id: int
-    run: str
-    window: int
-    model_version: str
-    scenario: dict[str, Any]
-    slo: dict[str, Any]
-    policies: list[str]
-    pre_state: NetState
-    post_state: NetState
-    flows: list[FlowResult]
-    intent_results: list[IntentResult]
-    blast_radius: BlastRadius
-    risk_score: float = Field(ge=0, le=1)
-    decision: Literal["APPROVE", "REVIEW", "REJECT"]
-    reasons: list[str]
-    evidence_pack_url: str
-    seconds: float
+ERRORS = {code: {"model": ErrorBody} for code in (400, 401, 403, 404, 409, 422)}
 
 
 # -- twin state ----------------------------------------------------------------------------------

@@ -11,7 +11,6 @@ Keys: q quits, r refreshes now.
 
 from __future__ import annotations
 
-import argparse
 import time
 from typing import Any
 
@@ -165,13 +164,3 @@ class TwinConsole(App):
         table.clear()
         table.add_rows(ConsoleData.flow_rows(d))
         self.query_one("#events", Static).update("\n".join(ConsoleData.event_lines(d)) or "(no events yet)")
-
-
-def cmd_console(args: argparse.Namespace) -> None:
-    from .config import load_config
-
-    stores = Stores(args.data)
-    data = ConsoleData(stores, args.run, load_config(args.config, stores.root).sla)
-    if args.run:
-        stores.run(args.run)  # an unknown run is one error line, before the screen opens
-    TwinConsole(data, args.refresh).run()

@@ -29,7 +29,7 @@ import numpy as np
 
 from vtwin.registry import Registry, RegistryError, parse_uri, uri
 
-from .evidence import deployment_pack
+from .deployment_pack import deployment_pack
 from .serving import OBJECTIVE, ServingTwin
 from .store import OpsStore
 

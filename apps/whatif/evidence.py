@@ -1,70 +1,18 @@
-"""Evidence packs: one self-contained HTML page (plots embedded as PNG) plus the JSON it was made
-from, per what-if answer and per model deployment, under <data>/reports/{whatif,deployments}/.
-
-A what-if answer is saved as JSON when it is given; its page is drawn from that JSON when first
-asked for (drawing takes several times longer than answering). The page holds the request, the
-decision and its reasons, the intents, the blast radius, pre and post state, per-flow delay
-before and after against the SLO (table and plot) and the topology with the affected links
-drawn. A deployment pack holds the deployment, every decision taken on it with its evidence,
-and the monitored accuracy of candidate and serving model.
+"""The evidence pack of a what-if answer under <data>/reports/whatif/: the answer is saved as JSON
+when it is given; its page is drawn from that JSON when first asked for (drawing takes several
+times longer than answering). The page holds the request, the decision and its reasons, the
+intents, the blast radius, pre and post state, per-flow delay before and after against the SLO
+(table and plot) and the topology with the affected links drawn.
 """
 
 from __future__ import annotations
 
-import base64
-import html
-import io
 import json
 from pathlib import Path
 from typing import Any
 
+from apps.common.pack import esc, figure, image, page, png, table
 from topologies import Topology
-
-STYLE = """body{font-family:sans-serif;margin:2em;max-width:70em;color:#222}
-table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{border:1px solid #bbb;padding:.2em .6em;text-align:left}
-th{background:#eee}.APPROVE{color:#170}.REVIEW{color:#b60}.REJECT{color:#b00}pre{background:#f6f6f6;padding:1em}
-.pass{color:#170}.fail{color:#b00}"""
-
-
-def _esc(x: Any) -> str:
-    if isinstance(x, float):
-        x = f"{x:.4g}"
-    elif isinstance(x, (dict, list)):
-        x = json.dumps(x)
-    return html.escape("-" if x is None else str(x))
-
-
-def table(rows: list[dict[str, Any]], columns: list[str]) -> str:
-    if not rows:
-        return "<p>(none)</p>"
-    head = "".join(f"<th>{_esc(c)}</th>" for c in columns)
-    body = "".join("<tr>" + "".join(f"<td>{_esc(r.get(c))}</td>" for c in columns) + "</tr>" for r in rows)
-    return f"<table><tr>{head}</tr>{body}</table>"
-
-
-def image(png: bytes | None, alt: str) -> str:
-    if not png:
-        return ""
-    return f'<p><img alt="{_esc(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}"></p>'
-
-
-def page(title: str, body: str) -> str:
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{_esc(title)}</title>"
-            f"<style>{STYLE}</style></head><body><h1>{_esc(title)}</h1>{body}</body></html>")
-
-
-def _png(fig) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90)
-    return buf.getvalue()
-
-
-def _figure(width: float, height: float):
-    """A figure and its axes without pyplot's global state (packs are drawn in service threads)."""
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width, height))
-    return fig, fig.subplots()
 
 
 def flow_delay_plot(res: dict[str, Any], limit: int = 30) -> bytes | None:
@@ -73,7 +21,7 @@ def flow_delay_plot(res: dict[str, Any], limit: int = 30) -> bytes | None:
                                                 + (1e6 if f["lost"] else 0)))[:limit]
     if not flows:
         return None
-    fig, ax = _figure(9, 0.28 * len(flows) + 1.6)
+    fig, ax = figure(9, 0.28 * len(flows) + 1.6)
     ys = range(len(flows))
     pre = [f["pre_delay_ms"] or 0 for f in flows]
     post = [f["post_delay_ms"] or 0 for f in flows]
@@ -90,7 +38,7 @@ def flow_delay_plot(res: dict[str, Any], limit: int = 30) -> bytes | None:
     ax.set_xlabel("predicted delay (ms)")
     ax.legend(fontsize=8, loc="lower right")
     fig.subplots_adjust(left=0.32, right=0.97, top=0.97, bottom=0.6 / (0.28 * len(flows) + 1.6) + 0.06)
-    return _png(fig)
+    return png(fig)
 
 
 def topology_plot(topo: Topology, failed_links: set[str], changed_links: set[str], failed_nodes: set[int],
@@ -103,7 +51,7 @@ def topology_plot(topo: Topology, failed_links: set[str], changed_links: set[str
     g.add_edges_from((lk.a, lk.b, {"id": lk.id}) for lk in topo.links)
     have_xy = all(n.lon is not None and n.lat is not None for n in topo.nodes)
     pos = ({n.id: (n.lon, n.lat) for n in topo.nodes} if have_xy else nx.spring_layout(g, seed=1))
-    fig, ax = _figure(8, 5.5)
+    fig, ax = figure(8, 5.5)
     for lk in topo.links:
         color, style = ("tab:red", "--") if lk.id in failed_links else (
             ("tab:orange", "-") if lk.id in changed_links else ("#888", "-"))
@@ -121,14 +69,7 @@ def topology_plot(topo: Topology, failed_links: set[str], changed_links: set[str
     ax.set_axis_off()
     ax.set_title("red dashed: failed; orange: load changed; width: utilization after", fontsize=9)
     fig.tight_layout()
-    return _png(fig)
-
-
-def write_pack(directory: Path, ident: str, title: str, body: str, data: dict[str, Any]) -> dict[str, str]:
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / f"{ident}.json").write_text(json.dumps(data, indent=1, default=str))
-    (directory / f"{ident}.html").write_text(page(title, body))
-    return {"html": str(directory / f"{ident}.html"), "json": str(directory / f"{ident}.json")}
+    return png(fig)
 
 
 def save_whatif(root: Path, res: dict[str, Any], context: dict[str, Any]) -> Path:
@@ -154,10 +95,10 @@ def render_whatif(root: Path, ident: str) -> dict[str, str]:
     flows = sorted(res["flows"], key=lambda f: (not f["affected"], not f["post_violation"], f["flow"]))
     body = (
         f"<h2>Decision: <span class='{res['decision']}'>{res['decision']}</span> (risk {res['risk_score']})</h2>"
-        + "<ul>" + "".join(f"<li>{_esc(r)}</li>" for r in res["reasons"]) + "</ul>"
-        + f"<p>Snapshot {res['snapshot_id']} (run {_esc(res['run'])}, window {res['window']}), "
-        f"model {_esc(res['model_version'])}, answered in {1000 * res['seconds']:.1f} ms.</p>"
-        + "<h2>Request</h2><pre>" + _esc(json.dumps({k: res[k] for k in ("scenario", "slo", "policies")}, indent=1))
+        + "<ul>" + "".join(f"<li>{esc(r)}</li>" for r in res["reasons"]) + "</ul>"
+        + f"<p>Snapshot {res['snapshot_id']} (run {esc(res['run'])}, window {res['window']}), "
+        f"model {esc(res['model_version'])}, answered in {1000 * res['seconds']:.1f} ms.</p>"
+        + "<h2>Request</h2><pre>" + esc(json.dumps({k: res[k] for k in ("scenario", "slo", "policies")}, indent=1))
         + "</pre><h2>Intents</h2>" + table(intents, ["policy", "pass", "detail"])
         + "<h2>Blast radius</h2>" + table([res["blast_radius"]], ["devices", "links", "flows"])
         + "<h2>State before and after</h2>"
@@ -174,31 +115,3 @@ def render_whatif(root: Path, ident: str) -> dict[str, str]:
     tmp.write_text(page(f"What-if {ident}: {res['scenario'].get('type')}", body))
     tmp.replace(page_path)  # a concurrent reader sees the whole page or none
     return files
-
-
-def monitor_plot(decisions: list[dict[str, Any]]) -> bytes | None:
-    rows = [d["evidence"] for d in decisions if d["kind"] == "monitor" and d["evidence"].get("candidate")]
-    if not rows:
-        return None
-    fig, ax = _figure(8, 3.5)
-    xs = list(range(1, len(rows) + 1))
-    for key, label in (("candidate", "candidate"), ("serving", "serving model")):
-        ax.plot(xs, [(r.get(key) or {}).get("delay_mape") for r in rows], "o-", label=label)
-    ax.set_xlabel("monitor check")
-    ax.set_ylabel("delay MAPE (%) on recent windows")
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    return _png(fig)
-
-
-def deployment_pack(root: Path, deployment: dict[str, Any], decisions: list[dict[str, Any]]) -> dict[str, str]:
-    body = ("<h2>Deployment</h2>" + table([deployment], ["id", "uri", "baseline", "strategy", "weight", "status"])
-            + "<h3>Rollback thresholds</h3><pre>" + _esc(json.dumps(deployment["thresholds"], indent=1)) + "</pre>"
-            + "<h2>Decisions</h2>" + table(decisions, ["at_iso", "kind", "decision"])
-            + "<h2>Monitored accuracy</h2>" + (image(monitor_plot(decisions), "monitored MAPE") or "<p>(no checks)</p>")
-            + "".join(f"<h3>{_esc(d['kind'])} at {_esc(d['at_iso'])}: {_esc(d['decision'])}</h3><pre>"
-                      + _esc(json.dumps(d["evidence"], indent=1)) + "</pre>" for d in decisions))
-    return write_pack(root / "reports" / "deployments", deployment["id"],
-                      f"Deployment {deployment['id']}: {deployment['uri']}", body,
-                      {"deployment": deployment, "decisions": decisions})

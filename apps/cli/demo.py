@@ -8,10 +8,10 @@ import argparse
 
 from topologies import builtin as builtin_topos
 
-from . import closed_loop
+from . import loop
 
 
-def add_parser(sub) -> None:
+def register(sub: argparse._SubParsersAction) -> None:
     d = sub.add_parser("demo", help="the closed loop on the default topology with a short drift schedule, "
                                     "then the report")
     d.add_argument("topo", metavar="TOPO", nargs="?", default=builtin_topos.DEFAULT)
@@ -22,6 +22,6 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    defaults = closed_loop.run_parser_defaults()
+    defaults = loop.run_parser_defaults()
     defaults.update({k: v for k, v in vars(args).items() if k != "func"})
-    closed_loop.cmd_run(argparse.Namespace(**defaults))
+    loop.cmd_run(argparse.Namespace(**defaults))

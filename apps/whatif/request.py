@@ -1,0 +1,135 @@
+"""A what-if request and its answer as typed models (pydantic): the service's OpenAPI document
+shows them, the command line reads its JSON file through the same model, so a request is
+validated once, wherever it comes from. Requests reject unknown fields; a bad one is one line
+naming the field (`one_line`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .intents import Intent, parse_intent
+from .scenarios import SCENARIOS, Scenario
+
+MAX_SNAPSHOT_ID = 2 ** 53 - 1  # exact in JSON Schema (a float); SQLite takes up to 2 ** 63 - 1
+
+
+class Slo(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    latency_ms: float | None = Field(None, gt=0, allow_inf_nan=False)
+    jitter_ms: float | None = Field(None, gt=0, allow_inf_nan=False)
+    loss_pct: float | None = Field(None, ge=0, le=100, allow_inf_nan=False)
+
+
+class WhatIfRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    snapshot_id: int = Field(ge=0, le=MAX_SNAPSHOT_ID, description="a snapshot id from GET /twin/snapshots")
+    scenario: Scenario
+    slo: Slo = Field(default_factory=Slo)
+    policies: list[str] = Field(default_factory=lambda: ["intent:reachability"], description=(
+        "intent:reachability, intent:routing-redundancy, intent:max-utilization[:X]"))
+
+    @field_validator("policies")
+    @classmethod
+    def _known(cls, policies: list[str]) -> list[str]:
+        for p in policies:
+            parse_intent(p)
+        return policies
+
+    def intents(self) -> list[Intent]:
+        return [parse_intent(p) for p in self.policies]
+
+
+def one_line(errors: list[dict[str, Any]]) -> str:
+    """pydantic's (or FastAPI's) validation errors as one line: where, what, how many more."""
+    if not errors:
+        return "malformed request"
+    # an unknown key says most about what went wrong (a misspelt option makes others look missing)
+    errors = sorted(errors, key=lambda e: e.get("type") != "extra_forbidden")
+    e = errors[0]
+    if e.get("type") == "json_invalid":
+        return f"the body is not valid JSON ({e.get('ctx', {}).get('error', 'decode error')})"
+    loc = [str(x) for x in e.get("loc", ()) if x != "body"]
+    if e.get("type") == "union_tag_invalid":
+        loc, msg = [*loc, "type"], (f"unknown scenario type {e.get('ctx', {}).get('tag')!r}; use one of "
+                                    f"{', '.join(SCENARIOS)}")
+    elif e.get("type") == "union_tag_not_found":
+        loc, msg = [*loc, "type"], f"a 'type' is needed, one of {', '.join(SCENARIOS)}"
+    else:
+        msg = str(e.get("msg", "invalid")).removeprefix("Value error, ")
+        if len(loc) > 1 and loc[0] == "scenario" and loc[1] in SCENARIOS:
+            loc = ["scenario", *loc[2:]]  # the tag pydantic puts in the path says nothing new
+    where = ".".join(loc) or "body"
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return f"{where}: {msg}{more}"
+
+
+def parse_request(data: Any) -> WhatIfRequest:
+    """A request from parsed JSON; ValueError with one line for a bad one."""
+    try:
+        return WhatIfRequest.model_validate(data)
+    except ValidationError as exc:
+        raise ValueError(one_line(exc.errors())) from None
+
+
+class NetState(BaseModel):
+    flows: int
+    lost: int | None = None
+    violations: int
+    max_utilization: float
+    mean_delay_ms: float
+
+
+class FlowResult(BaseModel):
+    flow: str
+    src: int
+    dst: int
+    pre_delay_ms: float | None
+    post_delay_ms: float | None
+    pre_jitter_ms: float | None
+    post_jitter_ms: float | None
+    pre_loss_pct: float | None
+    post_loss_pct: float | None
+    pre_violation: bool
+    post_violation: bool
+    affected: bool
+    lost: bool
+
+
+class IntentResult(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+    policy: str
+    passed: bool = Field(alias="pass")
+    detail: str
+    cut_pairs: list[list[str]] | None = None
+    pairs: list[list[str]] | None = None
+
+
+class BlastRadius(BaseModel):
+    devices: int
+    links: int
+    flows: int
+
+
+class WhatIfResponse(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+    id: str
+    snapshot_id: int
+    run: str
+    window: int
+    model_version: str
+    scenario: dict[str, Any]
+    slo: dict[str, Any]
+    policies: list[str]
+    pre_state: NetState
+    post_state: NetState
+    flows: list[FlowResult]
+    intent_results: list[IntentResult]
+    blast_radius: BlastRadius
+    risk_score: float = Field(ge=0, le=1)
+    decision: Literal["APPROVE", "REVIEW", "REJECT"]
+    reasons: list[str]
+    evidence_pack_url: str
+    seconds: float
