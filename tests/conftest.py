@@ -237,32 +237,12 @@ def two_phase_loop(tmp_path_factory, private_run_dir) -> dict:
             "l": sqlite3.connect(data / "labels.db", check_same_thread=False)}
 
 
-def built_once(tmp_path_factory: pytest.TempPathFactory, name: str, build: Callable[[Path], dict]) -> dict:
-    """`build(directory)` once per test session, also when pytest-xdist runs it in several worker
-    processes: the first worker builds under a lock in the directory they share, the others wait
-    for it and read its result (JSON)."""
-    import fcntl
-
-    root = tmp_path_factory.getbasetemp()
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        root = root.parent  # the workers' base directories share this parent
-    directory, done = root / name, root / f"{name}.json"
-    with open(root / f"{name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, also if build fails
-        if not done.exists():
-            directory.mkdir(exist_ok=True)
-            done.write_text(json.dumps(build(directory)))
-    return json.loads(done.read_text())
-
-
 @pytest.fixture(scope="session")
 def seeded_loop(tmp_path_factory) -> dict:
     """A seeded closed-loop run of the two-phase schedule on the diamond (`tests/seeded.py`: real
-    models trained on formula labels, no lab), shared by the console, report and SLA tests."""
+    models trained on formula labels, no lab), for the report, SLA and console tests (one file:
+    pytest-xdist builds a session fixture once per worker)."""
     from .seeded import seed_loop_run
 
-    def build(directory: Path) -> dict:
-        return {"out": seed_loop_run(directory / "data", "diamond", TWO_PHASE), "data": str(directory / "data")}
-
-    shared = built_once(tmp_path_factory, "seeded-loop", build)
-    return {"out": shared["out"], "data": Path(shared["data"])}
+    data = tmp_path_factory.mktemp("seeded-loop") / "data"
+    return {"out": seed_loop_run(data, "diamond", TWO_PHASE), "data": data}

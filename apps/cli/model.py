@@ -12,6 +12,9 @@ from apps.common.table import emit, print_table
 
 from .base import CliError
 
+#: `ndt train` runs eagerly up to this many window-epochs (epochs times training windows): tracing
+#: the training step costs about 10 s, an eager window-epoch about 0.05 s, a traced one 0.003 s.
+EAGER_WINDOW_EPOCHS = 200
 
 def cmd_train(args: argparse.Namespace) -> None:
     from pathlib import Path
@@ -31,7 +34,8 @@ def cmd_train(args: argparse.Namespace) -> None:
               f"holding out {len(test)}", file=sys.stderr)
     spec = TrainSpec(source="cli", state=args.state, iterations=args.iterations, epochs=args.epochs,
                      budget_s=args.budget, patience=args.patience, warm_start=args.warm_start, promote=args.promote,
-                     mm1=True, progress=not args.json)
+                     mm1=True, progress=not args.json,
+                     eager=args.epochs * len(fit) <= EAGER_WINDOW_EPOCHS)
     out = train_and_register(Registry(stores), fit, test, spec)
 
     def render(r: dict[str, Any]) -> None:

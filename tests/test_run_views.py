@@ -1,0 +1,100 @@
+"""What a closed-loop run shows, on one seeded run (`tests/seeded.py`: real models, no lab):
+`ndt report` (the drift found where it was stored, the retrained model beating the frozen shadow
+after its swap, every segment with both NMSE definitions and the labels' floor), `ndt sla` (totals
+that are the sums of the monitor's windows) and `ndt console` headless (Textual's pilot, an 80x24
+screen: header, model and SLA lines and the worst-flows table as the stores and the SLA monitor
+say). In one file so that one test worker builds the run (pytest-xdist sends a file to a worker)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from .conftest import ndt
+
+
+def test_report_finds_the_drift_the_swap_and_scores_both_models(seeded_loop, tmp_path):
+    out, data = seeded_loop["out"], seeded_loop["data"]
+    rep = json.loads(ndt("report", out["run"], "--data", str(data), "--out", str(tmp_path), "--json").stdout)
+    assert rep["status"] == "finished" and rep["topology"] == "diamond" and rep["swaps"] == out["swaps"]
+    (drift,) = rep["drifts"]
+    assert drift["detected_window"] == out["drift_window"] and drift["acted_on"]
+    assert drift["detection_delay"] == out["drift_window"] - drift["change_window"] > 0
+    assert drift["swap_window"] == out["swap_window"] and rep["false_alarms"] == []
+    # v2 saw the second phase, the frozen v1 did not
+    assert drift["after_swap_nmse_with"] < drift["after_swap_nmse_without"]
+    for seg in rep["segments"]:
+        for key in ("nmse_power_db_with", "nmse_var_db_with", "mape_with", "floor_nmse_power_db", "floor_nmse_var_db"):
+            assert seg["delay"][key] is not None, (seg["segment"], key)
+        # the power definition divides by mean y^2 >= variance: it is never the larger figure
+        assert seg["delay"]["nmse_power_db_with"] <= seg["delay"]["nmse_var_db_with"]
+    assert Path(rep["files"]["json"]).is_file() and Path(rep["files"]["plot"]).stat().st_size > 10_000
+
+
+def test_sla_totals_are_the_sums_of_the_monitored_windows(seeded_loop):
+    out, data = seeded_loop["out"], seeded_loop["data"]
+    sla = json.loads(ndt("sla", out["run"], "--data", str(data), "--json").stdout)
+    rows = sqlite3.connect(data / "traffic.db").execute(
+        "SELECT sum(tp), sum(fp), sum(fn), sum(tn), sum(labeled) FROM sla_windows WHERE run_id = ?",
+        [out["run"]]).fetchone()
+    assert (sla["tp"], sla["fp"], sla["fn"], sla["tn"]) == rows[:4] and sum(rows[:4]) == rows[4] > 0
+    assert sla["measured_violations"] == sla["tp"] + sla["fn"]
+    assert all(f["budget_ms"] > 0 for f in sla["flow_states"])
+
+
+def test_report_of_an_unknown_run_is_one_error_line(seeded_loop):
+    r = ndt("report", "run-nope", "--data", str(seeded_loop["data"]), check=False)
+    assert r.returncode == 1 and r.stderr.strip() == f"ndt: error: no run 'run-nope' in {seeded_loop['data']}"
+
+
+def screen(data) -> dict:
+    """Run the console headless for a moment; what its widgets show."""
+    from textual.widgets import DataTable, Static
+
+    from apps.console import COLUMNS, ConsoleData, TwinConsole
+    from traffic.store import Stores
+
+    async def main() -> dict:
+        app = TwinConsole(ConsoleData(Stores(data)), interval=0.5)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.pause()
+            table = app.query_one(DataTable)
+            text = {w: str(app.query_one(f"#{w}", Static).render()) for w in ("header", "model", "sla", "events")}
+            rows = [table.get_row_at(i) for i in range(table.row_count)]
+            screenshot = app.export_screenshot()
+            await pilot.press("q")
+        return {"text": text, "rows": [dict(zip(COLUMNS, r, strict=True)) for r in rows], "svg": screenshot}
+
+    return asyncio.run(main())
+
+
+def test_console_shows_the_run_its_model_sla_and_worst_flows(seeded_loop):
+    out, data = seeded_loop["out"], seeded_loop["data"]
+    shown = screen(data)
+    text = shown["text"]
+    assert text["header"].startswith(out["run"]) and "diamond" in text["header"] and "[finished]" in text["header"]
+    assert f"model {out['serving']} (shadow {out['shadow']})" in text["model"]
+    assert f"swaps {out['swaps']}" in text["model"]
+    sla = json.loads(ndt("sla", out["run"], "--data", str(data), "--json").stdout)
+    assert f"viol pred {sla['predicted_violations']} meas {sla['measured_violations']}" in text["sla"]
+    # the table is the SLA monitor's newest labeled window, worst flow (delay over budget) first
+    want = sla["flow_states"][:len(shown["rows"])]
+    assert shown["rows"] and len(shown["rows"]) == min(10, len(sla["flow_states"]))
+    for row, f in zip(shown["rows"], want, strict=True):
+        assert row["flow"] == f"{f['src']}>{f['dst']} {f['proto']}"
+        assert float(row["budget ms"]) == pytest.approx(f["budget_ms"], abs=0.05)
+        assert float(row["predicted"]) == pytest.approx(f["predicted_ms"], abs=0.05)
+        expected = ("VIOLATION" if f["measured_violation"] else "ok") \
+            if f["predicted_violation"] == f["measured_violation"] else \
+            ("missed" if f["measured_violation"] else "false alarm")
+        assert row["verdict"] == expected
+    assert "drift" in text["events"] and "swapped" in text["events"]
+
+
+def test_console_refuses_an_unknown_run(seeded_loop):
+    r = ndt("console", "--run", "run-nope", "--data", str(seeded_loop["data"]), check=False)
+    assert r.returncode == 1 and r.stderr.strip() == f"ndt: error: no run 'run-nope' in {seeded_loop['data']}"
