@@ -7,6 +7,7 @@ schemathesis fuzz of the OpenAPI document."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -282,3 +283,15 @@ def test_serve_refuses_a_taken_port_in_one_line(served):
     r = ndt("serve", "--data", str(served["data"]), "--port", str(PORT), check=False, timeout=60)
     assert r.returncode == 1 and r.stderr.strip() == f"ndt: error: cannot listen on 127.0.0.1:{PORT}: " \
                                                     "Address already in use"
+
+
+def test_every_json_route_documents_its_response_model(service):
+    """The OpenAPI document names a response model for every JSON answer (/health, the Prometheus
+    text and the evidence files aside)."""
+    doc = service["client"].get("/openapi.json").json()
+    untyped = [f"{method.upper()} {path}" for path, ops in doc["paths"].items() for method, op in ops.items()
+               if path not in ("/health", "/metrics", "/reports/{kind}/{name}")
+               and "$ref" not in json.dumps(op["responses"]["200"]["content"]["application/json"]["schema"])]
+    assert not untyped, untyped
+    assert {"WhatIfResponse", "ModelRecord", "DeploymentDetail", "TrainResponse", "RollbackResponse"} <= set(
+        doc["components"]["schemas"])

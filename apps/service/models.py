@@ -95,3 +95,76 @@ class MonitorBody(Strict):
 class RollbackBody(Strict):
     deployment_id: str | None = Field(None, description="default: the running deployment, else the active model")
     reason: str | None = None
+
+
+# -- model operations' answers -------------------------------------------------------------------
+class Open(BaseModel):
+    """An answer whose known fields are typed and documented; fields added later pass through."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+class ModelRecord(Open):
+    uri: str
+    version: str
+    objective: str
+    status: str
+    created_at: float
+    parent: str | None
+    config: dict[str, Any]
+    data_range: Any = None
+    metrics: dict[str, Any] | None = Field(None, description="vtwin.lifecycle's record: held_out, parent, mm1, "
+                                                            "training")
+    weights_bytes: int
+
+
+class Decision(Open):
+    id: str
+    at: float
+    at_iso: str
+    kind: str
+    subject: str
+    decision: str
+    evidence: dict[str, Any]
+    pack: str | None = None
+
+
+class Deployment(Open):
+    id: str
+    uri: str
+    baseline: str | None
+    strategy: str
+    weight: float | None
+    thresholds: dict[str, Any]
+    status: str
+    created_at: float
+    ended_at: float | None
+    evidence_pack_url: str
+
+
+class DeploymentDetail(Deployment):
+    decisions: list[Decision]
+
+
+class TrainResponse(Open):
+    run_id: str
+    model_uri: str
+    status: str
+    metrics: dict[str, Any]
+    training: dict[str, Any]
+    dataset: dict[str, Any]
+
+
+class MonitorResponse(Open):
+    deployment: Deployment
+    decision: str
+    rolled_back: bool
+    evidence: dict[str, Any]
+    decision_id: str
+
+
+class RollbackResponse(Open):
+    rolled_back: str
+    active: str | None
+    deployment: Deployment | None
+    decision_id: str
