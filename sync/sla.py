@@ -153,6 +153,9 @@ class SlaStore:
 
     def __init__(self, stores: Stores) -> None:
         self.db = stores.traffic
+        stores.create_once("sync.sla", self._create)
+
+    def _create(self) -> None:
         self.db.execute("""CREATE TABLE IF NOT EXISTS sla_windows (
             run_id TEXT, window INTEGER, flows INTEGER, predicted_violations INTEGER, labeled INTEGER,
             measured_violations INTEGER, tp INTEGER, fp INTEGER, fn INTEGER, tn INTEGER, precision REAL,

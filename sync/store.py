@@ -20,6 +20,9 @@ class LoopStore:
     def __init__(self, stores: Stores) -> None:
         self.stores = stores
         self.db = stores.traffic
+        stores.create_once("sync.store", self._create)
+
+    def _create(self) -> None:
         self.db.execute("""CREATE TABLE IF NOT EXISTS predictions (
             run_id TEXT, window INTEGER, flow_key TEXT, version TEXT, delay_ms REAL, jitter_ms REAL,
             shadow_version TEXT, shadow_delay_ms REAL, shadow_jitter_ms REAL, predicted_at REAL,

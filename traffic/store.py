@@ -24,6 +24,7 @@ import json
 import math
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -82,7 +83,15 @@ class Stores:
         self.weights = _open(self.root / "weights.db")
         for db in (self.traffic, self.labels, self.weights):
             _check_version(db, Path(db.conn.execute("PRAGMA database_list").fetchone()[2]).name)
+        self._created: set[str] = set()
         self._create()
+
+    def create_once(self, owner: str, create: Callable[[], None]) -> None:
+        """Run `create` (the CREATE TABLE statements of a class that owns tables in these files)
+        once per `Stores`: those classes are made per request or per window, their tables once."""
+        if owner not in self._created:
+            create()
+            self._created.add(owner)
 
     def _create(self) -> None:
         t = self.traffic
@@ -354,15 +363,15 @@ class Stores:
             windows = [w for w in windows if w.labeled]
         return windows
 
-    def window(self, run_id: str, window: int, *, links: bool = False) -> Window | None:
-        """One window with its flows and labels (and links)."""
-        found = self.windows(run_id, after=window - 1, upto=window, labels=True, links=links)
+    def window(self, run_id: str, window: int, *, links: bool = False, labels: bool = True) -> Window | None:
+        """One window with its flows and, as asked, its labels and links."""
+        found = self.windows(run_id, after=window - 1, upto=window, labels=labels, links=links)
         return found[0] if found else None
 
-    def window_by_id(self, snapshot_id: int) -> Window | None:
-        """The window of a snapshot id, with its flows, links and labels."""
+    def window_by_id(self, snapshot_id: int, *, links: bool = True, labels: bool = True) -> Window | None:
+        """The window of a snapshot id, with its flows and, as asked, its links and labels."""
         rows = list(self.traffic.query("SELECT run_id, window FROM snapshots WHERE id = ?", [snapshot_id]))
-        return self.window(rows[0]["run_id"], rows[0]["window"], links=True) if rows else None
+        return self.window(rows[0]["run_id"], rows[0]["window"], links=links, labels=labels) if rows else None
 
     # -- reads: labels ----------------------------------------------------------------------------
     def label_count(self, run_id: str) -> int:

@@ -65,10 +65,10 @@ def train_and_register(registry: Registry, train: list[Sample], held: list[Sampl
     if not train:
         raise ValueError("no labeled windows to train on")
     held = held or train
-    parent = None
+    parent = parent_uri = None
     if spec.warm_start:
         objective, version = parse_uri(spec.warm_start)
-        parent = registry.twin(objective, version, xla=False)
+        parent, parent_uri = registry.twin(objective, version, xla=False), uri(objective, version)
     if fitter is None:
         from .model import build_model
         from .tfload import tf
@@ -103,7 +103,6 @@ def train_and_register(registry: Registry, train: list[Sample], held: list[Sampl
                      "val_mape": res.best_val_mape, "train_windows": len(train)},
         "spec": {k: v for k, v in asdict(spec).items() if k not in ("progress",)},
     }
-    parent_uri = None if parent is None else uri(*parse_uri(spec.warm_start))
     version = registry.register(FAMILY, res.model, res.norm, data_range=data_range(train), metrics=metrics,
                                 parent=parent_uri)
     status = "candidate"

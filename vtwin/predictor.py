@@ -61,7 +61,9 @@ class Predictor:
     def _load_into(self, twin: Twin | None, version: str) -> Twin:
         loaded = self.registry.twin(self.objective, version, xla=self.xla, trace=False)
         if twin is None or twin.architecture != loaded.architecture:
-            twin = Twin.empty(*loaded.architecture, xla=self.xla, trace=not self.xla)
+            if not self.xla:  # one trace serves every shape: take it now, not on the first prediction
+                loaded.trace()
+            return loaded
         return twin.load(loaded.model.get_weights(), loaded.norm, version)
 
     def predict_graph(self, g: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, str]:

@@ -53,9 +53,9 @@ class Registry:
 
     def __init__(self, stores: Stores) -> None:
         self.db = stores.weights
-        self.db.execute("""CREATE TABLE IF NOT EXISTS models (
+        stores.create_once("vtwin.registry", lambda: self.db.execute("""CREATE TABLE IF NOT EXISTS models (
             version TEXT PRIMARY KEY, objective TEXT, objective_version TEXT, created_at REAL, parent TEXT, status TEXT,
-            weights BLOB, normalization TEXT, data_range TEXT, metrics TEXT, config TEXT)""")
+            weights BLOB, normalization TEXT, data_range TEXT, metrics TEXT, config TEXT)"""))
 
     def _key(self, objective: str, version: str) -> str:
         return f"{objective}:{version}"

@@ -12,6 +12,9 @@ from traffic.store import Stores
 class OpsStore:
     def __init__(self, stores: Stores) -> None:
         self.db = stores.weights
+        stores.create_once("apps.service.store", self._create)
+
+    def _create(self) -> None:
         self.db.execute("""CREATE TABLE IF NOT EXISTS deployments (
             id TEXT PRIMARY KEY, uri TEXT, baseline TEXT, strategy TEXT, weight REAL, thresholds TEXT,
             status TEXT, created_at REAL, ended_at REAL)""")

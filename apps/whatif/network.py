@@ -47,7 +47,7 @@ class Network:
 
 
 def baseline(stores: Stores, snapshot_id: int) -> tuple[str, int, Network]:
-    window = stores.window_by_id(snapshot_id)
+    window = stores.window_by_id(snapshot_id, links=False, labels=False)  # the demands are its flows
     if window is None:
         raise UnknownSnapshot(f"no snapshot {snapshot_id}")
     topo = stores.topology(window.run)
