@@ -25,12 +25,14 @@ def main() -> int:
     ap.add_argument("--duration", type=float, default=None)
     ap.add_argument("--train-budget", type=float, default=30.0)
     ap.add_argument("--data", default=None)
+    ap.add_argument("--no-base-model", action="store_true", help="start from no model (bootstrap), not the base model")
     args = ap.parse_args()
     if not require_root("bench/loop.py"):
         return 1
     data = args.data or tempfile.mkdtemp(prefix="ndt-loop-")
     t0 = time.monotonic()
     extra = ["--duration", str(args.duration)] if args.duration else []
+    extra += ["--no-base-model"] if args.no_base_model else []
     run = ndt("run", args.topology, "--schedule", args.schedule, "--data", data,
               "--train-budget", str(args.train_budget), *extra)
     rep = ndt("report", run["run"], "--data", data)

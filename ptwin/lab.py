@@ -47,6 +47,11 @@ AUTO_MAX_MBPS = 20.0
 #: Nice value of the delay relay: ovs-ctl starts ovs-vswitchd at -10, and the relay forwards every
 #: frame after it, so both hold their share of the CPU against busy neighbours (a trainer, a build).
 RELAY_NICE = -10
+#: Unsent bytes a host's TCP socket may hold before the sender blocks. The machine's default
+#: (unlimited, with tcp_wmem up to 16 MB) lets an overloaded TCP flow queue seconds of data in
+#: its sender, which D-ITG's one-way delay (stamped when the application writes) counts: on
+#: line3 at load 1.5, 330 ms per window where the path's buffers hold about 30 ms (README).
+TCP_NOTSENT_LOWAT = 1024
 
 
 @dataclass
@@ -319,7 +324,8 @@ class Lab:
         for h in self.net.hosts:
             # Userspace datapath + veth: checksums must be computed by the sender (DESIGN.md).
             h.cmd(f"ethtool -K {h.defaultIntf().name} tx off; "
-                  "sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1")
+                  "sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1 "
+                  f"net.ipv4.tcp_notsent_lowat={TCP_NOTSENT_LOWAT}")
         for intf in self.root_interfaces():
             knob = Path(f"/proc/sys/net/ipv6/conf/{intf}/disable_ipv6")
             if knob.exists():

@@ -9,7 +9,9 @@ or a timeout of the trainer only costs that attempt: the worker is killed (a new
 for the next job), the serving model keeps serving and the event is recorded.
 The validation gate: the candidate replaces the serving model only if its delay MAPE on held-out
 post-drift windows is lower; otherwise it is archived as rejected. The manager's first job can be
-the bootstrap: with no model yet, it collects the first labeled windows and trains the initial one.
+the bootstrap: with no model yet, it collects the first labeled windows and trains the initial one;
+when the serving model is the shipped base model (`vtwin.base_model`), its first job adapts it:
+a warm start from the base on the first labeled windows, swapped in only if it beats the base.
 Labels pause while a job trains (`Stores.pause_labels`): a training job slows the lab's userspace
 switches and delay relays, so windows measured then are left unlabeled rather than stored with
 delay that is not the network's (bench/distortion.py). The worker's own start-up (TensorFlow
@@ -24,7 +26,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -68,7 +70,7 @@ def default_trainer(args: list[str]) -> subprocess.Popen:
 
 @dataclass
 class Job:
-    kind: str  # bootstrap | retrain
+    kind: str  # bootstrap | adapt (the base model to this network) | retrain
     from_window: int
     drift_window: int | None
     proc: subprocess.Popen | None = None  # the worker's process while it runs this job
@@ -90,6 +92,13 @@ class ModelManager:
         self.serving = self.registry.active("delay")
         self.state = "serving" if self.serving else "bootstrap"
         self.job: Job | None = Job("bootstrap", 0, None) if self.serving is None else None
+        if self.serving:  # the worker trains models of the serving one's architecture (warm starts)
+            arch = self.registry.show("delay", self.serving)["config"]
+            self.config = replace(self.config, state=arch["state"], iterations=arch["iterations"])
+        if self.serving and self._source(self.serving) == "base":
+            # the base model serves from the first window; the first labels fine-tune it to this network
+            self.job = Job("adapt", 0, None)
+            self.state = "collecting"
         self.history: list[dict[str, Any]] = []
         self.swaps = 0
         self.training_s = 0.0
@@ -97,6 +106,9 @@ class ModelManager:
         self.worker_started = 0.0
         self._ready_pid: int | None = None  # the worker whose readiness was recorded
         self._pauses: dict[str, int] = {}  # open label pauses: "warmup" (the worker's trace), "job"
+
+    def _source(self, version: str) -> str | None:
+        return ((self.registry.show("delay", version).get("metrics") or {}).get("training") or {}).get("source")
 
     # -- events -----------------------------------------------------------------------------------
     def _event(self, kind: str, **detail: Any) -> None:
@@ -200,7 +212,7 @@ class ModelManager:
     def _start(self, job: Job) -> None:
         c = self.config
         request: dict[str, Any] = {"from_window": job.from_window, "replay": c.replay, "budget": c.budget_s}
-        if job.kind == "retrain" and self.serving:
+        if job.kind in ("retrain", "adapt") and self.serving:
             request.update(parent=self.serving, patience=c.patience, min_delta=0.01)
         else:
             request.update(patience=c.bootstrap_patience, min_delta=0.0)

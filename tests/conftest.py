@@ -20,6 +20,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 ZOO = ROOT.parent / "shared" / "topologyzoo"
+PAPER_TOPOLOGIES = ROOT.parent / "shared" / "robust-ndt" / "topologies"
 TEST_OF_PORT = 16653
 TEST_REST_PORT = 18080
 
@@ -74,7 +75,7 @@ def private_run_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     d = tmp_path_factory.mktemp("run")
     saved = {k: os.environ.get(k) for k in ("NDT_RUN_DIR", "NDT_CONTROLLER", "NDT_TOPOLOGY_PATH")}
     os.environ.update({"NDT_RUN_DIR": str(d), "NDT_CONTROLLER": f"http://127.0.0.1:{TEST_REST_PORT}",
-                       "NDT_TOPOLOGY_PATH": str(ZOO)})
+                       "NDT_TOPOLOGY_PATH": f"{ZOO}:{PAPER_TOPOLOGIES}"})
     yield d
     for k, v in saved.items():
         if v is None:
@@ -215,12 +216,14 @@ TWO_PHASE = {"flows": 6, "seed": 3, "phases": [
 
 
 def run_loop(data: Path, schedule: dict, *extra: str) -> dict:
-    """`ndt run` on the diamond with `schedule`; its --json summary."""
+    """`ndt run` on the diamond with `schedule` from no model (bootstrap, not the base model); its
+    --json summary."""
     sched = data.parent / f"{data.name}-schedule.json"
     sched.write_text(json.dumps(schedule))
     try:
         r = ndt("run", "diamond", "--schedule", str(sched), "--data", str(data), "--json", "--of-port",
-                str(TEST_OF_PORT), "--rest-port", str(TEST_REST_PORT), "--train-budget", "20", *extra, timeout=600)
+                str(TEST_OF_PORT), "--rest-port", str(TEST_REST_PORT), "--train-budget", "20", "--no-base-model",
+                *extra, timeout=600)
     finally:
         take_lab_down()  # a run that failed or timed out (and was killed) may have left its lab up
     return json.loads(r.stdout)

@@ -39,6 +39,17 @@ def test_status_reports_backend_and_datapath(diamond):
     assert all(s["connected"] for s in switches)
 
 
+def test_hosts_keep_tcp_senders_from_queueing_data_of_their_own(diamond):
+    """Every host limits a TCP socket's unsent bytes (ptwin.lab.TCP_NOTSENT_LOWAT): an overloaded
+    sender blocks instead of holding seconds of data that D-ITG would count as network delay."""
+    from ptwin.lab import TCP_NOTSENT_LOWAT
+
+    for host in ("h1", "h4"):
+        out = subprocess.run(["nsenter", "-t", str(diamond.host_pid(host)), "-n", "sysctl", "-n",
+                              "net.ipv4.tcp_notsent_lowat"], capture_output=True, text=True, check=True).stdout
+        assert int(out) == TCP_NOTSENT_LOWAT <= 4096
+
+
 def test_pingall_has_zero_loss(diamond):
     res = json.loads(ndt("lab", "pingall", "--json").stdout)
     assert res["pairs"] == 12 and res["loss_pct"] == 0.0, res["failed"]

@@ -230,7 +230,7 @@ def start_run(tmp_path: Path, duration_s: float = 300) -> tuple[subprocess.Popen
     data = tmp_path / "data"
     proc = subprocess.Popen([sys.executable, "-m", "apps", "run", "diamond", "--schedule", str(sched), "--data",
                              str(data), "--of-port", str(TEST_OF_PORT), "--rest-port", str(TEST_REST_PORT),
-                             "--train-budget", "25"],
+                             "--train-budget", "25", "--no-base-model"],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     return proc, data
 
@@ -333,3 +333,37 @@ def test_after_a_killed_run_lab_down_leaves_nothing_it_created(tmp_path):
     # and a new lab comes up on the same names and ports
     r = ndt("lab", "up", "diamond", "--json", "--of-port", str(TEST_OF_PORT), "--rest-port", str(TEST_REST_PORT))
     assert json.loads(r.stdout)["switches"] == 4
+
+
+def test_a_loop_starts_from_the_base_model_and_adapts_it_to_the_network(tmp_path):
+    """Without --no-base-model and with no model in its data directory, `ndt run` serves the
+    shipped base model from its first windows (no bootstrap wait) and its first job fine-tunes
+    the base on the first labels, swapped in only if it beats the base."""
+    steady = {"flows": 4, "seed": 5, "phases": [{"profile": "deterministic", "load": 0.5, "duration_s": 70}]}
+    data = tmp_path / "data"
+    sched = tmp_path / "steady.json"
+    sched.write_text(json.dumps(steady))
+    try:
+        r = ndt("run", "diamond", "--schedule", str(sched), "--data", str(data), "--json", "--of-port",
+                str(TEST_OF_PORT), "--rest-port", str(TEST_REST_PORT), "--train-budget", "20", timeout=600)
+    finally:
+        from .conftest import take_lab_down
+
+        take_lab_down()
+    out = json.loads(r.stdout)
+    assert out["status"] == "finished", out
+    t = sqlite3.connect(data / "traffic.db")
+    first_predicted, version = t.execute("SELECT window, version FROM predictions ORDER BY window LIMIT 1").fetchone()
+    assert first_predicted <= 3 and version == "v1", (first_predicted, version)
+    reg = json.loads(ndt("model", "list", "--data", str(data), "--json").stdout)
+    assert reg[0]["version"] == "v1" and reg[0]["metrics"]["training"]["source"] == "base"
+    started = events(t, "training_started")
+    assert started and started[0]["job"] == "adapt", timeline(t)
+    done = [e for e in events(t, "swapped") + events(t, "candidate_rejected") if e["job"] == "adapt"]
+    assert len(done) == 1, timeline(t)
+    d = done[0]
+    assert d["candidate_mape"] is not None and d["serving_mape"] is not None
+    if d["version"] in {v for (v,) in t.execute("SELECT DISTINCT version FROM predictions")}:
+        assert d["candidate_mape"] < d["serving_mape"]  # swapped in: it beat the base on held-out windows
+        assert next(x for x in reg if x["version"] == d["version"])["parent"] == "registry://delay:v1"
+    assert not [e for e in events(t, "swapped") if e["job"] == "bootstrap"]

@@ -52,20 +52,73 @@ def test_graph_tensors_shapes_masks_and_directions():
     assert g["link_delay"].tolist() == pytest.approx(g["link_x"][:, 1].tolist()) and not g["link_full"].any()
 
 
+def reference_link_features(snap: Snapshot) -> dict[tuple[str, int], list[float]]:
+    """Link-direction features computed flow by flow, hop by hop (what the vectorized
+    `graph_tensors` must equal): offered wire load, flow count, frames, fluid arrivals, buffers."""
+    from topologies import DEFAULT_QUEUE_PKTS
+    from vtwin.features import FLUID_PASSES, HEADER_BYTES
+
+    paths = [snap.directed_hops(f) for f in snap.flows]
+    wires = [f.offered_bps * (f.pkt_size + HEADER_BYTES) / f.pkt_size for f in snap.flows]
+    load_, count, pps = {}, {}, {}
+    for f, w, hops in zip(snap.flows, wires, paths, strict=True):
+        for h in hops:
+            load_[h] = load_.get(h, 0.0) + w
+            count[h] = count.get(h, 0) + 1
+            pps[h] = pps.get(h, 0.0) + f.offered_bps / (8 * f.pkt_size)
+    ratio = dict.fromkeys(load_, 1.0)
+    for _ in range(FLUID_PASSES + 1):
+        arrivals = dict.fromkeys(load_, 0.0)
+        for w, hops in zip(wires, paths, strict=True):
+            for h in hops:
+                arrivals[h] += w
+                w *= ratio[h]
+        ratio = {h: min(1.0, snap.capacity(h[0]) * 1e6 / max(a, 1e-9)) for h, a in arrivals.items()}
+    out = {}
+    for h in load_:
+        cap, link = snap.capacity(h[0]), snap.topo.link(h[0])
+        buffer_ms = (link.queue_pkts or DEFAULT_QUEUE_PKTS) * load_[h] / pps[h] / (cap * 1e3)
+        out[h] = [cap, link.delay_ms, load_[h] / (cap * 1e6), count[h], buffer_ms,
+                  buffer_ms if arrivals[h] > cap * 1e6 else 0.0]
+    return out
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_vectorized_graph_tensors_equal_the_flow_by_flow_computation(seed):
+    import random
+
+    topo = load(f"random:30:55:{seed + 1}")
+    rng = random.Random(seed)
+    flows = []
+    for i in range(150):
+        a, b = rng.sample(range(30), 2)
+        flows.append(FlowSpec(f"f{i}", tuple(path_links(topo, shortest_path(topo, a, b))), a,
+                              rng.uniform(1e4, 6e6), rng.choice([64.0, 512.0, 1400.0]), rng.choice(["tcp", "udp"])))
+    snap = Snapshot(topo, flows)
+    g = graph_tensors([snap])
+    ref = reference_link_features(snap)
+    assert len(ref) == len(g["link_x"]) and sum(v[5] > 0 for v in ref.values()) > 5  # some links overloaded
+    for f, row, mask in zip(flows, g["path"], g["mask"], strict=True):
+        hops = snap.directed_hops(f)
+        assert len(hops) == mask.sum()
+        for h, i in zip(hops, row[mask], strict=True):
+            assert g["link_x"][i] == pytest.approx(ref[h], rel=1e-4)
+
+
 def test_an_overloaded_link_has_a_full_buffer_and_the_links_after_it_see_only_what_it_carries():
-    from vtwin.features import LINK_FEATURES, fluid_arrivals
+    from vtwin.features import LINK_COLUMNS, fluid_arrivals
 
     topo = load("line3")  # 10 Mbit/s links
     # 0->2 offers 8 Mbit/s and 0->1 4 Mbit/s over L0: L0 is overloaded (12.9 Mbit/s on the wire);
     # 1->2 adds 3 Mbit/s on L1, where 0->2 arrives thinned to 10 * 8/12 of its rate
     snap = Snapshot(topo, [flow(topo, 0, 2, 8e6), flow(topo, 0, 1, 4e6), flow(topo, 1, 2, 3e6)])
     g = graph_tensors([snap])
-    full, buf = LINK_FEATURES.index("full_buffer_ms"), LINK_FEATURES.index("buffer_ms")
+    full, buf = LINK_COLUMNS.index("full_buffer_ms"), LINK_COLUMNS.index("buffer_ms")
     l0, l1 = g["path"][0, 0], g["path"][0, 1]
     assert g["link_x"][l0, buf] > 0 and g["link_x"][l0, full] == pytest.approx(g["link_x"][l0, buf])
     assert g["link_x"][l1, full] == 0.0  # offered 11 Mbit/s + headers, but L0 lets only 6.7 through
     assert g["link_x"][l1, 2] > 1.0  # the offered utilization alone would call it overloaded
-    prop = LINK_FEATURES.index("delay_ms")
+    prop = LINK_COLUMNS.index("delay_ms")
     assert g["link_delay"][l0] == pytest.approx(g["link_x"][l0, prop])
     assert g["link_full"][l0] == pytest.approx(g["link_x"][l0, buf]) and g["link_full"][l1] == 0.0
     # an untrained model already puts (nearly) the full buffer on the flows crossing L0
@@ -89,7 +142,16 @@ def test_the_buffer_feature_follows_the_topology_and_a_model_of_other_features_i
     reg = Registry(stores)
     model = build_model(8, 1)
     v = reg.register("delay", model, Normalization.fit([g]))
-    assert reg.twin("delay", v).meta["config"]["link_features"][-2:] == ["buffer_ms", "full_buffer_ms"]
+    assert reg.twin("delay", v).meta["config"]["link_features"][-2:] == ["log1p(buffer_ms)", "log1p(full_buffer_ms)"]
+    # a model stored before the rates were read on a log scale: the same columns, other inputs
+    cfg = json.loads(stores.weights.execute("SELECT config FROM models").fetchone()[0])
+    plain = {**cfg, "link_features": ["capacity_mbps", "delay_ms", "utilization", "n_flows", "buffer_ms",
+                                      "full_buffer_ms"], "flow_features": ["offered_mbps", "pkt_kbytes", "path_len",
+                                                                           "is_tcp"]}
+    stores.weights.execute("UPDATE models SET config = ?", [json.dumps(plain)])
+    stores.weights.conn.commit()
+    with pytest.raises(RegistryError, match="trained on link features capacity_mbps.*this version reads log"):
+        reg.twin("delay", v)
     # a model stored before the buffer was a feature: four link features in its normalization
     row = stores.weights.execute("SELECT config, normalization FROM models").fetchone()
     cfg, norm = json.loads(row[0]), json.loads(row[1])

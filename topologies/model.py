@@ -13,6 +13,7 @@ from functools import cached_property
 from typing import Any
 
 import networkx as nx
+import numpy as np
 
 
 class TopologyError(ValueError):
@@ -82,6 +83,16 @@ class Topology:
     @cached_property
     def _by_id(self) -> dict[str, Link]:
         return {lk.id: lk for lk in self.links}
+
+    @cached_property
+    def link_index(self) -> dict[str, int]:
+        """Link id -> its position in `links`."""
+        return {lk.id: i for i, lk in enumerate(self.links)}
+
+    @cached_property
+    def link_ends(self) -> np.ndarray:
+        """The links' endpoints (a, b) as an [links, 2] integer array, in `links` order."""
+        return np.array([(lk.a, lk.b) for lk in self.links], dtype=np.int64).reshape(len(self.links), 2)
 
     @cached_property
     def _by_pair(self) -> dict[tuple[int, int], Link]:

@@ -16,12 +16,14 @@ from .zoo import load_zoo
 
 def search_dirs() -> list[Path]:
     """Folders searched for topology files named without a path: $NDT_TOPOLOGY_PATH
-    (colon-separated), else ../shared/topologyzoo beside the project, when present."""
+    (colon-separated), else ../shared/topologyzoo and the paper's ../shared/robust-ndt/topologies
+    beside the project, when present."""
     env = os.environ.get("NDT_TOPOLOGY_PATH")
     if env:
         return [Path(p) for p in env.split(":") if p]
     here = Path(__file__).resolve().parents[1]
-    candidates = [here.parent / "shared" / "topologyzoo", Path.cwd().parent / "shared" / "topologyzoo"]
+    candidates = [base / "shared" / sub for base in (here.parent, Path.cwd().parent)
+                  for sub in ("topologyzoo", "robust-ndt/topologies")]
     out: list[Path] = []
     for c in candidates:
         if c.is_dir() and c.resolve() not in [o.resolve() for o in out]:

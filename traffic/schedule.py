@@ -6,6 +6,7 @@ the most shared link of the flow set is offered exactly its capacity; above 1.0 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -170,7 +171,13 @@ def _phase(p: Any, i: int, name: str) -> Phase:
     duration = _number(p["duration_s"], "duration_s", where)
     if not duration > 0:
         raise ScheduleError(f"{where}: duration_s must be positive, got {duration}")
-    profile = Profile(base or "custom", proto, p.get("idt", prof.idt), p.get("size", prof.size), int(mean_size))
+    size = p.get("size", prof.size)
+    if proto == "UDP" and size == "exponential":
+        raise ScheduleError(f"{where}: UDP with exponentially distributed sizes sends datagrams over the "
+                            f"1472-byte MTU payload that IP fragments (1 in {round(math.exp(1472 / mean_size))} at "
+                            f"mean {mean_size}); the switches cannot match fragments to their flow, which broke "
+                            "that phase's labels and the next one's TCP set-up; use size constant, uniform or poisson")
+    profile = Profile(base or "custom", proto, p.get("idt", prof.idt), size, int(mean_size))
     return Phase(profile, float(load), float(duration))
 
 

@@ -199,6 +199,18 @@ class Stores:
         with self.traffic.conn:
             self.traffic["runs"].update(run_id, {"status": status, "ended_at": time.time()})
 
+    def delete_run(self, run_id: str) -> None:
+        """Remove every row of the run (a campaign's run cut short, built again on resume)."""
+        with self.traffic.conn:
+            ids = "SELECT id FROM snapshots WHERE run_id = ?"
+            self.traffic.execute(f"DELETE FROM snapshot_flows WHERE snapshot_id IN ({ids})", [run_id])
+            self.traffic.execute(f"DELETE FROM snapshot_links WHERE snapshot_id IN ({ids})", [run_id])
+            for table in ("snapshots", "run_flows", "phases", "events", "label_pauses"):
+                self.traffic.execute(f"DELETE FROM {table} WHERE run_id = ?", [run_id])
+            self.traffic.execute("DELETE FROM runs WHERE id = ?", [run_id])
+        with self.labels.conn:
+            self.labels.execute("DELETE FROM labels WHERE run_id = ?", [run_id])
+
     def start_phase(self, row: dict[str, Any]) -> None:
         """A phase, as it starts (windows from now on belong to it)."""
         with self.traffic.conn:

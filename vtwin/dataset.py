@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ from topologies import Topology
 from traffic.store import Stores
 from traffic.window import Label, Window, WindowFlow
 
-from .features import FlowSpec, Snapshot, graph_tensors
+from .features import FlowSpec, Snapshot, merge, snapshot_tensors
 
 DEFAULT_PKT = 512.0
 #: Flows not of the run below this rate are left out of snapshots (see `negligible`).
@@ -37,10 +37,17 @@ class Sample:
     snapshot: Snapshot
     delay_ms: np.ndarray  # per flow, nan where unlabeled
     jitter_ms: np.ndarray
+    _tensors: dict[str, np.ndarray] | None = field(default=None, repr=False, compare=False)
 
     @property
     def labeled(self) -> int:
         return int(np.isfinite(self.delay_ms).sum())
+
+    def tensors(self) -> dict[str, np.ndarray]:
+        """The snapshot's own graph tensors, computed once (training batches them every epoch)."""
+        if self._tensors is None:
+            self._tensors = snapshot_tensors(self.snapshot)
+        return self._tensors
 
 
 def _node_of_host(name: str) -> int:
@@ -141,5 +148,5 @@ def split(samples: list[Sample], held_out: float = 0.2) -> tuple[list[Sample], l
 
 def batch(samples: list[Sample]) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
     """Graph tensors of the samples' disjoint union, with delay and jitter targets (nan = none)."""
-    g = graph_tensors([s.snapshot for s in samples])
+    g = merge([s.tensors() for s in samples])
     return g, np.concatenate([s.delay_ms for s in samples]), np.concatenate([s.jitter_ms for s in samples])

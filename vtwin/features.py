@@ -26,7 +26,8 @@ from .errors import SnapshotError
 
 #: Wire overhead per packet added to the payload size (Ethernet + IPv4 + UDP/TCP headers).
 HEADER_BYTES = 42
-FLOW_FEATURES = ("offered_mbps", "pkt_kbytes", "path_len", "is_tcp")
+#: The columns of `flow_x` (raw values, as `graph_tensors` makes them).
+FLOW_COLUMNS = ("offered_mbps", "pkt_kbytes", "path_len", "is_tcp")
 #: buffer_ms: the longest queueing delay the link direction's buffer can hold, its packets (the
 #: topology's, else DEFAULT_QUEUE_PKTS) at the mean wire frame of the flows crossing it, drained at
 #: its capacity: what an overloaded link's queueing delay settles at.
@@ -35,7 +36,16 @@ FLOW_FEATURES = ("offered_mbps", "pkt_kbytes", "path_len", "is_tcp")
 #: queueing delay is its buffer's (the lab's link test measures this). The model adds it, through
 #: a learned gate, to the propagation delay and learns the rest; without it a twin that had seen
 #: only uncongested windows predicted 8 ms where a congested 5G-Crosshaul measured 53 ms.
-LINK_FEATURES = ("capacity_mbps", "delay_ms", "utilization", "n_flows", "buffer_ms", "full_buffer_ms")
+LINK_COLUMNS = ("capacity_mbps", "delay_ms", "utilization", "n_flows", "buffer_ms", "full_buffer_ms")
+#: What the model reads of each column, before standardization (`Normalization`): rates and times
+#: on a log scale, so that a network emulated at 20 Mbit/s, next to a corpus at 0.4-3 Mbit/s, is a
+#: few standard deviations away rather than dozens; utilization and counts as they are.
+FLOW_TRANSFORMS = ("log", None, None, None)
+LINK_TRANSFORMS = ("log", "log1p", None, None, "log1p", "log1p")
+#: The model's inputs by name (the registry and the base model's card record them; a model trained
+#: on other inputs is refused).
+FLOW_FEATURES = tuple(f"{t}({c})" if t else c for c, t in zip(FLOW_COLUMNS, FLOW_TRANSFORMS, strict=True))
+LINK_FEATURES = tuple(f"{t}({c})" if t else c for c, t in zip(LINK_COLUMNS, LINK_TRANSFORMS, strict=True))
 #: Passes of the fluid model: each carries the drops of one more upstream link to the links after it.
 FLUID_PASSES = 4
 
@@ -77,92 +87,161 @@ class Snapshot:
 
 
 def validate(snap: Snapshot) -> None:
+    """Raise SnapshotError unless every flow's path is a connected walk over up links."""
+    _hop_arrays(snap)
+
+
+def _hop_arrays(snap: Snapshot) -> tuple[np.ndarray, np.ndarray]:
+    """The snapshot checked, and its flows' paths as a [flows, positions] matrix of directed link
+    ids (2 x link index, + 1 when crossed from b to a; -1 past the path's end) with the
+    capacities of its links (Mbit/s, by link index). Vectorized over flows, one step per position."""
     if not snap.flows:
         raise SnapshotError("the snapshot has no flows")
-    for lk in snap.topo.links:
-        if not snap.capacity(lk.id) > 0:
-            raise SnapshotError(f"link {lk.id} has capacity {snap.capacity(lk.id)}; it must be positive")
-    for f in snap.flows:
+    links = snap.topo.links
+    caps = np.array([snap.capacity(lk.id) for lk in links], dtype=np.float64)
+    bad = np.flatnonzero(~(caps > 0))
+    if bad.size:
+        lk = links[bad[0]]
+        raise SnapshotError(f"link {lk.id} has capacity {snap.capacity(lk.id)}; it must be positive")
+    index = snap.topo.link_index
+    longest = max(len(f.path) for f in snap.flows)
+    ids = np.full((len(snap.flows), max(longest, 1)), -1, dtype=np.int64)
+    for i, f in enumerate(snap.flows):
         if not f.path:
             raise SnapshotError(f"flow {f.key}: empty path")
         if not f.offered_bps >= 0 or not f.pkt_size > 0:
             raise SnapshotError(f"flow {f.key}: offered rate and packet size must be positive")
-        for lid, _ in snap.directed_hops(f):
-            if lid in snap.down:
-                raise SnapshotError(f"flow {f.key}: its path uses link {lid}, which is down")
+        try:
+            ids[i, : len(f.path)] = [index[lid] for lid in f.path]
+        except KeyError as exc:
+            raise SnapshotError(f"flow {f.key}: unknown link {exc.args[0]!r} in its path") from None
+    ends = snap.topo.link_ends
+    node = np.array([f.src_node for f in snap.flows], dtype=np.int64)
+    directed = np.full_like(ids, -1)
+    for p in range(ids.shape[1]):
+        on = np.flatnonzero(ids[:, p] >= 0)
+        li = ids[on, p]
+        a, b, here = ends[li, 0], ends[li, 1], node[on]
+        broken = np.flatnonzero((here != a) & (here != b))
+        if broken.size:
+            f = snap.flows[on[broken[0]]]
+            raise SnapshotError(f"flow {f.key}: link {links[li[broken[0]]].id} does not continue the path "
+                                f"at node {here[broken[0]]}")
+        backward = here == b
+        directed[on, p] = 2 * li + backward
+        node[on] = np.where(backward, a, b)
+    if snap.down:
+        down = np.array([index.get(lid, -1) for lid in snap.down])
+        hit = np.isin(ids, down)
+        if hit.any():
+            i, p = np.argwhere(hit)[0]
+            raise SnapshotError(f"flow {snap.flows[i].key}: its path uses link {links[ids[i, p]].id}, which is down")
+    return directed, caps
 
 
-def fluid_arrivals(rates: list[float], paths: list[list[int]], capacity: np.ndarray) -> np.ndarray:
+def fluid_arrivals(rates: list[float] | np.ndarray, paths: list[list[int]] | np.ndarray,
+                   capacity: np.ndarray) -> np.ndarray:
     """The rate (bit/s) reaching each link, flows thinned by the links before it: a link fed more
     than its capacity carries on only its capacity, shared in proportion (a drop-tail queue drops
-    its arrivals alike). `paths` are link indices in order; `FLUID_PASSES` fixed-point passes."""
-    ratio = np.ones(len(capacity))  # the first pass: every flow at its offered rate all along
+    its arrivals alike). `paths` are link indices in order (lists, or a matrix padded with -1);
+    `FLUID_PASSES` fixed-point passes."""
+    if not isinstance(paths, np.ndarray):
+        width = max((len(p) for p in paths), default=1)
+        paths = np.array([list(p) + [-1] * (width - len(p)) for p in paths], dtype=np.int64).reshape(len(paths), -1)
+    rates = np.asarray(rates, dtype=np.float64)
+    n = len(capacity)
+    on = paths >= 0
+    safe = np.where(on, paths, n)  # padding points at a dummy link that passes everything
+    ratio = np.ones(n + 1)  # the first pass: every flow at its offered rate all along
+    arrivals = np.zeros(n)
     for _ in range(FLUID_PASSES + 1):
-        arrivals = np.zeros(len(capacity))
-        for rate, path in zip(rates, paths, strict=True):
-            for h in path:
-                arrivals[h] += rate
-                rate *= ratio[h]
-        ratio = np.minimum(1.0, capacity / np.maximum(arrivals, 1e-9))
+        along = ratio[safe]
+        before = np.ones_like(along)  # the share of its rate a flow keeps before each position
+        before[:, 1:] = np.cumprod(along, axis=1)[:, :-1]
+        arrivals = np.bincount(safe[on], weights=(rates[:, None] * before)[on], minlength=n + 1)[:n]
+        ratio[:n] = np.minimum(1.0, capacity / np.maximum(arrivals, 1e-9))
     return arrivals
 
 
+def snapshot_tensors(snap: Snapshot) -> dict[str, np.ndarray]:
+    """Raw graph tensors of one snapshot; `path` holds this snapshot's link-direction indices, in
+    the order the flows first cross them (padding -1)."""
+    directed, caps = _hop_arrays(snap)
+    on = directed >= 0
+    flat = directed[on]  # flow by flow, in path order
+    uniq, first = np.unique(flat, return_index=True)
+    order = uniq[np.argsort(first)]
+    remap = np.full(2 * len(snap.topo.links), -1, dtype=np.int64)
+    remap[order] = np.arange(len(order))
+    path = np.where(on, remap[np.maximum(directed, 0)], -1)
+    n = len(order)
+    offered = np.array([f.offered_bps for f in snap.flows], dtype=np.float64)
+    pkt = np.array([f.pkt_size for f in snap.flows], dtype=np.float64)
+    wires = offered * (pkt + HEADER_BYTES) / pkt
+    hops = path[on]
+    per_hop = np.broadcast_to(np.arange(len(snap.flows))[:, None], path.shape)[on]
+    load = np.bincount(hops, weights=wires[per_hop], minlength=n)
+    nflows = np.bincount(hops, minlength=n).astype(np.float64)
+    pps = np.bincount(hops, weights=(offered / (8 * pkt))[per_hop], minlength=n)
+    link_of = order // 2
+    cap = caps[link_of]
+    arrivals = fluid_arrivals(wires, path, cap * 1e6)
+    links = snap.topo.links
+    delay = np.array([links[i].delay_ms for i in link_of], dtype=np.float64)
+    queue = np.array([links[i].queue_pkts or DEFAULT_QUEUE_PKTS for i in link_of], dtype=np.float64)
+    frame_bits = np.where(pps > 0, load / np.where(pps > 0, pps, 1.0), 8 * (512 + HEADER_BYTES))
+    buffer_ms = queue * frame_bits / (cap * 1e3)
+    full_ms = np.where(arrivals > cap * 1e6, buffer_ms, 0.0)
+    link_x = np.stack([cap, delay, load / (cap * 1e6), nflows, buffer_ms, full_ms], axis=1)
+    lengths = on.sum(1)
+    flow_x = np.stack([offered / 1e6, pkt / 1000.0, lengths.astype(np.float64),
+                       np.array([float(f.proto == "tcp") for f in snap.flows])], axis=1)
+    return {"flow_x": flow_x, "link_x": link_x, "path": path, "capacity": cap, "link_delay": delay,
+            "link_full": full_ms}
+
+
 def graph_tensors(snaps: list[Snapshot]) -> dict[str, np.ndarray]:
-    """Raw (unnormalized) graph tensors of a batch of snapshots."""
-    flow_x, link_x, caps, delays, fulls, paths, flow_graph = [], [], [], [], [], [], []
-    link_offset = 0
-    for g, snap in enumerate(snaps):
-        validate(snap)
-        index: dict[tuple[str, int], int] = {}
-        flow_hops = []
-        for f in snap.flows:
-            hops = snap.directed_hops(f)
-            for h in hops:
-                if h not in index:
-                    index[h] = len(index)
-            flow_hops.append([index[h] for h in hops])
-        load = np.zeros(len(index))
-        nflows = np.zeros(len(index))
-        pps = np.zeros(len(index))
-        wires = [f.offered_bps * (f.pkt_size + HEADER_BYTES) / f.pkt_size for f in snap.flows]
-        for f, wire, hops in zip(snap.flows, wires, flow_hops, strict=True):
-            np.add.at(load, hops, wire)
-            np.add.at(nflows, hops, 1)
-            np.add.at(pps, hops, f.offered_bps / (8 * f.pkt_size))
-        capacity_bps = np.array([snap.capacity(lid) * 1e6 for lid, _ in index])
-        arrivals = fluid_arrivals(wires, flow_hops, capacity_bps)
-        for (lid, _), i in index.items():
-            cap = snap.capacity(lid)
-            link = snap.topo.link(lid)
-            frame_bits = load[i] / pps[i] if pps[i] > 0 else 8 * (512 + HEADER_BYTES)
-            buffer_ms = (link.queue_pkts or DEFAULT_QUEUE_PKTS) * frame_bits / (cap * 1e3)
-            full_ms = buffer_ms if arrivals[i] > capacity_bps[i] else 0.0
-            link_x.append([cap, link.delay_ms, load[i] / (cap * 1e6), nflows[i], buffer_ms, full_ms])
-            caps.append(cap)
-            delays.append(link.delay_ms)
-            fulls.append(full_ms)
-        for f, hops in zip(snap.flows, flow_hops, strict=True):
-            flow_x.append([f.offered_bps / 1e6, f.pkt_size / 1000.0, len(hops), float(f.proto == "tcp")])
-            paths.append([h + link_offset for h in hops])
-            flow_graph.append(g)
-        link_offset += len(index)
-    max_len = max(len(p) for p in paths)
-    n_links = link_offset
-    path = np.full((len(paths), max_len), n_links, dtype=np.int32)  # pad with a dummy link index
-    mask = np.zeros((len(paths), max_len), dtype=bool)
-    for i, p in enumerate(paths):
-        path[i, : len(p)] = p
-        mask[i, : len(p)] = True
+    """Raw (unnormalized) graph tensors of a batch of snapshots (their disjoint union)."""
+    return merge([snapshot_tensors(s) for s in snaps])
+
+
+def merge(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """The disjoint union of single snapshots' tensors (`snapshot_tensors`): link indices offset, paths padded
+    to the longest with a dummy link index (the number of links)."""
+    n_links = sum(len(t["capacity"]) for t in parts)
+    width = max(t["path"].shape[1] for t in parts)
+    n_flows = sum(len(t["flow_x"]) for t in parts)
+    path = np.full((n_flows, width), n_links, dtype=np.int32)
+    mask = np.zeros((n_flows, width), dtype=bool)
+    row = offset = 0
+    for t in parts:
+        p = t["path"]
+        on = p >= 0
+        path[row: row + len(p), : p.shape[1]] = np.where(on, p + offset, n_links)
+        mask[row: row + len(p), : p.shape[1]] = on
+        row += len(p)
+        offset += len(t["capacity"])
     return {
-        "flow_x": np.asarray(flow_x, dtype=np.float32),
-        "link_x": np.asarray(link_x, dtype=np.float32),
+        "flow_x": np.concatenate([t["flow_x"] for t in parts]).astype(np.float32),
+        "link_x": np.concatenate([t["link_x"] for t in parts]).astype(np.float32),
         "path": path,
         "mask": mask,
-        "capacity": np.asarray(caps, dtype=np.float32),
-        "link_delay": np.asarray(delays, dtype=np.float32),
-        "link_full": np.asarray(fulls, dtype=np.float32),
-        "flow_graph": np.asarray(flow_graph, dtype=np.int32),
+        "capacity": np.concatenate([t["capacity"] for t in parts]).astype(np.float32),
+        "link_delay": np.concatenate([t["link_delay"] for t in parts]).astype(np.float32),
+        "link_full": np.concatenate([t["link_full"] for t in parts]).astype(np.float32),
+        "flow_graph": np.concatenate([np.full(len(t["flow_x"]), g, dtype=np.int32) for g, t in enumerate(parts)]),
     }
+
+
+def _transform(x: np.ndarray, transforms: tuple[str | None, ...]) -> np.ndarray:
+    """The columns as the model reads them: `log` of rates (floored at 1e-6), `log1p` of times."""
+    out = np.array(x, dtype=np.float64, copy=True)
+    for i, t in enumerate(transforms):
+        if t == "log":
+            out[:, i] = np.log(np.maximum(out[:, i], 1e-6))
+        elif t == "log1p":
+            out[:, i] = np.log1p(np.maximum(out[:, i], 0.0))
+    return out
 
 
 def _scale(x: np.ndarray) -> np.ndarray:
@@ -184,14 +263,15 @@ class Normalization:
 
     @staticmethod
     def fit(tensors: list[dict[str, np.ndarray]]) -> Normalization:
-        fx = np.concatenate([t["flow_x"] for t in tensors])
-        lx = np.concatenate([t["link_x"] for t in tensors])
+        fx = _transform(np.concatenate([t["flow_x"] for t in tensors]), FLOW_TRANSFORMS)
+        lx = _transform(np.concatenate([t["link_x"] for t in tensors]), LINK_TRANSFORMS)
         return Normalization(fx.mean(0).tolist(), _scale(fx).tolist(), lx.mean(0).tolist(), _scale(lx).tolist())
 
     def apply(self, t: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         out = dict(t)
-        out["flow_x"] = ((t["flow_x"] - np.asarray(self.flow_mean)) / np.asarray(self.flow_std)).astype(np.float32)
-        out["link_x"] = ((t["link_x"] - np.asarray(self.link_mean)) / np.asarray(self.link_std)).astype(np.float32)
+        fx, lx = _transform(t["flow_x"], FLOW_TRANSFORMS), _transform(t["link_x"], LINK_TRANSFORMS)
+        out["flow_x"] = ((fx - np.asarray(self.flow_mean)) / np.asarray(self.flow_std)).astype(np.float32)
+        out["link_x"] = ((lx - np.asarray(self.link_mean)) / np.asarray(self.link_std)).astype(np.float32)
         return out
 
     def to_dict(self) -> dict[str, Any]:

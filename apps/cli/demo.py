@@ -9,6 +9,7 @@ import argparse
 from topologies import builtin as builtin_topos
 
 from . import loop
+from .model import add_base_model_arg
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -17,6 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     d.add_argument("topo", metavar="TOPO", nargs="?", default=builtin_topos.DEFAULT)
     d.add_argument("--schedule", default="demo-drift")
     d.add_argument("--data", default=None)
+    add_base_model_arg(d)
     d.add_argument("--json", action="store_true")
     d.set_defaults(func=run)
 

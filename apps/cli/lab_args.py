@@ -47,6 +47,12 @@ def add_emulation_args(p: argparse.ArgumentParser) -> None:
                         "the fastest link at most 20 Mbit/s)")
     p.add_argument("--queue", type=queue_packets, default=DEFAULT_QUEUE_PKTS, metavar="PACKETS",
                    help=f"buffer of each link direction without one in the topology (default {DEFAULT_QUEUE_PKTS})")
+    add_daemon_args(p)
+
+
+def add_daemon_args(p: argparse.ArgumentParser) -> None:
+    """The lab's processes: switch daemons and the controller's ports (a corpus campaign sets
+    its runs' rates and buffers itself, and takes only these)."""
     p.add_argument("--ports-per-daemon", type=ports_per_daemon, default=PORTS_PER_DAEMON, metavar="PORTS",
                    help="split the switches among Open vSwitch daemons of about this many ports each "
                         f"(userspace datapath; default {PORTS_PER_DAEMON})")

@@ -23,6 +23,7 @@ from traffic.store import Stores
 
 from .base import Parser
 from .lab_args import add_emulation_args, lab_config
+from .model import add_base_model_arg, serve_base_model_first
 
 
 def drift_config(args: argparse.Namespace):
@@ -68,6 +69,14 @@ class StatusLine:
             sys.stderr.write("\n")
 
 
+def serving_line(manager: Any) -> str:
+    if not manager.serving:
+        return "none yet: bootstrap on the first labels"
+    if manager.job is not None and manager.job.kind == "adapt":
+        return f"{manager.serving} (the base model; adapting it on the first labels)"
+    return manager.serving
+
+
 def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
@@ -85,6 +94,7 @@ def cmd_run(args: argparse.Namespace) -> None:
                         manager=ManagerConfig(budget_s=args.train_budget, timeout_s=args.train_timeout,
                                               min_post_windows=args.post_windows))
     check_flow_count(topo, schedule.flows)  # before a lab is built for it
+    serve_base_model_first(stores, args)
     if lab_status().get("status") not in ("down", None):
         raise LabError("a lab is already running; 'ndt run' brings up its own (take it down with 'ndt lab down')")
     say = (lambda m: None) if args.json else (lambda m: print(m, file=sys.stderr, flush=True))
@@ -99,7 +109,7 @@ def cmd_run(args: argparse.Namespace) -> None:
         loop = TwinLoop(schedule, stores, info["hosts"], Topology.from_dict(client.topology()), client, config,
                         status=status)
         say(f"run {loop.run_id}: {topo.name}, schedule {schedule.name} ({len(schedule.phases)} phases, "
-            f"{schedule.duration_s:g} s), model {loop.manager.serving or 'none yet: bootstrap on the first labels'}, "
+            f"{schedule.duration_s:g} s), model {serving_line(loop.manager)}, "
             f"data in {stores.root}")
         try:
             result = loop.run()
@@ -245,6 +255,7 @@ def _run_args(t: argparse.ArgumentParser) -> None:
     add_emulation_args(t)
     t.add_argument("--data", default=None)
     t.add_argument("--config", default=None, help="configuration file with the SLA policy (see apps/common/config.py)")
+    add_base_model_arg(t)
     t.add_argument("--json", action="store_true")
     add_drift_args(t)
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from apps.common.table import emit, print_table
 
-from .base import CliError
+from .base import CliError, Parser
 
 #: `ndt train` runs eagerly up to this many window-epochs (epochs times training windows): tracing
 #: the training step costs about 10 s, an eager window-epoch about 0.05 s, a traced one 0.003 s.
@@ -76,6 +76,71 @@ def cmd_model(args: argparse.Namespace) -> None:
                                              (f"; {r['archived']} archived" if r["archived"] else "")))
 
 
+def _corpus_samples(data: str) -> tuple[list, dict[str, Any]]:
+    from traffic.campaign import STATE_FILE, done_run_ids
+    from traffic.store import Stores
+    from vtwin.dataset import from_stores
+
+    stores = Stores(data)
+    runs = done_run_ids(stores.root)
+    samples = from_stores(stores, runs if runs is not None else None)
+    if runs is not None and not runs:
+        raise CliError(f"{stores.root}: the corpus has no done run yet ('ndt dataset build')")
+    info: dict[str, Any] = {"data": str(stores.root), "runs": len(runs) if runs is not None else len(stores.runs())}
+    record = stores.root / STATE_FILE
+    if record.exists():
+        info["spec"] = json.loads(record.read_text()).get("spec")
+    return samples, info
+
+
+def cmd_base_build(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from vtwin.base_model import build
+    from vtwin.dataset import split
+
+    samples, corpus = _corpus_samples(args.data)
+    fit, held = split(samples)
+    unseen = _corpus_samples(args.unseen)[0] if args.unseen else None
+    if unseen:
+        overlap = {s.topology for s in unseen} & {s.topology for s in samples}
+        if overlap:
+            raise CliError(f"--unseen has topologies that are in the corpus: {', '.join(sorted(overlap))}")
+    if not args.json:
+        print(f"training the base model on {len(fit)} windows ({sum(s.labeled for s in fit)} labeled flows) of "
+              f"{len({s.topology for s in samples})} topologies, holding out {len(held)}; budget {args.budget:g} s",
+              file=sys.stderr)
+    command = "ndt model base build --data CORPUS" + (" --unseen DATA" if args.unseen else "") + \
+        f" --budget {args.budget:g} --epochs {args.epochs} --patience {args.patience} --seed {args.seed}"
+    card = build(fit, held, corpus=corpus, unseen=unseen, state=args.state, iterations=args.iterations,
+                 epochs=args.epochs, budget_s=args.budget, patience=args.patience, seed=args.seed,
+                 progress=not args.json, folder=Path(args.out) if args.out else None, command=command)
+    emit(card, args.json, render_card)
+
+
+def render_card(c: dict[str, Any]) -> None:
+    corpus, t, h = c.get("corpus") or {}, c.get("training") or {}, (c.get("held_out") or {}).get("overall") or {}
+    print(f"base model {c.get('name')} ({c['weights']['sha256'][:12]}): state {c['architecture']['state']}, "
+          f"{c['architecture']['iterations']} iterations")
+    print(f"corpus {corpus.get('spec')}: {len(corpus.get('topologies', []))} topologies, "
+          f"{corpus.get('train_windows')} training windows ({corpus.get('train_labeled_flows')} labeled flows)")
+    print(f"trained {t.get('epochs')} epochs in {t.get('seconds')} s ({t.get('stopped')})")
+    print(f"held out: delay MAPE {h.get('delay_mape')}%, NMSE {h.get('delay_nmse_db')} dB (ours, / variance), "
+          f"{h.get('delay_nmse_power_db')} dB (paper's, / mean y^2); jitter MAPE {h.get('jitter_mape')}%")
+    for topo, u in (c.get("unseen") or {}).items():
+        print(f"unseen {topo}: delay MAPE {u.get('delay_mape')}%, NMSE {u.get('delay_nmse_db')} / "
+              f"{u.get('delay_nmse_power_db')} dB; jitter MAPE {u.get('jitter_mape')}%")
+
+
+def cmd_base_show(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from vtwin.base_model import load
+
+    base = load(Path(args.dir) if args.dir else None)
+    emit({k: v for k, v in base.card.items() if k != "normalization"}, args.json, render_card)
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     t = sub.add_parser("train", help="train the virtual twin on the labeled store (or an exported file)")
     t.add_argument("--data", default=None)
@@ -92,9 +157,59 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--json", action="store_true")
     t.set_defaults(func=cmd_train)
 
-    t = sub.add_parser("model", help="the model registry: list, show, promote, rollback")
-    t.add_argument("action", choices=["list", "show", "promote", "rollback"])
-    t.add_argument("ref", nargs="?", metavar="URI", help="registry://delay:vN or vN")
-    t.add_argument("--data", default=None)
+    m = sub.add_parser("model", help="the model registry (list, show, promote, rollback) and the base model")
+    msub = m.add_subparsers(dest="action", required=True, parser_class=Parser)
+    for action, text in (("list", "every model version, where it came from and its held-out MAPE"),
+                         ("show", "one version's record"), ("promote", "make a version the active one"),
+                         ("rollback", "reactivate the version before the active one")):
+        t = msub.add_parser(action, help=text)
+        if action in ("show", "promote"):
+            t.add_argument("ref", metavar="URI", help="registry://delay:vN or vN")
+        else:
+            t.set_defaults(ref=None)
+        t.add_argument("--data", default=None)
+        t.add_argument("--json", action="store_true")
+        t.set_defaults(func=cmd_model)
+    b = msub.add_parser("base", help="the base model shipped in vtwin/base: build it from a corpus, show its card")
+    bsub = b.add_subparsers(dest="base_action", required=True, parser_class=Parser)
+    t = bsub.add_parser("build", help="train the base model on a corpus ('ndt dataset build'), write it and its card")
+    t.add_argument("--data", required=True, help="the corpus' data directory")
+    t.add_argument("--unseen", default=None, help="a data directory of networks not in the corpus, to score on")
+    t.add_argument("--out", default=None, help="folder to write model.npz and card.json to "
+                                                  "(default $NDT_BASE_MODEL, else vtwin/base)")
+    t.add_argument("--budget", type=float, default=1800.0, help="training time budget, seconds (default 1800)")
+    t.add_argument("--epochs", type=int, default=1000)
+    t.add_argument("--patience", type=int, default=40)
+    t.add_argument("--state", type=int, default=32)
+    t.add_argument("--iterations", type=int, default=6)
+    t.add_argument("--seed", type=int, default=0)
     t.add_argument("--json", action="store_true")
-    t.set_defaults(func=cmd_model)
+    t.set_defaults(func=cmd_base_build)
+    t = bsub.add_parser("show", help="the base model's card")
+    t.add_argument("--dir", default=None, help="folder of the base model (default $NDT_BASE_MODEL, else vtwin/base)")
+    t.add_argument("--json", action="store_true")
+    t.set_defaults(func=cmd_base_show)
+
+
+def add_base_model_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--no-base-model", action="store_true",
+                   help="do not start from the shipped base model when the registry has no active model "
+                        "(a loop then bootstraps from its first labels)")
+
+
+def serve_base_model_first(stores, args: argparse.Namespace) -> str | None:
+    """With no active model in the data directory's registry, make the shipped base model the
+    active one (unless --no-base-model); returns the version it became, else None."""
+    if getattr(args, "no_base_model", False):
+        return None
+    from vtwin.base_model import BaseModelError, ensure_active
+    from vtwin.registry import Registry
+
+    try:
+        version = ensure_active(Registry(stores))
+    except BaseModelError as exc:
+        raise CliError(f"{exc} (or pass --no-base-model)") from None
+    if version and not getattr(args, "json", False):
+        print(f"no active model in {stores.root}: serving the base model as registry://delay:{version}",
+              file=sys.stderr)
+    return version

@@ -14,6 +14,8 @@ from apps.common.config import Config, load_config
 from ptwin.errors import LabError
 from traffic.store import Stores
 
+from .model import add_base_model_arg, serve_base_model_first
+
 
 def ensure_token(config: Config, root: Path) -> str:
     """The configured token, else the one in <data>/service.token, else a new one written there (0600)."""
@@ -47,6 +49,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
         except OSError as exc:
             raise LabError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
     source = ensure_token(config, stores.root)
+    serve_base_model_first(stores, args)
     stores.close()
     print(f"ndt twin service on http://{host}:{port} (data {stores.root}; token from {source}; "
           f"OpenAPI at /docs)", file=sys.stderr, flush=True)
@@ -61,4 +64,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--config", default=None, help="configuration file (token, SLA policy)")
     t.add_argument("--data", default=None)
     t.add_argument("--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"])
+    add_base_model_arg(t)
     t.set_defaults(func=cmd_serve)

@@ -11,6 +11,8 @@ from apps.common.table import emit, print_table
 from ptwin.errors import LabError
 from traffic.store import Stores
 
+from .model import add_base_model_arg, serve_base_model_first
+
 
 def cmd_whatif(args: argparse.Namespace) -> None:
     from pathlib import Path
@@ -30,6 +32,8 @@ def cmd_whatif(args: argparse.Namespace) -> None:
         asked = question(stores, request)  # a bad request is refused before the model (and TensorFlow) loads
         from vtwin.predictor import Predictor
         from vtwin.registry import Registry
+
+        serve_base_model_first(stores, args)
 
         ans = answer(Predictor(Registry(stores), xla=False).predict, stores, request, asked)
     except (WhatIfError, ValueError) as exc:
@@ -54,5 +58,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     t = sub.add_parser("whatif", help="ask the virtual twin a what-if question (a JSON request file, or - )")
     t.add_argument("request", metavar="REQUEST.json")
     t.add_argument("--data", default=None)
+    add_base_model_arg(t)
     t.add_argument("--json", action="store_true")
     t.set_defaults(func=cmd_whatif)
