@@ -111,10 +111,12 @@ class Fitter:
 
     def fit(self, samples: list[Sample], norm: Normalization | None = None, *, epochs: int = 300,
             budget_s: float = 300.0, patience: int = 20, windows_per_batch: int = 8, lr: float = 1e-3, seed: int = 0,
-            progress: bool = True, min_delta: float = 0.0) -> TrainResult:
+            progress: bool = True, min_delta: float = 0.0, halve_after: int | None = None) -> TrainResult:
         """Train on `samples` (a validation slice is held back for early stopping) from the model's
         current weights. Training stops after `patience` epochs without progress: a validation MAPE
-        `min_delta` (relative) below the one of the last progress. The best weights are kept."""
+        `min_delta` (relative) below the one of the last progress. The best weights are kept.
+        `halve_after`: halve the learning rate after that many epochs without a new best (down to
+        1/32 of `lr`), for long trainings such as the base model's."""
         if not samples:
             raise ValueError("no labeled windows to train on")
         model, objective = self.model, self.objective
@@ -145,6 +147,7 @@ class Fitter:
         # early stopping as Keras does it: progress is beating the MAPE of the last progress by
         # min_delta, so slow steady gains (0.3 % an epoch) add up instead of resetting the bar
         progress_epoch, progress_ref = 0, math.inf
+        rate, halved_at = lr, 0
         history = []
         bar = None
         if progress:
@@ -161,6 +164,9 @@ class Fitter:
                 progress_epoch, progress_ref = epoch, v
             if v < best:
                 best, best_epoch, best_weights = v, epoch, model.get_weights()
+            elif halve_after and epoch - max(best_epoch, halved_at) >= halve_after and rate > lr / 32:
+                rate, halved_at = rate / 2, epoch
+                self.opt.learning_rate.assign(rate)
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix_str(f"train {history[-1]['train_mape']:.1f}% val {v:.1f}% best {best:.1f}%")
@@ -181,7 +187,8 @@ class Fitter:
 def train(samples: list[Sample], *, model: RouteNet | None = None, norm: Normalization | None = None,
           state: int = 32, iterations: int = 6, epochs: int = 300, budget_s: float = 300.0, patience: int = 20,
           windows_per_batch: int = 8, lr: float = 1e-3, seed: int = 0, progress: bool = True,
-          xla: bool = False, eager: bool = False, objective: str = "delay", min_delta: float = 0.0) -> TrainResult:
+          xla: bool = False, eager: bool = False, objective: str = "delay", min_delta: float = 0.0,
+          halve_after: int | None = None) -> TrainResult:
     """Train on `samples` from `model` (warm start) or a new model, once (see `Fitter` to train
     several times with one trace). With `xla` the training step is compiled by XLA once per
     bucketed batch shape; measured on the Abilene dataset that compiling cost more than it saved
@@ -192,7 +199,8 @@ def train(samples: list[Sample], *, model: RouteNet | None = None, norm: Normali
     tf.keras.utils.set_random_seed(seed)
     fitter = Fitter(model or build_model(state, iterations), objective=objective, xla=xla, eager=eager)
     return fitter.fit(samples, norm, epochs=epochs, budget_s=budget_s, patience=patience,
-                      windows_per_batch=windows_per_batch, lr=lr, seed=seed, progress=progress, min_delta=min_delta)
+                      windows_per_batch=windows_per_batch, lr=lr, seed=seed, progress=progress, min_delta=min_delta,
+                      halve_after=halve_after)
 
 
 def data_range(samples: list[Sample]) -> dict[str, Any]:
