@@ -37,8 +37,7 @@ import networkx as nx
 
 from topologies import Topology, TopologyError, load
 
-from .schedule import Phase, Schedule, ScheduleError
-from .schedule import _phase as parse_phase
+from .schedule import Phase, Schedule, ScheduleError, parse_phase
 
 BUILTIN_DIR = Path(__file__).resolve().parent / "corpora"
 #: Keys a run may set; the same keys at the top level are every run's defaults.

@@ -138,10 +138,11 @@ def parse(data: Any, name: str) -> Schedule:
         raise ScheduleError(f"schedule {name}: flows must be between 1 and 90, got {flows}")
     seed = _number(data.get("seed", 1), "seed", name, integer=True)
     return Schedule(name=str(data.get("name", name)), flows=int(flows), seed=int(seed),
-                    phases=tuple(_phase(p, i, name) for i, p in enumerate(phases)))
+                    phases=tuple(parse_phase(p, i, name) for i, p in enumerate(phases)))
 
 
-def _phase(p: Any, i: int, name: str) -> Phase:
+def parse_phase(p: Any, i: int, name: str) -> Phase:
+    """One phase of a schedule (or of a corpus run: `name` says where, for the error messages)."""
     where = f"schedule {name}, phase {i + 1}"
     if not isinstance(p, dict):
         raise ScheduleError(f"{where}: must be a mapping")
