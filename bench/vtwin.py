@@ -37,10 +37,9 @@ import numpy as np  # noqa: E402
 
 from topologies import load  # noqa: E402
 from topologies.routing import path_links, shortest_paths_from  # noqa: E402
-from traffic.campaign import done_run_ids  # noqa: E402
 from traffic.store import Stores  # noqa: E402
 from vtwin.baselines import MLPBaseline, mm1_predict  # noqa: E402
-from vtwin.dataset import Sample, from_jsonl, from_stores, split  # noqa: E402
+from vtwin.dataset import Sample, from_corpus, from_jsonl, split  # noqa: E402
 from vtwin.evaluate import evaluate, evaluate_by_load  # noqa: E402
 from vtwin.features import FlowSpec, Snapshot, graph_tensors  # noqa: E402
 from vtwin.twin import Twin  # noqa: E402
@@ -140,8 +139,7 @@ def read(path: str) -> list[Sample]:
         raise SystemExit(f"bench/vtwin.py: {path} does not exist (build one with 'ndt dataset build')")
     if p.is_file():
         return from_jsonl(p)
-    stores = Stores(p)
-    return from_stores(stores, done_run_ids(stores.root))
+    return from_corpus(Stores(p))
 
 
 def overload_age(samples: list[Sample]) -> dict:

@@ -92,13 +92,14 @@ class ModelManager:
         self.serving = self.registry.active("delay")
         self.state = "serving" if self.serving else "bootstrap"
         self.job: Job | None = Job("bootstrap", 0, None) if self.serving is None else None
-        if self.serving:  # the worker trains models of the serving one's architecture (warm starts)
-            arch = self.registry.show("delay", self.serving)["config"]
-            self.config = replace(self.config, state=arch["state"], iterations=arch["iterations"])
-        if self.serving and self._source(self.serving) == "base":
-            # the base model serves from the first window; the first labels fine-tune it to this network
-            self.job = Job("adapt", 0, None)
-            self.state = "collecting"
+        if self.serving:
+            rec = self.registry.show("delay", self.serving)
+            # the worker trains models of the serving one's architecture (warm starts)
+            self.config = replace(self.config, state=rec["config"]["state"], iterations=rec["config"]["iterations"])
+            if ((rec.get("metrics") or {}).get("training") or {}).get("source") == "base":
+                # the base model serves from the first window; the first labels fine-tune it to this network
+                self.job = Job("adapt", 0, None)
+                self.state = "collecting"
         self.history: list[dict[str, Any]] = []
         self.swaps = 0
         self.training_s = 0.0
@@ -106,9 +107,6 @@ class ModelManager:
         self.worker_started = 0.0
         self._ready_pid: int | None = None  # the worker whose readiness was recorded
         self._pauses: dict[str, int] = {}  # open label pauses: "warmup" (the worker's trace), "job"
-
-    def _source(self, version: str) -> str | None:
-        return ((self.registry.show("delay", version).get("metrics") or {}).get("training") or {}).get("source")
 
     # -- events -----------------------------------------------------------------------------------
     def _event(self, kind: str, **detail: Any) -> None:

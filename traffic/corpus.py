@@ -230,10 +230,7 @@ def fail_links(topo: Topology, n: int, seed: int, where: str = "") -> tuple[Topo
     links = list(topo.links)
     failed: list[str] = []
     for _ in range(n):
-        g = nx.Graph()
-        g.add_nodes_from(range(len(topo.nodes)))
-        g.add_edges_from((lk.a, lk.b) for lk in links)
-        bridges = {frozenset(e) for e in nx.bridges(g)}
+        bridges = {frozenset(e) for e in nx.bridges(replace(topo, links=tuple(links)).graph())}
         spare = [lk for lk in links if frozenset((lk.a, lk.b)) not in bridges]
         if not spare:
             raise CorpusError(f"{where}: cannot fail {n} link(s) of {topo.name} without cutting it")

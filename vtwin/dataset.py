@@ -108,6 +108,14 @@ def from_stores(stores: Stores, runs: list[str] | None = None) -> list[Sample]:
     return out
 
 
+def from_corpus(stores: Stores) -> list[Sample]:
+    """Samples of a corpus' done runs (`traffic.campaign`), or of every run without a campaign record."""
+    from traffic.campaign import done_run_ids
+
+    runs = done_run_ids(stores.root)
+    return from_stores(stores, runs) if runs else ([] if runs is not None else from_stores(stores))
+
+
 def from_jsonl(path: Path) -> list[Sample]:
     """Samples of an exported (or imported) JSON Lines file: each window belongs to the run its
     `run` names, whose line came before it (runs' windows may interleave)."""

@@ -77,16 +77,15 @@ def cmd_model(args: argparse.Namespace) -> None:
 
 
 def _corpus_samples(data: str) -> tuple[list, dict[str, Any]]:
-    from traffic.campaign import STATE_FILE, done_run_ids
+    from traffic.campaign import STATE_FILE
     from traffic.store import Stores
-    from vtwin.dataset import from_stores
+    from vtwin.dataset import from_corpus
 
     stores = Stores(data)
-    runs = done_run_ids(stores.root)
-    samples = from_stores(stores, runs if runs is not None else None)
-    if runs is not None and not runs:
-        raise CliError(f"{stores.root}: the corpus has no done run yet ('ndt dataset build')")
-    info: dict[str, Any] = {"data": str(stores.root), "runs": len(runs) if runs is not None else len(stores.runs())}
+    samples = from_corpus(stores)
+    if not samples:
+        raise CliError(f"{stores.root}: no labeled window of a done run ('ndt dataset build')")
+    info: dict[str, Any] = {"data": str(stores.root), "runs": len({s.run for s in samples})}
     record = stores.root / STATE_FILE
     if record.exists():
         info["spec"] = json.loads(record.read_text()).get("spec")
