@@ -45,7 +45,8 @@ def test_automatic_link_rates_keep_every_run_within_the_switches_frame_budget():
         for run in spec.runs:
             frames = busiest_frames(run.topology, run.schedule, run.capacity_scale())
             at_cap = frames < FRAME_BUDGET and run.max_mbps == 20  # the lab's own ceiling came first
-            assert frames == pytest.approx(FRAME_BUDGET, rel=1e-3) or at_cap
+            # the rate is kept to 1 kbit/s: at 0.3 Mbit/s that moves the frames by up to 0.17 %
+            assert frames == pytest.approx(FRAME_BUDGET, rel=5e-4 / run.max_mbps + 1e-6) or at_cap
     given = {"loads": [0.3], "runs": [{"topology": "line3", "max_mbps": 7, "flows": 2}]}
     light = parse_spec(given, Path("s.yaml")).runs[0]
     assert light.max_mbps == 7  # a rate given is kept

@@ -63,3 +63,49 @@ def test_the_labels_floor_is_what_predicting_each_flow_by_its_own_mean_leaves():
     assert steady["floor_nmse_power_db"] < -100 and steady["floor_nmse_var_db"] < -100
     assert flow_mean_floor(np.array([], int), np.array([])) == {"floor_nmse_power_db": None,
                                                                 "floor_nmse_var_db": None}
+
+
+def _samples(delays: dict[int, list[float]], phase_of: dict[int, int] | None = None):
+    """Samples of one run on the mesh: windows -> the delays of two flows (h1>h2, h1>h3)."""
+    from topologies import load
+    from topologies.routing import path_links, shortest_path
+    from vtwin.dataset import Sample
+    from vtwin.features import FlowSpec, Snapshot
+
+    topo = load("mesh6")
+    flows = [FlowSpec(f"0>{d}", tuple(path_links(topo, shortest_path(topo, 0, d))), 0, 1e6) for d in (1, 2)]
+    snap = Snapshot(topo, flows)
+    return [Sample("r", w, (phase_of or {}).get(w, 0), "mesh6", snap, np.array(d, np.float32),
+                   np.array([x / 10 for x in d], np.float32)) for w, d in delays.items()]
+
+
+def test_the_floor_answers_each_window_by_its_flows_other_windows():
+    from vtwin.evaluate import label_floor
+
+    held = _samples({0: [10.0, 20.0], 1: [12.0, 20.0], 2: [14.0, 20.0]})
+    floor = label_floor(held)  # leave-one-out: 13, 12, 11 for the first flow; 20 for the second
+    errors = [3 / 10, 0 / 12, 3 / 14, 0, 0, 0]
+    assert floor["delay_mape"] == pytest.approx(100 * np.mean(errors), abs=1e-3)
+    assert floor["flows"] == 6
+    # against reference (training) windows: their mean answers every held-out window
+    ref = label_floor(held[2:], reference=held[:2])
+    assert ref["delay_mape"] == pytest.approx(100 * np.mean([3 / 14, 0]), abs=1e-3)
+    # a flow with no other window in its phase is left out, not answered by nothing
+    assert label_floor(_samples({0: [10.0, 20.0]})) is None
+    other_phase = _samples({0: [10.0, 20.0], 1: [30.0, 40.0]}, phase_of={1: 1})
+    assert label_floor(other_phase) is None
+
+
+def test_phase_means_skip_the_first_window_and_keep_unlabeled_flows_unlabeled():
+    from vtwin.dataset import steady
+
+    s = _samples({0: [100.0, 5.0], 1: [10.0, np.nan], 2: [14.0, 7.0], 3: [30.0, 9.0]}, phase_of={3: 1})
+    means = {m.phase: m for m in steady(s)}
+    # phase 0 has three windows: its first (the start-up transient) is left out
+    assert means[0].delay_ms[0] == pytest.approx(12.0) and means[0].delay_ms[1] == pytest.approx(7.0)
+    assert means[0].jitter_ms[0] == pytest.approx(1.2)
+    assert means[1].delay_ms.tolist() == [30.0, 9.0]  # one window: kept as it is
+    with_first = {m.phase: m for m in steady(s, skip_first=False)}
+    assert with_first[0].delay_ms[0] == pytest.approx(124 / 3, rel=1e-5)
+    none_labeled = _samples({0: [np.nan, np.nan]})
+    assert steady(none_labeled) == []

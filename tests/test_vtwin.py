@@ -163,6 +163,23 @@ def test_the_buffer_feature_follows_the_topology_and_a_model_of_other_features_i
         reg.twin("delay", v)
 
 
+def test_a_model_of_another_readout_is_refused_by_name(tmp_path):
+    """Models stored before the per-hop readout read per link: their weights do not fit this
+    model, and the registry says so instead of failing on shapes."""
+    stores = Stores(tmp_path)
+    reg = Registry(stores)
+    g = graph_tensors([mesh_snapshot(4)])
+    v = reg.register("delay", build_model(8, 1), Normalization.fit([g]))
+    assert reg.twin("delay", v).meta["config"]["readout"] == "per-hop"
+    cfg = json.loads(stores.weights.execute("SELECT config FROM models").fetchone()[0])
+    del cfg["readout"]
+    stores.weights.execute("UPDATE models SET config = ?", [json.dumps(cfg)])
+    stores.weights.conn.commit()
+    with pytest.raises(RegistryError, match="reads its delays out per-link; this version of ndt reads them "
+                                            "per-hop: train a new model"):
+        reg.twin("delay", v)
+
+
 def test_padding_and_batching_do_not_change_a_prediction():
     topo = load("line3")
     short = Snapshot(topo, [flow(topo, 0, 1)])

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from .errors import RegistryError
-from .features import FLOW_FEATURES, LINK_FEATURES, Normalization
+from .features import FLOW_FEATURES, LINK_FEATURES, PAST_READOUT, READOUT, Normalization
 from .registry import Registry
 
 #: The shipped base model; $NDT_BASE_MODEL names another folder (a base model of one's own).
@@ -111,6 +111,9 @@ def load(folder: Path | None = None) -> BaseModel:
         raise BaseModelError(f"{weights_path}: unreadable ({exc})") from None
     if not isinstance(arch.get("state"), int) or not isinstance(arch.get("iterations"), int):
         raise BaseModelError(f"{card_path}: architecture needs whole 'state' and 'iterations'")
+    if arch.get("readout", PAST_READOUT) != READOUT:
+        raise BaseModelError(f"{card_path}: the base model reads its delays out {arch.get('readout', PAST_READOUT)}; "
+                             f"this version of ndt reads them {READOUT}: rebuild it ('ndt model base build')")
     return BaseModel(card, weights, normalization)
 
 
@@ -120,7 +123,8 @@ def save(twin, card: dict[str, Any], folder: Path | None = None) -> dict[str, An
     folder = folder or base_dir()
     folder.mkdir(parents=True, exist_ok=True)
     blob = _weights_bytes(twin.model.get_weights())
-    card = {**card, "architecture": {"state": twin.model.state, "iterations": twin.model.iterations},
+    card = {**card, "architecture": {"state": twin.model.state, "iterations": twin.model.iterations,
+                                      "readout": READOUT},
             "features": {"flow": list(FLOW_FEATURES), "link": list(LINK_FEATURES)},
             "normalization": twin.norm.to_dict(),
             "weights": {"file": WEIGHTS_FILE, "sha256": hashlib.sha256(blob).hexdigest(), "bytes": len(blob),
@@ -170,7 +174,8 @@ def build(train: list, held: list, *, corpus: dict[str, Any], unseen: list | Non
     windows held out by time) and `unseen` (networks not in the corpus), and save it with its card
     in `folder` (default `base_dir()`); returns the card."""
     from .baselines import mm1_predict
-    from .evaluate import evaluate, evaluate_by_load
+    from .dataset import steady
+    from .evaluate import evaluate, evaluate_by_load, label_floor
     from .train import train as fit
     from .twin import Twin
 
@@ -190,11 +195,15 @@ def build(train: list, held: list, *, corpus: dict[str, Any], unseen: list | Non
                      "stopped": res.stopped, "val_mape": res.best_val_mape, "budget_s": budget_s,
                      "patience": patience, "halve_lr_after": halve_after, "seed": seed, "command": command},
         "held_out": {"overall": scores["overall"], "by_load": evaluate_by_load(twin.predict, held),
+                     "label_floor": label_floor(held, train),
+                     "phase_means": evaluate(twin.predict, steady(held, skip_first=False))["overall"],
                      "mm1": evaluate(mm1_predict, held)["overall"]},
     }
     if unseen:
         card["unseen"] = {}
         for topo in sorted({s.topology for s in unseen}):
             part = [s for s in unseen if s.topology == topo]
-            card["unseen"][topo] = {"windows": len(part), **evaluate(twin.predict, part)["overall"]}
+            card["unseen"][topo] = {"windows": len(part), **evaluate(twin.predict, part)["overall"],
+                                    "label_floor": label_floor(part),
+                                    "phase_means": evaluate(twin.predict, steady(part))["overall"]}
     return save(twin, card, folder)

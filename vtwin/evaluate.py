@@ -113,3 +113,37 @@ def evaluate_by_load(predict, samples: list, limit: float = 1.0) -> dict[str, An
     for name, m in (("stable", ~over), ("overloaded", over)):
         out[name] = scores(pd[m], pj[m], yd[m], yj[m]) if m.any() else None
     return out
+
+
+def _phase_labels(samples: list) -> dict[tuple[str, Any, str], list[tuple[int, float, float]]]:
+    out: dict[tuple[str, Any, str], list[tuple[int, float, float]]] = defaultdict(list)
+    for s in samples:
+        for f, d, j in zip(s.snapshot.flows, s.delay_ms, s.jitter_ms, strict=True):
+            if np.isfinite(d):
+                out[(s.run, s.phase, f.key)].append((s.window, float(d), float(j)))
+    return out
+
+
+def label_floor(samples: list, reference: list | None = None) -> dict[str, Any] | None:
+    """The labels' own floor: the scores of a hindsight predictor that answers each flow-window
+    with its flow's mean label over other windows of the same phase, those of `reference` (the
+    training windows, for held-out ones), else every other window of `samples` (leave-one-out).
+    Every input of the twin is constant over a phase, so no twin does better on average than the
+    phase mean: what this scores is the labels' variation within a phase (queues' and TCP's
+    dynamics, a window's sampling of them), not a model's error. Flows with no other window are
+    left out."""
+    mine = _phase_labels(samples)
+    ref = _phase_labels(reference) if reference is not None else None
+    pd, pj, yd, yj = [], [], [], []
+    for key, pts in mine.items():
+        for w, d, j in pts:
+            others = (ref or {}).get(key, []) if ref is not None else [p for p in pts if p[0] != w]
+            if not others:
+                continue
+            pd.append(np.mean([p[1] for p in others]))
+            pj.append(np.nanmean([p[2] for p in others]) if np.isfinite([p[2] for p in others]).any() else np.nan)
+            yd.append(d)
+            yj.append(j)
+    if not yd:
+        return None
+    return scores(*(np.asarray(x, dtype=float) for x in (pd, pj, yd, yj)))

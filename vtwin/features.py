@@ -46,6 +46,11 @@ LINK_TRANSFORMS = ("log", "log1p", None, None, "log1p", "log1p")
 #: on other inputs is refused).
 FLOW_FEATURES = tuple(f"{t}({c})" if t else c for c, t in zip(FLOW_COLUMNS, FLOW_TRANSFORMS, strict=True))
 LINK_FEATURES = tuple(f"{t}({c})" if t else c for c, t in zip(LINK_COLUMNS, LINK_TRANSFORMS, strict=True))
+#: How the model reads its delay and jitter out (`vtwin.model`), recorded beside the inputs with
+#: every stored model (registry config, base model card): weights of another readout do not fit,
+#: and are refused by name. Models from before it was recorded read per link.
+READOUT = "per-hop"
+PAST_READOUT = "per-link"
 #: Passes of the fluid model: each carries the drops of one more upstream link to the links after it.
 FLUID_PASSES = 4
 
@@ -91,10 +96,11 @@ def validate(snap: Snapshot) -> None:
     _hop_arrays(snap)
 
 
-def _hop_arrays(snap: Snapshot) -> tuple[np.ndarray, np.ndarray]:
+def _hop_arrays(snap: Snapshot) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
     """The snapshot checked, and its flows' paths as a [flows, positions] matrix of directed link
     ids (2 x link index, + 1 when crossed from b to a; -1 past the path's end) with the
-    capacities of its links (Mbit/s, by link index). Vectorized over flows, one step per position."""
+    capacities of its links (Mbit/s, by link index) and the flows' columns (offered bit/s, packet
+    bytes, TCP or not). One Python pass over the flows, then vectorized, one step per position."""
     if not snap.flows:
         raise SnapshotError("the snapshot has no flows")
     links = snap.topo.links
@@ -104,19 +110,24 @@ def _hop_arrays(snap: Snapshot) -> tuple[np.ndarray, np.ndarray]:
         lk = links[bad[0]]
         raise SnapshotError(f"link {lk.id} has capacity {snap.capacity(lk.id)}; it must be positive")
     index = snap.topo.link_index
-    longest = max(len(f.path) for f in snap.flows)
-    ids = np.full((len(snap.flows), max(longest, 1)), -1, dtype=np.int64)
-    for i, f in enumerate(snap.flows):
-        if not f.path:
-            raise SnapshotError(f"flow {f.key}: empty path")
-        if not f.offered_bps >= 0 or not f.pkt_size > 0:
-            raise SnapshotError(f"flow {f.key}: offered rate and packet size must be positive")
+    flows = snap.flows
+    longest = max(len(f.path) for f in flows)
+    ids = np.full((len(flows), max(longest, 1)), -1, dtype=np.int64)
+    columns = np.array([(f.offered_bps, f.pkt_size, f.proto == "tcp", f.src_node) for f in flows],
+                       dtype=np.float64).reshape(len(flows), 4)
+    for i, f in enumerate(flows):
         try:
             ids[i, : len(f.path)] = [index[lid] for lid in f.path]
         except KeyError as exc:
             raise SnapshotError(f"flow {f.key}: unknown link {exc.args[0]!r} in its path") from None
+    empty = np.flatnonzero(ids[:, 0] < 0)
+    if empty.size:
+        raise SnapshotError(f"flow {flows[empty[0]].key}: empty path")
+    invalid = np.flatnonzero(~(columns[:, 0] >= 0) | ~(columns[:, 1] > 0))
+    if invalid.size:
+        raise SnapshotError(f"flow {flows[invalid[0]].key}: offered rate and packet size must be positive")
     ends = snap.topo.link_ends
-    node = np.array([f.src_node for f in snap.flows], dtype=np.int64)
+    node = columns[:, 3].astype(np.int64)
     directed = np.full_like(ids, -1)
     for p in range(ids.shape[1]):
         on = np.flatnonzero(ids[:, p] >= 0)
@@ -124,7 +135,7 @@ def _hop_arrays(snap: Snapshot) -> tuple[np.ndarray, np.ndarray]:
         a, b, here = ends[li, 0], ends[li, 1], node[on]
         broken = np.flatnonzero((here != a) & (here != b))
         if broken.size:
-            f = snap.flows[on[broken[0]]]
+            f = flows[on[broken[0]]]
             raise SnapshotError(f"flow {f.key}: link {links[li[broken[0]]].id} does not continue the path "
                                 f"at node {here[broken[0]]}")
         backward = here == b
@@ -135,8 +146,8 @@ def _hop_arrays(snap: Snapshot) -> tuple[np.ndarray, np.ndarray]:
         hit = np.isin(ids, down)
         if hit.any():
             i, p = np.argwhere(hit)[0]
-            raise SnapshotError(f"flow {snap.flows[i].key}: its path uses link {links[ids[i, p]].id}, which is down")
-    return directed, caps
+            raise SnapshotError(f"flow {flows[i].key}: its path uses link {links[ids[i, p]].id}, which is down")
+    return directed, caps, {"offered": columns[:, 0], "pkt": columns[:, 1], "tcp": columns[:, 2]}
 
 
 def fluid_arrivals(rates: list[float] | np.ndarray, paths: list[list[int]] | np.ndarray,
@@ -166,7 +177,7 @@ def fluid_arrivals(rates: list[float] | np.ndarray, paths: list[list[int]] | np.
 def snapshot_tensors(snap: Snapshot) -> dict[str, np.ndarray]:
     """Raw graph tensors of one snapshot; `path` holds this snapshot's link-direction indices, in
     the order the flows first cross them (padding -1)."""
-    directed, caps = _hop_arrays(snap)
+    directed, caps, cols = _hop_arrays(snap)
     on = directed >= 0
     flat = directed[on]  # flow by flow, in path order
     uniq, first = np.unique(flat, return_index=True)
@@ -175,8 +186,7 @@ def snapshot_tensors(snap: Snapshot) -> dict[str, np.ndarray]:
     remap[order] = np.arange(len(order))
     path = np.where(on, remap[np.maximum(directed, 0)], -1)
     n = len(order)
-    offered = np.array([f.offered_bps for f in snap.flows], dtype=np.float64)
-    pkt = np.array([f.pkt_size for f in snap.flows], dtype=np.float64)
+    offered, pkt = cols["offered"], cols["pkt"]
     wires = offered * (pkt + HEADER_BYTES) / pkt
     hops = path[on]
     per_hop = np.broadcast_to(np.arange(len(snap.flows))[:, None], path.shape)[on]
@@ -194,8 +204,7 @@ def snapshot_tensors(snap: Snapshot) -> dict[str, np.ndarray]:
     full_ms = np.where(arrivals > cap * 1e6, buffer_ms, 0.0)
     link_x = np.stack([cap, delay, load / (cap * 1e6), nflows, buffer_ms, full_ms], axis=1)
     lengths = on.sum(1)
-    flow_x = np.stack([offered / 1e6, pkt / 1000.0, lengths.astype(np.float64),
-                       np.array([float(f.proto == "tcp") for f in snap.flows])], axis=1)
+    flow_x = np.stack([offered / 1e6, pkt / 1000.0, lengths.astype(np.float64), cols["tcp"]], axis=1)
     return {"flow_x": flow_x, "link_x": link_x, "path": path, "capacity": cap, "link_delay": delay,
             "link_full": full_ms}
 

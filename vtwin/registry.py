@@ -16,7 +16,7 @@ import numpy as np
 from traffic.store import Stores
 
 from .errors import RegistryError
-from .features import FLOW_FEATURES, LINK_FEATURES, Normalization
+from .features import FLOW_FEATURES, LINK_FEATURES, PAST_READOUT, READOUT, Normalization
 
 if TYPE_CHECKING:  # TensorFlow loads only for a model's weights: listing and promoting need none
     from .model import RouteNet
@@ -70,7 +70,7 @@ class Registry:
                 "created_at": time.time(), "parent": parent, "status": status, "weights": weights_blob(model),
                 "normalization": json.dumps(norm.to_dict()), "data_range": json.dumps(data_range),
                 "metrics": json.dumps(metrics), "config": json.dumps({
-                    "state": model.state, "iterations": model.iterations,
+                    "state": model.state, "iterations": model.iterations, "readout": READOUT,
                     "flow_features": list(FLOW_FEATURES), "link_features": list(LINK_FEATURES)})})
         return version
 
@@ -107,6 +107,9 @@ class Registry:
             raise RegistryError(f"{uri(objective, version)} was trained on link features {', '.join(links)} and "
                                 f"flow features {', '.join(flows)}; this version reads {', '.join(LINK_FEATURES)} and "
                                 f"{', '.join(FLOW_FEATURES)}: train a new model")
+        if cfg.get("readout", PAST_READOUT) != READOUT:
+            raise RegistryError(f"{uri(objective, version)} reads its delays out {cfg.get('readout', PAST_READOUT)}; "
+                                f"this version of ndt reads them {READOUT}: train a new model")
         twin = Twin.empty(cfg["state"], cfg["iterations"], xla=xla, trace=trace)
         twin.load(weights_from_blob(r["weights"]), Normalization.from_dict(norm), version)
         twin.meta = self.show(objective, version)

@@ -126,11 +126,25 @@ def render_card(c: dict[str, Any]) -> None:
     print(f"corpus {corpus.get('spec')}: {len(corpus.get('topologies', []))} topologies, "
           f"{corpus.get('train_windows')} training windows ({corpus.get('train_labeled_flows')} labeled flows)")
     print(f"trained {t.get('epochs')} epochs in {t.get('seconds')} s ({t.get('stopped')})")
+    held = c.get("held_out") or {}
     print(f"held out: delay MAPE {h.get('delay_mape')}%, NMSE {h.get('delay_nmse_db')} dB (ours, / variance), "
-          f"{h.get('delay_nmse_power_db')} dB (paper's, / mean y^2); jitter MAPE {h.get('jitter_mape')}%")
+          f"{h.get('delay_nmse_power_db')} dB (paper's, / mean y^2); jitter MAPE {h.get('jitter_mape')}%"
+          + _floor_and_means(held.get("label_floor"), held.get("phase_means")))
     for topo, u in (c.get("unseen") or {}).items():
         print(f"unseen {topo}: delay MAPE {u.get('delay_mape')}%, NMSE {u.get('delay_nmse_db')} / "
-              f"{u.get('delay_nmse_power_db')} dB; jitter MAPE {u.get('jitter_mape')}%")
+              f"{u.get('delay_nmse_power_db')} dB; jitter MAPE {u.get('jitter_mape')}%"
+              + _floor_and_means(u.get("label_floor"), u.get("phase_means")))
+
+
+def _floor_and_means(floor: dict[str, Any] | None, means: dict[str, Any] | None) -> str:
+    """The labels' floor and the phase-mean scores beside a window score (cards from before they
+    were recorded have neither)."""
+    out = ""
+    if floor:
+        out += f" (labels' floor: delay {floor.get('delay_mape')}%, jitter {floor.get('jitter_mape')}%)"
+    if means:
+        out += f"; phase means: delay {means.get('delay_mape')}%, jitter {means.get('jitter_mape')}%"
+    return out
 
 
 def cmd_base_show(args: argparse.Namespace) -> None:
