@@ -84,8 +84,9 @@ class Daemon:
             self.lab.set_link(str(req["link"]), bool(req["up"]))
             return {"link": req["link"], "up": bool(req["up"])}
         if op == "capacity":
-            rate = self.lab.set_capacity(str(req["link"]), float(req["capacity_mbps"]))
-            return {"link": req["link"], "emulated_mbps": rate}
+            tell = bool(req.get("tell", True))
+            rate = self.lab.set_capacity(str(req["link"]), float(req["capacity_mbps"]), tell=tell)
+            return {"link": req["link"], "emulated_mbps": rate, "controller_told": tell}
         if op == "pingall":
             from .pingall import pingall
 

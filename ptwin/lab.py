@@ -390,8 +390,10 @@ class Lab:
         self.link_up[link_id] = up
         self._tell_controller(link_id, {"up": up})
 
-    def set_capacity(self, link_id: str, capacity_mbps: float) -> float:
-        """Reshape a link to `capacity_mbps` (topology units); returns the emulated rate."""
+    def set_capacity(self, link_id: str, capacity_mbps: float, tell: bool = True) -> float:
+        """Reshape a link to `capacity_mbps` (topology units); returns the emulated rate. Without
+        `tell` the controller is not told: a fault behind the twin's back (its topology keeps the
+        old capacity), as a degraded link is until someone notices."""
         lk = self.topo.link(link_id)
         if not capacity_mbps > 0:
             raise LabError(f"capacity must be positive, got {capacity_mbps}")
@@ -405,7 +407,8 @@ class Lab:
                 raise LabError(f"could not reshape {link_id}: {err.splitlines()[0]}")
         self.topo = replace(self.topo, links=tuple(replace(x, capacity_mbps=rate) if x.id == link_id else x
                                                    for x in self.topo.links))
-        self._tell_controller(link_id, {"capacity_mbps": rate})
+        if tell:
+            self._tell_controller(link_id, {"capacity_mbps": rate})
         return rate
 
     def _tell_controller(self, link_id: str, body: dict[str, Any]) -> None:

@@ -1,7 +1,8 @@
 """The twinning loop on a running lab: traffic (with live labels) in a worker thread; every new
 window read back from the traffic store, as a `Window`, goes to the loop's stages in order, each
 with one verb, `update(window)`: the prediction stage (serving model and frozen shadow,
-`sync.stages.Prediction`), drift detection (`sync.stages.DriftStage`, which tells the model
+`sync.stages.Prediction`, with each prediction's interval), the interval monitor (coverage and
+anomalies once labels arrive, `sync.intervals`), drift detection (`sync.stages.DriftStage`, which tells the model
 manager) and SLA monitoring (`sync.sla.SlaMonitor`, on the predictions in memory). The model
 manager is advanced every tick. Everything is persisted: predictions and status through
 `sync.store.LoopStore`, SLA windows through `sync.sla.SlaStore`, detections, retrainings and
@@ -24,8 +25,10 @@ from traffic.runner import TrafficRun
 from traffic.schedule import Schedule
 from traffic.store import Stores
 from traffic.window import Window
+from vtwin.intervals import ANOMALY_LEVEL, DEFAULT_LEVEL
 
 from .drift import DriftConfig, DriftDetector
+from .intervals import IntervalMonitor
 from .manager import ManagerConfig, ModelManager, Trainer, default_trainer
 from .sla import SlaMonitor, SlaPolicy
 from .stages import DriftStage, Prediction
@@ -42,11 +45,16 @@ class LoopConfig:
     drift: DriftConfig = field(default_factory=DriftConfig)
     manager: ManagerConfig = field(default_factory=ManagerConfig)
     sla: SlaPolicy = field(default_factory=SlaPolicy)
+    interval_level: float = DEFAULT_LEVEL
+    anomaly_level: float = ANOMALY_LEVEL
+    calibration_windows: int = 30
 
     def to_dict(self) -> dict[str, Any]:
         return {"window_s": self.window_s, "live_labels_s": self.live_labels_s,
                 "trainer_start_s": self.trainer_start_s, "drift": self.drift.to_dict(),
-                "manager": self.manager.to_dict(), "sla": self.sla.to_dict()}
+                "manager": self.manager.to_dict(), "sla": self.sla.to_dict(),
+                "intervals": {"level": self.interval_level, "anomaly_level": self.anomaly_level,
+                              "calibration_windows": self.calibration_windows}}
 
 
 class Stage(Protocol):
@@ -67,10 +75,12 @@ class TwinLoop:
                                   progress=False, live_labels_s=self.config.live_labels_s)
         self.run_id = self.traffic.run_id
         self.manager = ModelManager(stores, self.run_id, self._serve, self.config.manager, trainer)
-        self.prediction = Prediction(stores, self.loop_store, self.run_id, topo)
+        self.intervals = IntervalMonitor(stores, self.run_id, self.config.interval_level, self.config.anomaly_level,
+                                         self.config.calibration_windows)
+        self.prediction = Prediction(stores, self.loop_store, self.run_id, topo, self.intervals)
         self.drift = DriftStage(DriftDetector(self.config.drift), self.manager)
         self.sla = SlaMonitor(stores, self.run_id, self.config.sla, topo=topo, predicted=self.prediction.predicted)
-        self.stages: list[Stage] = [self.prediction, self.drift, self.sla]
+        self.stages: list[Stage] = [self.prediction, self.intervals, self.drift, self.sla]
         self.status = status
         self.last_window = -1
         self.windows = 0
@@ -117,7 +127,10 @@ class TwinLoop:
                 "detector": {"features": list(self.config.drift.features), "filled": self.detector.filled,
                              "window": self.config.drift.window, "seen": self.detector.seen,
                              "last_detection": None if last is None else last.window},
-                "predict_ms": round(float(np.median(recent)), 2) if recent else None}
+                "predict_ms": round(float(np.median(recent)), 2) if recent else None,
+                "intervals": {"level": self.intervals.level, "anomaly_level": self.intervals.anomaly_level,
+                              "calibration": self.intervals.calibration.size() if self.intervals.calibration else 0,
+                              "anomalies": self.intervals.anomaly_count}}
 
     def _publish(self, force: bool = False, state: str = "running") -> None:
         """Hand the status to the caller every tick and persist it at most once a second."""
@@ -156,6 +169,7 @@ class TwinLoop:
                 time.sleep(POLL_S)
             for w in self._new_windows():
                 self._window(w)
+            self.intervals.finish()
             self.sla.finish()
         except BaseException:
             self.traffic.stop.set()
@@ -183,4 +197,5 @@ class TwinLoop:
                 "training_s": round(self.manager.training_s, 1),
                 "events": [{k: v for k, v in e.items() if k != "swap"} for e in self.manager.history],
                 "predict_ms": None if ms is None else {"median": round(float(np.median(ms)), 2),
-                                                       "p95": round(float(np.percentile(ms, 95)), 2)}}
+                                                       "p95": round(float(np.percentile(ms, 95)), 2)},
+                "intervals": self.intervals.store.summary(self.run_id)}

@@ -12,8 +12,10 @@ durations and the share of the run spent training (the bootstrap model included)
 (after drifts), the training worker's start-up (TensorFlow import and trace, paid once a run, before
 the traffic starts), the windows left unlabeled while training ran; the swap count; the SLA monitor's
 confusion matrix against measured delay, with precision, recall, F1 and accuracy (the frozen
-shadow's under `without_sync`). Written as report.json and
-nmse.png in the run's directory (or --out).
+shadow's under `without_sync`); the predictions' intervals (`intervals`: coverage against the
+nominal level and mean width relative to the prediction, per labeled window and over the run, and
+the anomalies), drawn under the NMSE so the width's move after a drift shows. Written as
+report.json and nmse.png in the run's directory (or --out).
 """
 
 from __future__ import annotations
@@ -186,7 +188,7 @@ def build(stores: Stores, run_id: str) -> dict[str, Any]:
         "training_share": round(train_s / duration, 4), "retraining_s": round(retrain_s, 1),
         "retraining_share": round(retrain_s / duration, 4), "trainer_starts_s": ready,
         "label_pauses": {"count": pauses, "windows": len(paused)}, "sliding_nmse": sliding(s),
-        "sla": _sla(stores, run_id),
+        "sla": _sla(stores, run_id), "intervals": _intervals(stores, run_id),
     }
 
 
@@ -207,25 +209,68 @@ def _sla(stores: Stores, run_id: str) -> dict[str, Any] | None:
     return res
 
 
+def _intervals(stores: Stores, run_id: str) -> dict[str, Any] | None:
+    """The predictions' intervals (sync/intervals.py): coverage and width per labeled window, the
+    run's totals and its anomalies (the newest 20)."""
+    from .intervals import IntervalStore
+
+    st = IntervalStore(stores)
+    rows = [r for r in st.windows(run_id) if r["labeled"]]
+    if not rows:
+        return None
+    return {**st.summary(run_id),
+            "per_window": [{k: r[k] for k in ("window", "labeled", "covered", "coverage", "mean_width_rel",
+                                              "calibration", "anomalies")} for r in rows],
+            "newest_anomalies": [{k: v for k, v in a.items() if k != "run_id"} for a in st.anomalies(run_id, 20)]}
+
+
+def _markers(ax: Any, rep: dict[str, Any], labels: bool) -> None:
+    for p in rep["phases"][1:]:
+        if p["first_window"] is not None:
+            ax.axvline(p["first_window"], color="grey", lw=1, ls=":")
+    for i, d in enumerate(rep["detections"]):
+        ax.axvline(d, color="tab:red", lw=1, alpha=0.7, label="drift detected" if i == 0 and labels else None)
+    for i, t in enumerate(x for x in rep["trainings"] if x["outcome"] == "swapped" and x["effective_window"]):
+        ax.axvline(t["effective_window"], color="tab:green", lw=1, alpha=0.7,
+                   label="model swapped" if i == 0 and labels else None)
+
+
 def plot(rep: dict[str, Any], path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(10, 4.5))
+    iv = rep.get("intervals")
+    if iv:
+        fig, (ax, ax2) = plt.subplots(2, 1, figsize=(10, 7), sharex=True, height_ratios=[3, 2])
+    else:
+        fig, ax = plt.subplots(figsize=(10, 4.5))
     xs = [p["window"] for p in rep["sliding_nmse"]]
     for key, label, style in (("with", "with synchronization", "-"), ("without", "frozen shadow (no sync)", "--")):
         ax.plot(xs, [np.nan if p[key] is None else p[key] for p in rep["sliding_nmse"]], style, label=label)
-    for p in rep["phases"][1:]:
-        if p["first_window"] is not None:
-            ax.axvline(p["first_window"], color="grey", lw=1, ls=":")
-    for i, d in enumerate(rep["detections"]):
-        ax.axvline(d, color="tab:red", lw=1, alpha=0.7, label="drift detected" if i == 0 else None)
-    for i, t in enumerate(x for x in rep["trainings"] if x["outcome"] == "swapped" and x["effective_window"]):
-        ax.axvline(t["effective_window"], color="tab:green", lw=1, alpha=0.7,
-                   label="model swapped" if i == 0 else None)
-    ax.set_xlabel("window (s)")
+    _markers(ax, rep, labels=True)
+    if iv:
+        rows = iv["per_window"]
+        wx = [r["window"] for r in rows]
+        ax2.plot(wx, [np.nan if r["mean_width_rel"] is None else r["mean_width_rel"] for r in rows],
+                 color="tab:purple", label=f"interval width / prediction ({100 * iv['level']:g} %)")
+        covered = np.cumsum([r["covered"] for r in rows])
+        labeled = np.cumsum([r["labeled"] for r in rows])
+        k = 10  # coverage over the last 10 labeled windows
+        recent = (covered - np.concatenate([np.zeros(k), covered[:-k]])[: len(covered)]) / np.maximum(
+            labeled - np.concatenate([np.zeros(k), labeled[:-k]])[: len(labeled)], 1)
+        ax2.plot(wx, recent, color="tab:orange", label="coverage, last 10 windows")
+        ax2.axhline(iv["level"], color="tab:orange", lw=1, ls="--", alpha=0.6)
+        anomalous = [r["window"] for r in rows if r["anomalies"]]
+        ax2.plot(anomalous, [0.02] * len(anomalous), "x", color="black", ms=5, label="anomaly")
+        _markers(ax2, rep, labels=False)
+        ax2.set_ylabel("coverage; width")
+        ax2.set_xlabel("window (s)")
+        ax2.legend(loc="best", fontsize=8)
+        ax2.grid(alpha=0.3)
+    else:
+        ax.set_xlabel("window (s)")
     ax.set_ylabel(f"delay NMSE (dB), sliding {SLIDING} samples")
     ax.set_title(f"{rep['run']}: {rep['topology']}, schedule {rep['schedule']} (dotted: phase changes)")
     ax.legend(loc="best", fontsize=8)

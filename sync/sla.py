@@ -6,11 +6,12 @@ A flow's budget comes from the policy, never from the labels: the first matching
 path's propagation delay plus `margin_ms` (5 ms: on the emulated lab a flow's delay beyond
 propagation is 0.5-1.5 ms at load 0.3 and 3-6 ms at load 0.5, so 5 ms separates light from
 loaded paths). A flow violates when its delay exceeds the budget; a flow that lost every
-packet of a window violates too.
+packet of a window violates too. A flow is at risk when its prediction's interval (`sync.intervals`,
+once the run is calibrated) crosses its budget: the twin cannot tell on which side it is.
 
 The monitor is a stage of the closed loop (`sync.loop`): it sees each window with its predictions
 as the loop makes them. Per window, stored in traffic.db's `sla_windows` (`SlaStore`): flows
-predicted, predicted violations, and for the flows with labels the confusion matrix (a violation
+predicted, predicted violations, flows at risk, and for the flows with labels the confusion matrix (a violation
 is the positive class) with precision, recall, F1 and accuracy, beside the accuracy of always
 answering "compliant" and the confusion matrix of the loop's frozen shadow (`shadow_tp`...:
 what the same monitor would have said without synchronization).
@@ -128,6 +129,15 @@ class FlowState:
     measured_ms: float | None
     lost: bool
     shadow_ms: float | None = None
+    low_ms: float | None = None  # the serving prediction's interval, when the run is calibrated
+    high_ms: float | None = None
+
+    @property
+    def at_risk(self) -> bool | None:
+        """The interval crosses the budget: the twin cannot tell on which side the flow is."""
+        if self.low_ms is None or self.high_ms is None:
+            return None
+        return self.low_ms <= self.budget_ms <= self.high_ms
 
     @property
     def shadow_violation(self) -> bool | None:
@@ -145,7 +155,7 @@ class FlowState:
 
     def to_dict(self) -> dict[str, Any]:
         return {**self.__dict__, "predicted_violation": self.predicted_violation,
-                "measured_violation": self.measured_violation}
+                "measured_violation": self.measured_violation, "at_risk": self.at_risk}
 
 
 class SlaStore:
@@ -160,10 +170,10 @@ class SlaStore:
             run_id TEXT, window INTEGER, flows INTEGER, predicted_violations INTEGER, labeled INTEGER,
             measured_violations INTEGER, tp INTEGER, fp INTEGER, fn INTEGER, tn INTEGER, precision REAL,
             recall REAL, f1 REAL, accuracy REAL, always_compliant_accuracy REAL, evaluated_at REAL,
-            shadow_tp INTEGER, shadow_fp INTEGER, shadow_fn INTEGER, shadow_tn INTEGER,
+            shadow_tp INTEGER, shadow_fp INTEGER, shadow_fn INTEGER, shadow_tn INTEGER, at_risk INTEGER,
             PRIMARY KEY (run_id, window))""")
         cols = self.db["sla_windows"].columns_dict
-        for col in ("shadow_tp", "shadow_fp", "shadow_fn", "shadow_tn"):  # tables from before the shadow's
+        for col in ("shadow_tp", "shadow_fp", "shadow_fn", "shadow_tn", "at_risk"):  # older tables
             if col not in cols:
                 self.db["sla_windows"].add_column(col, int)
 
@@ -182,8 +192,9 @@ class SlaStore:
         return rows[0] if rows else None
 
 
-#: Predictions of one window: flow key -> (serving model's delay, frozen shadow's delay), ms.
-Predicted = dict[str, tuple[float | None, float | None]]
+#: Predictions of one window: flow key -> (serving model's delay, frozen shadow's delay, the serving
+#: prediction's interval low and high or None), ms.
+Predicted = dict[str, tuple[float | None, float | None, float | None, float | None]]
 
 
 class SlaMonitor:
@@ -215,9 +226,9 @@ class SlaMonitor:
             prop = sum(self.link_delay.get(lk, 0.0) for lk in f.links)
             budget, source = self.policy.budget(f.flow_key, f.proto, f.src, f.dst, prop)
             m = window.labels.get(f.flow_key)
-            serving, shadow = predicted.get(f.flow_key, (None, None))
+            serving, shadow, low, high = predicted.get(f.flow_key, (None, None, None, None))
             out.append(FlowState(f.flow_key, f.src, f.dst, f.proto or "", len(f.links), round(budget, 3), source,
-                                 serving, None if m is None else m.delay_ms, bool(m and m.lost), shadow))
+                                 serving, None if m is None else m.delay_ms, bool(m and m.lost), shadow, low, high))
         return out
 
     def stored_flows(self, window: int) -> list[FlowState]:
@@ -231,6 +242,7 @@ class SlaMonitor:
                    if f.measured_violation is not None]
         row: dict[str, Any] = {"run_id": self.run_id, "window": window, "flows": len(flows),
                                "predicted_violations": sum(bool(f.predicted_violation) for f in flows),
+                               "at_risk": sum(bool(f.at_risk) for f in flows),
                                "labeled": len(labeled), "evaluated_at": time.time()}
         if labeled:
             c = confusion(labeled)
@@ -275,7 +287,7 @@ class SlaMonitor:
         how many windows were evaluated."""
         preds: dict[int, Predicted] = {}
         for p in LoopStore(self.stores).predictions(self.run_id):
-            preds.setdefault(p["window"], {})[p["flow_key"]] = (p["delay_ms"], p["shadow_delay_ms"])
+            preds.setdefault(p["window"], {})[p["flow_key"]] = _predicted(p)
         rows = [self.evaluate(w.window, self.flows(w, preds[w.window]))
                 for w in self.stores.windows(self.run_id, labels=True, run_flows_only=True) if w.window in preds]
         self.store.write(rows)
@@ -289,8 +301,11 @@ def _measured(f: FlowState, label: Label | None) -> FlowState:
 
 
 def predicted_of(stores: Stores, run_id: str, window: int) -> Predicted:
-    return {p["flow_key"]: (p["delay_ms"], p["shadow_delay_ms"])
-            for p in LoopStore(stores).predictions(run_id, window)}
+    return {p["flow_key"]: _predicted(p) for p in LoopStore(stores).predictions(run_id, window)}
+
+
+def _predicted(row: dict[str, Any]) -> tuple[float | None, float | None, float | None, float | None]:
+    return row["delay_ms"], row["shadow_delay_ms"], row.get("delay_lo"), row.get("delay_hi")
 
 
 def summary(stores: Stores, run_id: str) -> dict[str, Any]:
@@ -303,8 +318,8 @@ def summary(stores: Stores, run_id: str) -> dict[str, Any]:
 def totals(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Confusion counts and scores summed over `sla_windows` rows, with the frozen shadow's scores
     (the same policy without synchronization) under `without_sync`."""
-    tot = {k: sum(r[k] or 0 for r in rows) for k in ("tp", "fp", "fn", "tn", "predicted_violations",
-                                                    "measured_violations", "flows", "labeled")}
+    tot = {k: sum(r.get(k) or 0 for r in rows) for k in ("tp", "fp", "fn", "tn", "predicted_violations",
+                                                        "measured_violations", "flows", "labeled", "at_risk")}
     shadow = {k: sum(r.get(f"shadow_{k}") or 0 for r in rows) for k in ("tp", "fp", "fn", "tn")}
     return {**tot, **scores(tot["tp"], tot["fp"], tot["fn"], tot["tn"]),
             "without_sync": {**shadow, **scores(shadow["tp"], shadow["fp"], shadow["fn"], shadow["tn"])}}

@@ -3,8 +3,8 @@ in order, through one verb, `update(window)`.
 
 - `Prediction`: the serving model (a hot-swap `vtwin.predictor.Predictor`) and the frozen shadow
   (the run's first model, never swapped: what the twin would say without synchronization)
-  predict every flow of the window; the predictions are stored and kept in memory for the
-  stages after it.
+  predict every flow of the window; the interval monitor (`sync.intervals`) adds each
+  prediction's interval; the predictions are stored and kept in memory for the stages after it.
 - `DriftStage`: the window's traffic features go to the drift detector; a detection goes to the
   model manager, which starts a retraining when it is serving.
 """
@@ -23,10 +23,12 @@ from traffic.window import Window
 from vtwin.dataset import window_snapshot
 from vtwin.errors import SnapshotError
 from vtwin.features import graph_tensors
+from vtwin.intervals import categories
 from vtwin.predictor import Predictor
 from vtwin.registry import Registry
 
 from .drift import DriftDetector, window_features
+from .intervals import IntervalMonitor
 from .manager import ModelManager
 from .sla import Predicted
 from .store import LoopStore
@@ -35,8 +37,11 @@ from .store import LoopStore
 class Prediction:
     """Predicts each window with the serving model and the frozen shadow."""
 
-    def __init__(self, stores: Stores, loop_store: LoopStore, run_id: str, topo: Topology) -> None:
+    def __init__(self, stores: Stores, loop_store: LoopStore, run_id: str, topo: Topology,
+                 intervals: IntervalMonitor | None = None) -> None:
+        """`intervals`: gives every window's predictions their intervals before they are stored."""
         self.stores, self.loop_store, self.run_id, self.topo = stores, loop_store, run_id, topo
+        self.intervals = intervals
         self.registry = Registry(stores)
         self.predictor: Predictor | None = None
         self.shadow: Any = None
@@ -81,7 +86,8 @@ class Prediction:
 
     # -- the stage --------------------------------------------------------------------------------
     def predicted(self, window: int) -> Predicted:
-        """The newest window's predictions: flow key -> (serving, shadow) delay in ms."""
+        """The newest window's predictions: flow key -> (serving, shadow, interval low, interval
+        high) delay in ms."""
         return self._latest[1] if self._latest[0] == window else {}
 
     def update(self, window: Window) -> None:
@@ -106,8 +112,12 @@ class Prediction:
                  "delay_ms": float(d[i]), "jitter_ms": float(j[i]), "shadow_version": self.shadow_version,
                  "shadow_delay_ms": float(sd[i]), "shadow_jitter_ms": float(sj[i]), "predicted_at": now}
                 for i, spec in enumerate(snap.flows) if spec.key in run_flows]
+        if self.intervals is not None:
+            cats = categories(g)
+            self.intervals.attach(window, rows, {spec.key: int(cats[i]) for i, spec in enumerate(snap.flows)})
         self.loop_store.write_predictions(rows)
-        self._latest = (window.window, {r["flow_key"]: (r["delay_ms"], r["shadow_delay_ms"]) for r in rows})
+        self._latest = (window.window, {r["flow_key"]: (r["delay_ms"], r["shadow_delay_ms"], r.get("delay_lo"),
+                                                        r.get("delay_hi")) for r in rows})
         self.predicted_windows += 1
 
     def close(self) -> None:

@@ -1,6 +1,6 @@
 """The closed loop's tables in traffic.db, behind `LoopStore`: the per-window predictions of the
-serving model and of the frozen shadow, and the loop's latest status (one row per run, replaced
-at most once a second). `loop_status` is the one reading of a run's status that the console, the
+serving model (with their intervals) and of the frozen shadow, and the loop's latest status (one
+row per run, replaced at most once a second). `loop_status` is the one reading of a run's status that the console, the
 service and the metrics share.
 """
 
@@ -12,6 +12,10 @@ import time
 from typing import Any
 
 from traffic.store import Stores
+
+#: The prediction rows' interval columns (`sync.intervals`): None until the run is calibrated.
+INTERVAL_COLUMNS = {"category": int, "level": float, "delay_lo": float, "delay_hi": float, "jitter_lo": float,
+                    "jitter_hi": float, "anomaly_lo": float, "anomaly_hi": float}
 
 
 class LoopStore:
@@ -26,7 +30,12 @@ class LoopStore:
         self.db.execute("""CREATE TABLE IF NOT EXISTS predictions (
             run_id TEXT, window INTEGER, flow_key TEXT, version TEXT, delay_ms REAL, jitter_ms REAL,
             shadow_version TEXT, shadow_delay_ms REAL, shadow_jitter_ms REAL, predicted_at REAL,
-            PRIMARY KEY (run_id, window, flow_key))""")
+            category INTEGER, level REAL, delay_lo REAL, delay_hi REAL, jitter_lo REAL, jitter_hi REAL,
+            anomaly_lo REAL, anomaly_hi REAL, PRIMARY KEY (run_id, window, flow_key))""")
+        cols = self.db["predictions"].columns_dict
+        for col, kind in INTERVAL_COLUMNS.items():  # tables from before the intervals
+            if col not in cols:
+                self.db["predictions"].add_column(col, kind)
         self.db.execute("""CREATE TABLE IF NOT EXISTS loop_status (
             run_id TEXT PRIMARY KEY, updated_at REAL, pid INTEGER, status TEXT)""")
 

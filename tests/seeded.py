@@ -6,15 +6,16 @@ the traffic layer's own flow set (the host pairs, paths and per-flow rates `ndt 
 would choose), with delays from a queueing formula instead of a lab: per hop propagation,
 transmission and an M/M/1 wait bounded by the link's buffer, and loss past capacity.
 `seed_loop_run` adds what `ndt run` stores besides: predictions of real models trained on those
-labels (the serving model and the frozen shadow, with one swap at a drift), loop status and
-events, and the SLA monitor's windows. Everything is seeded: two calls with the same arguments
-store the same numbers (up to the trained models' float noise).
+labels (the serving model and the frozen shadow, with one swap at a drift, and their intervals),
+loop status and events, and the SLA and interval monitors' windows. Everything is seeded: two
+calls with the same arguments store the same numbers (up to the trained models' float noise).
 """
 
 from __future__ import annotations
 
 import json
 import random
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -149,13 +150,17 @@ def train_seeded(samples: list, epochs: int = 60, seed: int = 1, model=None, nor
 
 
 def seed_loop_run(data: Path, topology: str, schedule: dict[str, Any], *, run_id: str = "run-seeded-loop",
-                  detect_after: int = 3, swap_after: int = 6, epochs: int = 60, seed: int = 1) -> dict[str, Any]:
+                  detect_after: int = 3, swap_after: int = 6, epochs: int = 60, seed: int = 1,
+                  before_loop: Callable[[Stores], None] | None = None) -> dict[str, Any]:
     """Store a closed-loop run: the traffic run of `seed_traffic_run`, a bootstrap model trained on
     its first phase (v1, serving, then the frozen shadow), a drift detected `detect_after` windows
     into the second phase, a model retrained on every labeled window (v2) serving from `swap_after`
     windows into it, the predictions of both, the loop's final status and events, and the SLA
-    monitor's windows. Returns what `ndt run --json` would summarize: run, serving, shadow, swaps."""
+    monitor's and the interval monitor's windows. `before_loop(stores)` may change the stored
+    labels before the loop's stages see them. Returns what `ndt run --json` would summarize: run,
+    serving, shadow, swaps."""
 
+    from sync.intervals import IntervalMonitor
     from sync.sla import SlaMonitor
     from sync.stages import Prediction
     from sync.store import LoopStore
@@ -180,9 +185,13 @@ def seed_loop_run(data: Path, topology: str, schedule: dict[str, Any], *, run_id
     second = min(w for w, p in phase.items() if p == 1)
     drift_w, swap_w = second + detect_after, second + swap_after
     topo = stores.topology(run_id)
+    if before_loop is not None:
+        before_loop(stores)
+        windows = stores.windows(run_id, labels=True)
     # the loop's own stages on the stored windows: v1 serves (and is the shadow), v2 from swap_w
     loop_store = LoopStore(stores)
-    prediction = Prediction(stores, loop_store, run_id, topo)
+    intervals = IntervalMonitor(stores, run_id)
+    prediction = Prediction(stores, loop_store, run_id, topo, intervals)
     sla = SlaMonitor(stores, run_id, topo=topo, predicted=prediction.predicted)
     prediction.serve(v1)
     try:
@@ -190,7 +199,9 @@ def seed_loop_run(data: Path, topology: str, schedule: dict[str, Any], *, run_id
             if w.window == swap_w:
                 prediction.serve(v2)
             prediction.update(w)
+            intervals.update(w)
             sla.update(w)
+        intervals.finish()
         sla.finish()
     finally:
         prediction.close()

@@ -15,7 +15,8 @@ LAYERS = ("topologies", "ptwin", "controller_app", "traffic", "vtwin", "sync", "
 APPS = {"common": set(), "whatif": {"common"}, "console": {"common"}, "service": {"common", "whatif"},
         "cli": {"common", "whatif", "console", "service"}}
 #: The only files with SQL, each the home of the class that owns its tables.
-SQL_OWNERS = {"traffic/store.py", "sync/store.py", "sync/sla.py", "apps/service/store.py", "vtwin/registry.py"}
+SQL_OWNERS = {"traffic/store.py", "sync/store.py", "sync/sla.py", "sync/intervals.py", "apps/service/store.py",
+              "vtwin/registry.py"}
 
 
 def imports(path: Path) -> list[str]:

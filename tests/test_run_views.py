@@ -2,8 +2,9 @@
 `ndt report` (the drift found where it was stored, the retrained model beating the frozen shadow
 after its swap, every segment with both NMSE definitions and the labels' floor), `ndt sla` (totals
 that are the sums of the monitor's windows) and `ndt console` headless (Textual's pilot, an 80x24
-screen: header, model and SLA lines and the worst-flows table as the stores and the SLA monitor
-say). In one file so that one test worker builds the run (pytest-xdist sends a file to a worker)."""
+screen: header, model, SLA and interval lines, the worst-flows table with intervals as the stores
+and the SLA monitor say, and the worst flow explained on a key press). In one file so that one
+test worker builds the run (pytest-xdist sends a file to a worker)."""
 
 from __future__ import annotations
 
@@ -33,6 +34,9 @@ def test_report_finds_the_drift_the_swap_and_scores_both_models(seeded_loop, tmp
         # the power definition divides by mean y^2 >= variance: it is never the larger figure
         assert seg["delay"]["nmse_power_db_with"] <= seg["delay"]["nmse_var_db_with"]
     assert Path(rep["files"]["json"]).is_file() and Path(rep["files"]["plot"]).stat().st_size > 10_000
+    iv = rep["intervals"]
+    assert iv["labeled"] == sum(r["labeled"] for r in iv["per_window"]) > 0 and 0 < iv["coverage"] <= 1
+    assert iv["anomalies"] >= len(iv["newest_anomalies"])
 
 
 def test_sla_totals_are_the_sums_of_the_monitored_windows(seeded_loop):
@@ -63,9 +67,19 @@ def screen(data) -> dict:
         async with app.run_test(size=(80, 24)) as pilot:
             await pilot.pause()
             table = app.query_one(DataTable)
-            text = {w: str(app.query_one(f"#{w}", Static).render()) for w in ("header", "model", "sla", "events")}
+            text = {w: str(app.query_one(f"#{w}", Static).render())
+                    for w in ("header", "model", "sla", "trust", "events")}
             rows = [table.get_row_at(i) for i in range(table.row_count)]
             screenshot = app.export_screenshot()
+            await pilot.press("e")  # explain the worst flow: the model loads in a worker thread
+            deadline = asyncio.get_running_loop().time() + 60
+            explained = ""
+            while asyncio.get_running_loop().time() < deadline:
+                explained = str(app.query_one("#explain", Static).render())
+                if not explained.startswith(("explaining", "press e")):
+                    break
+                await asyncio.sleep(0.2)
+            text["explain"] = explained
             await pilot.press("q")
         return {"text": text, "rows": [dict(zip(COLUMNS, r, strict=True)) for r in rows], "svg": screenshot}
 
@@ -91,8 +105,15 @@ def test_console_shows_the_run_its_model_sla_and_worst_flows(seeded_loop):
         expected = ("VIOLATION" if f["measured_violation"] else "ok") \
             if f["predicted_violation"] == f["measured_violation"] else \
             ("missed" if f["measured_violation"] else "false alarm")
-        assert row["verdict"] == expected
+        assert row["verdict"] == expected + (" at risk" if f["at_risk"] else "")
+        assert row["interval"] == f"{f['low_ms']:.1f}-{f['high_ms']:.1f}"  # the run is calibrated by its end
     assert "drift" in text["events"] and "swapped" in text["events"]
+    iv = sla["intervals"]
+    assert f"intervals 90 %: coverage {iv['coverage']:.3f} of {iv['labeled']}" in text["trust"]
+    assert f"anomalies {iv['anomalies']}" in text["trust"]
+    worst = want[0]
+    assert text["explain"].startswith(f"flow {worst['src']}>{worst['dst']} "), text["explain"]
+    assert "queueing on L" in text["explain"] and "per hop, queueing+propagation ms" in text["explain"]
 
 
 def test_console_refuses_an_unknown_run(seeded_loop):

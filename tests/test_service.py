@@ -123,6 +123,7 @@ def test_failing_a_bridge_link_is_rejected_with_the_cut_off_pairs_named(service)
     assert any("reachability" in reason for reason in res["reasons"])
     pack = get(service, res["evidence_pack_url"])
     assert pack.status_code == 200 and "REJECT" in pack.text and pack.text.count("data:image/png") == 2
+    assert "Decided on the upper end of each flow" in pack.text and "Why: the flows that decide it" in pack.text
     assert get(service, res["evidence_pack_url"].replace(".html", ".json")).json()["id"] == res["id"]
 
 
@@ -139,6 +140,13 @@ def test_more_capacity_on_the_bottleneck_lowers_predicted_delay(service):
     assert crossing and all(f["post_delay_ms"] < f["pre_delay_ms"] for f in crossing), crossing
     assert res["post_state"]["mean_delay_ms"] < res["pre_state"]["mean_delay_ms"]
     assert res["decision"] in ("APPROVE", "REVIEW") and res["seconds"] < 1
+    # calibrated on the run's labeled windows: intervals around every prediction, the decision on their upper ends
+    assert res["decided_on"].startswith("the upper end of each flow's 90 % interval")
+    assert all(lo <= f["post_delay_ms"] <= hi for f in crossing for lo, hi in [f["post_delay_interval_ms"]])
+    # the deciding flows explained: their parts sum to the prediction
+    assert res["explanations"] and all(
+        sum(h["queueing_ms"] + h["propagation_ms"] for h in e["hops"]) == pytest.approx(e["delay_ms"], abs=5e-3)
+        for e in res["explanations"])
 
 
 @pytest.mark.parametrize("method,path,body,status,message", [
@@ -152,6 +160,8 @@ def test_more_capacity_on_the_bottleneck_lowers_predicted_delay(service):
      422, "colour"),
     ("post", "/twin/whatif", {"snapshot_id": 2 ** 70, "scenario": {"type": "link_failure"}}, 422, "snapshot_id"),
     ("post", "/twin/whatif", "{not json", 422, "not valid JSON"),
+    ("post", "/twin/whatif", {"snapshot_id": 1, "scenario": {"type": "link_failure", "targets": ["L0"]},
+                              "interval_level": 1.2}, 422, "interval_level"),
     ("post", "/twin/whatif", {"snapshot_id": 1, "scenario": {"type": "capacity_change",
                                                             "changes": [{"link": "L0", "capacity_mbps": -3}]}},
      422, "positive"),

@@ -59,7 +59,8 @@ def engine(data, request: dict) -> dict:
     from vtwin.predictor import Predictor
 
     stores = Stores(data)
-    return answer(Predictor(Registry(stores), xla=False).predict, stores, parse_request(request)).result
+    predictor = Predictor(Registry(stores), xla=False)
+    return answer(predictor.predict, stores, parse_request(request), explain=predictor.explain).result
 
 
 def test_more_capacity_on_the_bottleneck_lowers_predicted_delay(twin):
@@ -89,6 +90,10 @@ def test_more_capacity_on_the_bottleneck_lowers_predicted_delay(twin):
      "positive"),
     ({"snapshot_id": 1, "scenario": {"type": "link_failure", "targets": ["L0"]}, "policies": ["intent:magic"]},
      "unknown policy"),
+    ({"snapshot_id": 1, "scenario": {"type": "link_failure", "targets": ["L0"]}, "interval_level": 1.5},
+     "interval_level"),
+    ({"snapshot_id": 1, "scenario": {"type": "link_failure", "targets": ["L0"]}, "interval_level": 0},
+     "interval_level"),
 ])
 def test_bad_requests_get_one_clear_error(twin, request_, message):
     data, snap = twin
@@ -96,3 +101,44 @@ def test_bad_requests_get_one_clear_error(twin, request_, message):
         request_ = {**request_, "snapshot_id": snap}
     r = ask(data, request_, check=False)
     assert r.returncode == 1 and message in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_the_decision_reads_the_intervals_upper_ends_and_explains_the_deciding_flows(twin):
+    data, snap = twin
+    growth = {"type": "traffic_growth", "changes": [{"factor": 1.0}]}
+    point = engine(data, {"snapshot_id": snap, "scenario": growth})
+    assert point["decided_on"].startswith("the upper end of each flow's 90 % interval")
+    assert point["interval_level"] == 0.9
+    assert any("decided on the upper end" in r and "labeled flow-windows of run" in r for r in point["reasons"])
+    flows = [f for f in point["flows"] if f["post_delay_ms"] is not None]
+    assert all(lo <= f["post_delay_ms"] <= hi for f in flows for lo, hi in [f["post_delay_interval_ms"]])
+    # a budget above every point estimate but below the worst flow's upper end: that flow violates
+    worst = max(flows, key=lambda f: f["post_delay_interval_ms"][1])
+    budget = (max(f["post_delay_ms"] for f in flows) + worst["post_delay_interval_ms"][1]) / 2
+    assert budget < worst["post_delay_interval_ms"][1]
+    res = engine(data, {"snapshot_id": snap, "scenario": growth, "slo": {"latency_ms": budget}})
+    decided = {f["flow"]: f for f in res["flows"]}
+    assert decided[worst["flow"]]["post_violation"] and decided[worst["flow"]]["post_delay_ms"] < budget
+    # the flows that decide it, broken down along their paths: the parts sum to the prediction
+    assert res["explanations"]
+    for e in res["explanations"]:
+        assert e["delay_ms"] == pytest.approx(decided[e["flow"]]["post_delay_ms"], abs=2e-3)
+        assert sum(h["queueing_ms"] + h["propagation_ms"] for h in e["hops"]) == pytest.approx(e["delay_ms"], abs=5e-3)
+        assert e["summary"].startswith(f"flow {e['name']} ")
+        assert f"queueing on {e['bottleneck']['link']}" in e["summary"]
+    assert worst["flow"] in {e["flow"] for e in res["explanations"]}
+
+
+def test_without_labels_the_answer_says_it_decided_on_point_estimates(twin, tmp_path):
+    import shutil
+
+    data, snap = twin
+    copy = tmp_path / "data"
+    shutil.copytree(data, copy)
+    stores = Stores(copy)
+    with stores.labels.conn:
+        stores.labels.execute("DELETE FROM labels")
+    res = engine(copy, {"snapshot_id": snap, "scenario": {"type": "traffic_growth", "changes": [{"factor": 1.2}]}})
+    assert res["decided_on"].startswith("point estimates: run ") and "no labeled window" in res["decided_on"]
+    assert res["interval_level"] is None and all(f["post_delay_interval_ms"] is None for f in res["flows"])
+    assert any(r.startswith("decided on point estimates") for r in res["reasons"])

@@ -7,3 +7,7 @@ class SnapshotError(ValueError):
 
 class RegistryError(ValueError):
     """A model reference or registry operation that cannot be done."""
+
+
+class IntervalError(ValueError):
+    """An interval that cannot be given: a level outside (0, 1), or no calibration for it."""

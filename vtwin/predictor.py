@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -66,18 +68,31 @@ class Predictor:
             return loaded
         return twin.load(loaded.model.get_weights(), loaded.norm, version)
 
-    def predict_graph(self, g: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, str]:
-        """As `predict`, on graph tensors already made from the snapshots."""
+    @contextmanager
+    def _serving_twin(self) -> Iterator[Twin]:
+        """The serving twin, marked in use until the block ends (a swap waits for it)."""
         with self._lock:
             twin = self._serving
             self._in_flight[id(twin)] = self._in_flight.get(id(twin), 0) + 1
         try:
-            d, j = twin.predict_graph(g)
-            return d, j, twin.version or ""
+            yield twin
         finally:
             with self._lock:
                 self._in_flight[id(twin)] -= 1
                 self._lock.notify_all()
+
+    def predict_graph(self, g: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, str]:
+        """As `predict`, on graph tensors already made from the snapshots."""
+        with self._serving_twin() as twin:
+            d, j = twin.predict_graph(g)
+            return d, j, twin.version or ""
+
+    def explain(self, snapshot: Snapshot, keys: list[str] | None = None) -> tuple[dict[str, dict[str, Any]], str]:
+        """The serving model's per-hop breakdown of the snapshot's flows (`vtwin.explain`), and its version."""
+        from .explain import explain
+
+        with self._serving_twin() as twin:
+            return explain(twin, snapshot, keys), twin.version or ""
 
     def predict(self, snapshots: list[Snapshot]) -> tuple[np.ndarray, np.ndarray, str]:
         """Per-flow delay and jitter (ms) for the snapshots' flows, and the version that answered."""

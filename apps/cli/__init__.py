@@ -24,7 +24,7 @@ from topologies import TopologyError  # noqa: E402
 from traffic.runner import TrafficError  # noqa: E402
 from traffic.schedule import ScheduleError  # noqa: E402
 from traffic.store import StoreError  # noqa: E402
-from vtwin.errors import RegistryError, SnapshotError  # noqa: E402
+from vtwin.errors import IntervalError, RegistryError, SnapshotError  # noqa: E402
 
 from . import console, data, dataset, demo, lab, loop, model, serve, topo, whatif  # noqa: E402
 from .base import CliError, Parser  # noqa: E402
@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args.func(args)
     except (CliError, LabError, TopologyError, ControllerError, ScheduleError, StoreError, TrafficError,
-            RegistryError, SnapshotError, ConfigError) as exc:
+            RegistryError, SnapshotError, ConfigError, IntervalError) as exc:
         print(f"ndt: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -100,8 +100,9 @@ def cmd_lab_link(args: argparse.Namespace) -> None:
 def cmd_lab_capacity(args: argparse.Namespace) -> None:
     from ptwin.control import request
 
-    res = request("capacity", link=_link_id(args.link), capacity_mbps=args.mbps)
-    emit(res, args.json, lambda r: print(f"link {r['link']} shaped to {r['emulated_mbps']:g} Mbit/s"))
+    res = request("capacity", link=_link_id(args.link), capacity_mbps=args.mbps, tell=not args.untold)
+    untold = "" if res.get("controller_told", True) else " (the controller was not told)"
+    emit(res, args.json, lambda r: print(f"link {r['link']} shaped to {r['emulated_mbps']:g} Mbit/s{untold}"))
 
 def cmd_lab_pingall(args: argparse.Namespace) -> None:
     from ptwin.control import request
@@ -167,6 +168,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     t = lsub.add_parser("capacity", help="reshape a link to a new capacity (Mbit/s, topology units)")
     t.add_argument("link", metavar="LINK")
     t.add_argument("mbps", type=float)
+    t.add_argument("--untold", action="store_true",
+                   help="do not tell the controller: a fault the twin does not know about (anomaly tests)")
     t.add_argument("--json", action="store_true")
     t.set_defaults(func=cmd_lab_capacity)
     t = lsub.add_parser("pingall", help="ping between every pair of hosts")

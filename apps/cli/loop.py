@@ -84,6 +84,8 @@ def _interrupt(signum: int, frame: Any) -> None:
 def cmd_run(args: argparse.Namespace) -> None:
     from sync.loop import LoopConfig, TwinLoop
     from sync.manager import ManagerConfig
+    from vtwin.errors import IntervalError
+    from vtwin.intervals import check_level
 
     topo = load(args.topo)
     schedule = load_schedule(args.schedule)
@@ -92,7 +94,11 @@ def cmd_run(args: argparse.Namespace) -> None:
     stores = Stores(args.data)
     config = LoopConfig(window_s=args.window, drift=drift_config(args), sla=load_config(args.config, stores.root).sla,
                         manager=ManagerConfig(budget_s=args.train_budget, timeout_s=args.train_timeout,
-                                              min_post_windows=args.post_windows))
+                                              min_post_windows=args.post_windows),
+                        interval_level=check_level(args.interval_level), anomaly_level=check_level(args.anomaly_level))
+    if config.anomaly_level < config.interval_level:
+        raise IntervalError(f"--anomaly-level {config.anomaly_level:g} must be at least --interval-level "
+                            f"{config.interval_level:g}")
     check_flow_count(topo, schedule.flows)  # before a lab is built for it
     serve_base_model_first(stores, args)
     if lab_status().get("status") not in ("down", None):
@@ -134,6 +140,10 @@ def cmd_run(args: argparse.Namespace) -> None:
               f"{r.get('labels')} labels")
         print(f"drifts detected at windows {r['detections'] or 'none'}; {r['swaps']} swap(s); serving {r['serving']}"
               f" (shadow {r['shadow']}); {r['training_s']} s training")
+        iv = r.get("intervals") or {}
+        if iv.get("labeled"):
+            print(f"intervals at {iv['level']:g}: coverage {iv['coverage']:.3f} over {iv['labeled']} labeled "
+                  f"predictions, mean width {iv['mean_width_rel']:.2f} x the prediction; {iv['anomalies']} anomalies")
         print(f"report: {r['report']['json']}" + (f", plot {r['report']['plot']}" if r["report"]["plot"] else ""))
 
     emit(result, args.json, render)
@@ -192,6 +202,7 @@ def cmd_report(args: argparse.Namespace) -> None:
 
 
 def cmd_sla(args: argparse.Namespace) -> None:
+    from sync.intervals import IntervalStore
     from sync.sla import SlaMonitor, SlaStore, summary
 
     stores = Stores(args.data)
@@ -203,17 +214,28 @@ def cmd_sla(args: argparse.Namespace) -> None:
     flows = [] if window is None else sorted(
         (f.to_dict() for f in monitor.stored_flows(window)),
         key=lambda f: -max(f["predicted_ms"] or 0, f["measured_ms"] or 0) / f["budget_ms"])
-    res.update({"window": window, "flow_states": flows, "policy": monitor.policy.to_dict()})
+    res.update({"window": window, "flow_states": flows, "policy": monitor.policy.to_dict(),
+                "intervals": IntervalStore(stores).summary(args.run),
+                "anomalies": IntervalStore(stores).anomalies(args.run, newest=10)})
 
     def render(r: dict[str, Any]) -> None:
         print(f"{r['run']}: {r['windows']} windows evaluated ({r['labeled_windows']} with labels); "
               f"{r['predicted_violations']} predicted and {r['measured_violations']} measured violations")
         print(f"against measured delay: precision {r['precision']}, recall {r['recall']}, F1 {r['f1']}, "
               f"accuracy {r['accuracy']} (always answering compliant: {r['always_compliant_accuracy']})")
+        iv = r["intervals"]
+        if iv["labeled"]:
+            print(f"{r['at_risk']} flow-windows at risk (interval across the budget); intervals at {iv['level']:g} "
+                  f"covered {iv['coverage']:.3f} of {iv['labeled']} measured delays; {iv['anomalies']} anomalies")
         if r["window"] is not None:
             print(f"window {r['window']}, worst flows first:")
-            print_table(r["flow_states"], ["flow_key", "budget_ms", "budget_from", "predicted_ms", "measured_ms",
-                                           "predicted_violation", "measured_violation"])
+            print_table(r["flow_states"], ["flow_key", "budget_ms", "budget_from", "predicted_ms", "low_ms", "high_ms",
+                                           "measured_ms", "predicted_violation", "at_risk", "measured_violation"])
+        if r["anomalies"]:
+            print("newest anomalies (measured delay outside its interval at "
+                  f"{r['anomalies'][0]['level']:g}):")
+            print_table(r["anomalies"], ["window", "flow_key", "path", "measured_ms", "predicted_ms", "low_ms",
+                                         "high_ms", "miss_ms"])
 
     emit(res, args.json, render)
 
@@ -252,6 +274,10 @@ def _run_args(t: argparse.ArgumentParser) -> None:
     t.add_argument("--train-budget", type=float, default=30.0, help="seconds of training per retraining")
     t.add_argument("--train-timeout", type=float, default=180.0, help="a trainer running longer is killed")
     t.add_argument("--post-windows", type=int, default=10, help="labeled post-drift windows before retraining")
+    t.add_argument("--interval-level", type=float, default=0.9,
+                   help="level of the predictions' intervals, in (0, 1) (default 0.9)")
+    t.add_argument("--anomaly-level", type=float, default=0.99,
+                   help="a measured delay outside its interval at this level is an anomaly (default 0.99)")
     add_emulation_args(t)
     t.add_argument("--data", default=None)
     t.add_argument("--config", default=None, help="configuration file with the SLA policy (see apps/common/config.py)")

@@ -35,7 +35,8 @@ def cmd_whatif(args: argparse.Namespace) -> None:
 
         serve_base_model_first(stores, args)
 
-        ans = answer(Predictor(Registry(stores), xla=False).predict, stores, request, asked)
+        predictor = Predictor(Registry(stores), xla=False)
+        ans = answer(predictor.predict, stores, request, asked, explain=predictor.explain)
     except (WhatIfError, ValueError) as exc:
         raise LabError(f"what-if: {exc}") from None
     res = ans.result
@@ -47,8 +48,14 @@ def cmd_whatif(args: argparse.Namespace) -> None:
         for reason in r["reasons"]:
             print(f"  - {reason}")
         print(f"blast radius: {r['blast_radius']}")
-        print_table([f for f in r["flows"] if f["affected"]][:20],
-                    ["flow", "pre_delay_ms", "post_delay_ms", "pre_violation", "post_violation", "lost"])
+        rows = [{**f, "post_interval_ms": "-" if f["post_delay_interval_ms"] is None else
+                 "{:.1f}-{:.1f}".format(*f["post_delay_interval_ms"])} for f in r["flows"] if f["affected"]]
+        print_table(rows[:20], ["flow", "pre_delay_ms", "post_delay_ms", "post_interval_ms", "pre_violation",
+                                "post_violation", "lost"])
+        for e in r["explanations"]:
+            print(f"  {e['summary']}")
+            print("    " + ", ".join(f"{h['link']} {h['queueing_ms']:.1f}+{h['propagation_ms']:.1f} ms"
+                                    for h in e["hops"]) + " (queueing + propagation per hop)")
         print(f"evidence: {r['evidence_pack']}")
 
     emit(res, args.json, render)

@@ -3,10 +3,15 @@ second, so it works beside a running `ndt run` (or on a finished run) and over S
 
     run, topology, phase and window; serving model and shadow, the manager's (retraining) state,
     drift detections and swaps; SLA totals against measured delay (precision, recall, F1,
-    accuracy beside always answering "compliant"); the worst flows of the newest labeled window
-    with predicted and measured delay against their budget; the newest events.
+    accuracy beside always answering "compliant"); the predictions' intervals (coverage, width)
+    and the anomalies (measured delays outside their interval at the stricter level), the newest
+    named; the worst flows of the newest labeled window with predicted delay, its interval and
+    measured delay against their budget ("at risk" where the interval crosses the budget); the
+    newest events.
 
-Keys: q quits, r refreshes now.
+Keys: q quits, r refreshes now, e explains the worst flow: its predicted delay broken down along
+its path by the serving model (`vtwin.explain`: propagation and queueing per link, the bottleneck
+and the flows weighing most on it; loading the model takes a few seconds the first time).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from typing import Any
 from textual.app import App, ComposeResult
 from textual.widgets import DataTable, Static
 
+from sync.intervals import IntervalStore
 from sync.sla import SlaMonitor, SlaPolicy, SlaStore, summary
 from sync.store import LoopStore, loop_status
 from traffic.store import Stores
@@ -59,8 +65,34 @@ class ConsoleData:
         flows = [] if window is None else self._monitor.stored_flows(window)
         flows.sort(key=lambda f: -max(f.predicted_ms or 0.0, f.measured_ms or 0.0) / f.budget_ms)
         events = self.stores.events(run, SHOWN_EVENTS, newest=EVENT_ROWS)
+        intervals = IntervalStore(self.stores)
         return {"run": run, "info": info, "status": status, "phases": phases, "last": last, "sla": sla,
-                "window": window, "flows": flows, "events": events}
+                "window": window, "flows": flows, "events": events, "intervals": intervals.summary(run),
+                "anomalies": intervals.anomalies(run, newest=1)}
+
+    def explain_worst(self, d: dict[str, Any]) -> str:
+        """The worst flow of the shown window broken down by the active model (loads TensorFlow;
+        opens its own stores: it runs in a worker thread)."""
+        from vtwin.dataset import window_snapshot
+        from vtwin.explain import explain, sentence
+        from vtwin.registry import Registry
+
+        if not d.get("flows") or d.get("window") is None:
+            return "no labeled window to explain yet"
+        worst = d["flows"][0]
+        stores = Stores(self.stores.root)
+        reg = Registry(stores)
+        version = reg.active("delay")
+        if version is None:
+            return "no active model to explain with"
+        w = stores.window(d["run"], d["window"])
+        snap = None if w is None else window_snapshot(stores.topology(d["run"]), w)
+        if snap is None or worst.flow_key not in {f.key for f in snap.flows}:
+            return f"flow {worst.src}>{worst.dst} is not in window {d['window']}'s snapshot"
+        e = explain(reg.twin("delay", version, xla=False), snap, [worst.flow_key])[worst.flow_key]
+        hops = ", ".join(f"{h['link']} {h['queueing_ms']:.1f}+{h['propagation_ms']:.1f}" for h in e["hops"])
+        return (f"{sentence(e, f'{worst.src}>{worst.dst}', worst.budget_ms)} [{version}]\n"
+                f"per hop, queueing+propagation ms: {hops}")
 
     def _from_events(self, run: str) -> dict[str, Any]:
         """A status for a run that stored none (made before the loop persisted it): from its events."""
@@ -100,12 +132,27 @@ class ConsoleData:
                 f" (always-ok {_f(a['always_compliant_accuracy'], 2)})")
 
     @staticmethod
+    def trust_line(d: dict[str, Any]) -> str:
+        iv = d["intervals"]
+        if not iv["labeled"]:
+            return "intervals: not calibrated yet (they come with the first labeled windows)"
+        line = (f"intervals {100 * iv['level']:g} %: coverage {_f(iv['coverage'], 3)} of {iv['labeled']}, "
+                f"width {_f(iv['mean_width_rel'], 2)}x  anomalies {iv['anomalies']}")
+        if d["anomalies"]:
+            a = d["anomalies"][0]
+            line += f" (w{a['window']} {a['flow_key'].split('/')[0]} {a['miss_ms']:+.1f} ms)"
+        return line
+
+    @staticmethod
     def flow_rows(d: dict[str, Any]) -> list[tuple[str, ...]]:
         out = []
         for f in d["flows"][:FLOW_ROWS]:
             pv, mv = f.predicted_violation, f.measured_violation
             verdict = ("VIOLATION" if mv else "ok") if pv == mv else ("missed" if mv else "false alarm")
-            out.append((f"{f.src}>{f.dst} {f.proto}", str(f.hops), _f(f.budget_ms), _f(f.predicted_ms),
+            if f.at_risk:
+                verdict += " at risk"
+            interval = "-" if f.low_ms is None else f"{f.low_ms:.1f}-{f.high_ms:.1f}"
+            out.append((f"{f.src}>{f.dst} {f.proto}", str(f.hops), _f(f.budget_ms), _f(f.predicted_ms), interval,
                         "lost" if f.lost else _f(f.measured_ms), verdict))
         return out
 
@@ -119,7 +166,7 @@ class ConsoleData:
         return out
 
 
-COLUMNS = ("flow", "hops", "budget ms", "predicted", "measured", "verdict")
+COLUMNS = ("flow", "hops", "budget ms", "predicted", "interval", "measured", "verdict")
 
 
 class TwinConsole(App):
@@ -127,22 +174,26 @@ class TwinConsole(App):
     Screen { layout: vertical; }
     #header { background: $primary; color: $text; height: 1; }
     .line { height: 1; }
-    #flows { height: 12; }
+    #flows { height: 11; }
+    #explain { height: 2; }
     #events { height: 6; border-top: solid $secondary; }
     """
-    BINDINGS = [("q", "quit", "quit"), ("r", "refresh_now", "refresh")]
+    BINDINGS = [("q", "quit", "quit"), ("r", "refresh_now", "refresh"), ("e", "explain", "explain the worst flow")]
 
     def __init__(self, data: ConsoleData, interval: float = 1.0) -> None:
         super().__init__()
         self.data = data
         self.interval = interval
+        self.last: dict[str, Any] = {"run": None}
 
     def compose(self) -> ComposeResult:
         yield Static(id="header", markup=False)
         yield Static(id="model", classes="line", markup=False)
         yield Static(id="sla", classes="line", markup=False)
+        yield Static(id="trust", classes="line", markup=False)
         yield Static(id="window", classes="line", markup=False)
         yield DataTable(id="flows", show_cursor=False, zebra_stripes=True)
+        yield Static("press e to explain the worst flow", id="explain", markup=False)
         yield Static(id="events", markup=False)
 
     def on_mount(self) -> None:
@@ -150,13 +201,25 @@ class TwinConsole(App):
         self.action_refresh_now()
         self.set_interval(self.interval, self.action_refresh_now)
 
+    def action_explain(self) -> None:
+        self.query_one("#explain", Static).update("explaining the worst flow (loading the model)...")
+        self.run_worker(self._explain, thread=True, exclusive=True, group="explain")
+
+    def _explain(self) -> None:
+        try:
+            text = self.data.explain_worst(self.last)
+        except Exception as exc:  # noqa: BLE001 - shown, the console stays up
+            text = f"cannot explain: {exc}"
+        self.call_from_thread(self.query_one("#explain", Static).update, text)
+
     def action_refresh_now(self) -> None:
-        d = self.data.read()
+        d = self.last = self.data.read()
         self.query_one("#header", Static).update(ConsoleData.header(d))
         if d["run"] is None:
             return
         self.query_one("#model", Static).update(ConsoleData.model_line(d))
         self.query_one("#sla", Static).update(ConsoleData.sla_line(d))
+        self.query_one("#trust", Static).update(ConsoleData.trust_line(d))
         self.query_one("#window", Static).update(
             f"worst flows of window {d['window']} (newest with labels), by delay over budget"
             if d["window"] is not None else "no labeled window yet")

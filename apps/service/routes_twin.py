@@ -91,7 +91,7 @@ def whatif(body: WhatIfRequest, t: Twin = Depends(twin)) -> WhatIfResponse:
         t.metrics.latency.observe(time.perf_counter() - t0)
         return out
 
-    ans = answer(predict, t.serving.stores(), body)
+    ans = answer(predict, t.serving.stores(), body, explain=chosen.explain)
     t.metrics.whatif.labels(ans.response.decision).inc()
     save_answer(t.root, ans)  # its evidence page is drawn when first asked for
     return ans.response

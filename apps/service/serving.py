@@ -33,6 +33,17 @@ OBJECTIVE = "delay"
 
 
 @dataclass
+class RequestModel:
+    """The model that answers one request: call it to predict, `explain` to break a prediction down."""
+
+    predict: Callable[[list], tuple[np.ndarray, np.ndarray, str]]
+    explain: Callable[..., tuple[dict[str, Any], str]]
+
+    def __call__(self, snapshots: list) -> tuple[np.ndarray, np.ndarray, str]:
+        return self.predict(snapshots)
+
+
+@dataclass
 class Candidate:
     deployment_id: str
     version: str
@@ -79,9 +90,10 @@ class ServingTwin:
                 self.predictor.swap(active)
             return self.predictor
 
-    def for_request(self) -> Callable[[list], tuple[np.ndarray, np.ndarray, str]]:
+    def for_request(self) -> RequestModel:
         """A predict function for one request: every prediction of the request (a what-if makes
-        two, before and after) comes from the same model, the candidate for a canary's share."""
+        two, before and after) comes from the same model, the candidate for a canary's share; its
+        `explain` breaks predictions down with that model."""
         serving = self.active_predictor()
         cand = self.candidate
         use_candidate = False
@@ -109,7 +121,7 @@ class ServingTwin:
                     shadow.shadow_diff_ms.append(float(np.mean(np.abs(sd - d))) if len(d) else 0.0)
             return d, j, version
 
-        return predict
+        return RequestModel(predict, chosen.explain)
 
     def predict(self, snapshots: list) -> tuple[np.ndarray, np.ndarray, str]:
         """Per-flow delay and jitter for the snapshots, and the version that answered (one request)."""

@@ -9,6 +9,13 @@ Risk score, in [0, 1] and monotone in both terms:
     risk       = 1 - (1 - s) * (1 - b / 2)
 Decision: REJECT when reachability or another intent fails or a flow compliant before violates
 the SLO after; else REVIEW when risk >= 0.3; else APPROVE.
+
+Uncertainty: when the answering model is calibrated on the snapshot's run (`uncertainty`), every
+predicted delay and jitter has an interval at the request's `interval_level` (0.9 by default),
+and the SLO, the severity and so the decision use the interval's upper end ("decided_on" says
+so); without a calibration they use the point estimates and the reasons say why. Explanations:
+the flows that decide the answer (those that would newly violate the SLO, else the worst after the
+scenario) are broken down along their paths (`vtwin.explain`) when the caller can explain.
 """
 
 from __future__ import annotations
@@ -36,6 +43,10 @@ AFFECTED_CHANGE = 0.05
 
 #: predict(snapshots) -> (delay, jitter, model version): the serving model's predictions.
 Predict = Callable[[list[Snapshot]], tuple[np.ndarray, np.ndarray, str]]
+#: explain(snapshot, flow keys) -> (flow key -> breakdown, model version) (`vtwin.explain.explain`).
+Explain = Callable[[Snapshot, list[str]], tuple[dict[str, dict[str, Any]], str]]
+#: How many deciding flows an answer explains.
+EXPLAINED_FLOWS = 3
 
 
 @dataclass
@@ -79,8 +90,49 @@ def _outcome(net: Network, predict: Predict) -> tuple[Outcome, str]:
     return Outcome(net, snap, paths, lost, predicted, utilization(snap)), version
 
 
-def answer(predict: Predict, stores: Stores, request: WhatIfRequest, asked: Question | None = None) -> Answer:
-    """Answer one what-if request; `asked`: the request's `question`, if the caller built it already."""
+Bounds = dict[str, tuple[float, float, float, float]]  # flow key -> delay low, high, jitter low, high
+
+
+def _bounds(cal: Any, outcome: Outcome, level: float) -> Bounds:
+    from vtwin.features import graph_tensors
+    from vtwin.intervals import categories
+
+    keys = [f.key for f in outcome.snapshot.flows]
+    cats = categories(graph_tensors([outcome.snapshot]))
+    d = np.array([outcome.predicted[k][0] for k in keys])
+    j = np.array([outcome.predicted[k][1] for k in keys])
+    dl, dh = cal.interval(d, cats, level, "delay")
+    jl, jh = cal.interval(j, cats, level, "jitter")
+    return {k: (float(dl[i]), float(dh[i]), float(jl[i]), float(jh[i])) for i, k in enumerate(keys)}
+
+
+def _intervals(predict: Predict, version: str, stores: Stores, q: Question, pre: Outcome,
+               post: Outcome) -> tuple[Bounds | None, Bounds | None, str | None, str]:
+    """Both outcomes' intervals, the calibration's source, and what the decision rests on."""
+    from vtwin.errors import IntervalError
+
+    from .uncertainty import calibration
+
+    level = q.request.interval_level
+    try:
+        cal = calibration(predict, version, stores, q.run_id, q.window)
+        return _bounds(cal, pre, level), _bounds(cal, post, level), cal.source, \
+            f"the upper end of each flow's {100 * level:g} % interval"
+    except IntervalError as exc:
+        return None, None, None, f"point estimates: {exc}"
+
+
+def _interval(bounds: Bounds | None, key: str, delay: bool = True) -> list[float] | None:
+    if bounds is None or key not in bounds:
+        return None
+    b = bounds[key]
+    return [round(b[0], 3), round(b[1], 3)] if delay else [round(b[2], 3), round(b[3], 3)]
+
+
+def answer(predict: Predict, stores: Stores, request: WhatIfRequest, asked: Question | None = None,
+           explain: Explain | None = None) -> Answer:
+    """Answer one what-if request; `asked`: the request's `question`, if the caller built it
+    already; `explain`: break the deciding flows' predictions down (else they are not)."""
     t0 = time.perf_counter()
     q = asked or question(stores, request)
     slo = request.slo
@@ -88,6 +140,12 @@ def answer(predict: Predict, stores: Stores, request: WhatIfRequest, asked: Ques
     pre, version = _outcome(q.pre_net, predict)
     post, _ = _outcome(q.post_net, predict)
     loss_pre, loss_post = path_loss_pct(pre.snapshot), path_loss_pct(post.snapshot)
+    pre_b, post_b, cal_source, decided_on = _intervals(predict, version, stores, q, pre, post)
+
+    def upper(kpi: tuple[float, float] | None, bounds: Bounds | None, key: str) -> tuple[float, float] | None:
+        if kpi is None or bounds is None or key not in bounds:
+            return kpi
+        return bounds[key][1], bounds[key][3]
 
     def violates(kpi: tuple[float, float] | None, loss: float | None) -> bool:
         if kpi is None:
@@ -96,8 +154,12 @@ def answer(predict: Predict, stores: Stores, request: WhatIfRequest, asked: Ques
             slo.loss_pct is not None and (loss or 0.0) > slo.loss_pct)
 
     flows = []
+    decide: dict[str, float] = {}  # flow -> the delay the decision reads
     for d in q.pre_net.demands:
         a, b = pre.predicted.get(d.key), post.predicted.get(d.key)
+        ua, ub = upper(a, pre_b, d.key), upper(b, post_b, d.key)
+        if ub is not None:
+            decide[d.key] = ub[0]
         changed = pre.paths.get(d.key) != post.paths.get(d.key) or (a is None) != (b is None) or (
             a is not None and b is not None and abs(b[0] - a[0]) > AFFECTED_CHANGE * max(a[0], 1e-9))
         if changed:
@@ -108,12 +170,15 @@ def answer(predict: Predict, stores: Stores, request: WhatIfRequest, asked: Ques
                       "pre_jitter_ms": None if a is None else round(a[1], 3),
                       "post_jitter_ms": None if b is None else round(b[1], 3),
                       "pre_loss_pct": loss_pre.get(d.key), "post_loss_pct": loss_post.get(d.key),
-                      "pre_violation": violates(a, loss_pre.get(d.key)),
-                      "post_violation": violates(b, loss_post.get(d.key)), "affected": changed, "lost": b is None})
+                      "pre_delay_interval_ms": _interval(pre_b, d.key),
+                      "post_delay_interval_ms": _interval(post_b, d.key),
+                      "post_jitter_interval_ms": _interval(post_b, d.key, delay=False),
+                      "pre_violation": violates(ua, loss_pre.get(d.key)),
+                      "post_violation": violates(ub, loss_post.get(d.key)), "affected": changed, "lost": b is None})
     intents = [intent.check(pre, post) for intent in request.intents()]
     affected = [f for f in flows if f["affected"]]
     sev = [1.0 if f["lost"] else 0.0 if budget == float("inf") else
-           min(1.0, max(0.0, (f["post_delay_ms"] / budget - 0.8) / 0.4)) for f in flows]
+           min(1.0, max(0.0, (decide[f["flow"]] / budget - 0.8) / 0.4)) for f in flows]
     severity = float(np.mean(sev)) if sev else 0.0
     risk = 1 - (1 - severity) * (1 - 0.5 * len(affected) / max(len(flows), 1))
     down = post.net.down - pre.net.down
@@ -133,6 +198,8 @@ def answer(predict: Predict, stores: Stores, request: WhatIfRequest, asked: Ques
     else:
         decision = "APPROVE"
         reasons.append("all intents hold and no flow newly violates the SLO")
+    reasons.append(f"decided on {decided_on}" + (f" (calibrated on {cal_source})" if cal_source else ""))
+    explanations = _explain(explain, post, flows, new_violations, decide, budget)
     wid = uuid.uuid4().hex[:12]
     response = WhatIfResponse(
         id=wid, snapshot_id=request.snapshot_id, run=q.run_id, window=q.window, model_version=version,
@@ -147,8 +214,32 @@ def answer(predict: Predict, stores: Stores, request: WhatIfRequest, asked: Ques
         flows=flows, intent_results=intents,
         blast_radius={"devices": len(devices), "links": len(changed_links), "flows": len(affected)},
         risk_score=round(risk, 4), decision=decision, reasons=reasons,
+        interval_level=request.interval_level if post_b is not None else None, decided_on=decided_on,
+        explanations=explanations,
         evidence_pack_url=f"/reports/whatif/{wid}.html", seconds=round(time.perf_counter() - t0, 4))
     return Answer(response, post.net.topo, set(post.net.failed_nodes), down, changed_links - down, post.utilization)
+
+
+def _explain(explain: Explain | None, post: Outcome, flows: list[dict[str, Any]], new_violations: list[str],
+             decide: dict[str, float], budget: float) -> list[dict[str, Any]]:
+    """The breakdown of the flows that decide the answer: those that would newly violate the SLO,
+    else the worst after the scenario (by the delay the decision read), at most EXPLAINED_FLOWS."""
+    if explain is None:
+        return []
+    from vtwin.explain import sentence
+
+    chosen = [k for k in new_violations if k in post.predicted] or sorted(decide, key=lambda k: -decide[k])
+    chosen = chosen[:EXPLAINED_FLOWS]
+    if not chosen:
+        return []
+    names = {f["flow"]: f"h{f['src'] + 1}->h{f['dst'] + 1}" for f in flows}
+    parts, _ = explain(post.snapshot, chosen)
+    out = []
+    for k in chosen:
+        e = parts[k]
+        line = sentence(e, names.get(k), None if budget == float("inf") else budget)
+        out.append({**e, "name": names.get(k), "summary": line})
+    return out
 
 
 def save_answer(root: Path, ans: Answer) -> Path:

@@ -1,8 +1,11 @@
 """The evidence pack of a what-if answer under <data>/reports/whatif/: the answer is saved as JSON
 when it is given; its page is drawn from that JSON when first asked for (drawing takes several
 times longer than answering). The page holds the request, the decision and its reasons, the
-intents, the blast radius, pre and post state, per-flow delay before and after against the SLO
-(table and plot) and the topology with the affected links drawn.
+intents, the blast radius, pre and post state, what the decision rests on (the intervals' upper
+ends or point estimates), why: the deciding flows broken down along their paths (queueing and
+propagation per link, the bottleneck and the flows weighing most on it), per-flow delay before
+and after against the SLO with the post-scenario interval (table and plot) and the topology with
+the affected links drawn.
 """
 
 from __future__ import annotations
@@ -27,6 +30,13 @@ def flow_delay_plot(res: dict[str, Any], limit: int = 30) -> bytes | None:
     post = [f["post_delay_ms"] or 0 for f in flows]
     ax.barh([y + 0.2 for y in ys], pre, height=0.4, label="before", color="tab:blue")
     ax.barh([y - 0.2 for y in ys], post, height=0.4, label="after", color="tab:orange")
+    ranged = [(y, f["post_delay_interval_ms"]) for y, f in zip(ys, flows, strict=True)
+              if f.get("post_delay_interval_ms")]
+    if ranged:
+        ax.errorbar([(lo + hi) / 2 for _, (lo, hi) in ranged], [y - 0.2 for y, _ in ranged],
+                    xerr=[(hi - lo) / 2 for _, (lo, hi) in ranged], fmt="none", ecolor="black", elinewidth=1,
+                    capsize=2, label=f"interval ({100 * res['interval_level']:g} %)" if res.get("interval_level")
+                    else "interval")
     for y, f in zip(ys, flows, strict=True):
         if f["lost"]:
             ax.text(0, y - 0.2, " lost (no path)", va="center", fontsize=7, color="tab:red")
@@ -72,6 +82,21 @@ def topology_plot(topo: Topology, failed_links: set[str], changed_links: set[str
     return png(fig)
 
 
+def _explanations(explanations: list[dict[str, Any]]) -> str:
+    """The deciding flows' breakdowns: one line each, and its hops as a table."""
+    if not explanations:
+        return ""
+    out = "<h2>Why: the flows that decide it, along their paths</h2>"
+    for e in explanations:
+        b = e["bottleneck"]
+        weighing = ", ".join(f"{w['flow']} ({w['attention']:.2f})" for w in b["weighing_most"])
+        out += (f"<p><b>{esc(e['summary'])}</b><br>flows weighing most on {esc(b['link'])} (attention): "
+                f"{esc(weighing)}</p>"
+                + table(e["hops"], ["link", "from", "propagation_ms", "queueing_ms", "jitter_ms", "utilization",
+                                    "flows", "attention"]))
+    return out
+
+
 def save_whatif(root: Path, res: dict[str, Any], context: dict[str, Any]) -> Path:
     """The what-if answer and its drawing context as <data>/reports/whatif/<id>.json."""
     directory = root / "reports" / "whatif"
@@ -104,13 +129,17 @@ def render_whatif(root: Path, ident: str) -> dict[str, str]:
         + "<h2>State before and after</h2>"
         + table([{"": "before", **res["pre_state"]}, {"": "after", **res["post_state"]}],
                 ["", "flows", "lost", "violations", "max_utilization", "mean_delay_ms"])
+        + f"<p>Decided on {esc(res.get('decided_on', 'point estimates'))}.</p>"
+        + _explanations(res.get("explanations") or [])
         + "<h2>Per-flow delay against the SLO</h2>" + image(flow_delay_plot(res), "per-flow delay")
         + "<h2>Affected links</h2>"
         + image(topology_plot(topo, set(ctx["failed_links"]), set(ctx["changed_links"]), set(ctx["failed_nodes"]),
                               ctx["utilization"]), "topology")
         + "<h2>Flows (affected first)</h2>"
-        + table(flows, ["flow", "pre_delay_ms", "post_delay_ms", "pre_jitter_ms", "post_jitter_ms",
-                        "post_loss_pct", "pre_violation", "post_violation", "affected", "lost"]))
+        + table([{**f, "post_interval_ms": "" if not f.get("post_delay_interval_ms") else
+                  "{:.2f}-{:.2f}".format(*f["post_delay_interval_ms"])} for f in flows],
+                ["flow", "pre_delay_ms", "post_delay_ms", "post_interval_ms", "pre_jitter_ms", "post_jitter_ms",
+                 "post_loss_pct", "pre_violation", "post_violation", "affected", "lost"]))
     tmp = page_path.with_suffix(".html.tmp")
     tmp.write_text(page(f"What-if {ident}: {res['scenario'].get('type')}", body))
     tmp.replace(page_path)  # a concurrent reader sees the whole page or none

@@ -30,6 +30,8 @@ class WhatIfRequest(BaseModel):
     slo: Slo = Field(default_factory=Slo)
     policies: list[str] = Field(default_factory=lambda: ["intent:reachability"], description=(
         "intent:reachability, intent:routing-redundancy, intent:max-utilization[:X]"))
+    interval_level: float = Field(0.9, gt=0, lt=1, allow_inf_nan=False, description=(
+        "level of the predictions' intervals; the decision reads their upper ends"))
 
     @field_validator("policies")
     @classmethod
@@ -92,10 +94,49 @@ class FlowResult(BaseModel):
     post_jitter_ms: float | None
     pre_loss_pct: float | None
     post_loss_pct: float | None
+    pre_delay_interval_ms: list[float] | None = None
+    post_delay_interval_ms: list[float] | None = None
+    post_jitter_interval_ms: list[float] | None = None
     pre_violation: bool
     post_violation: bool
     affected: bool
     lost: bool
+
+
+class HopPart(BaseModel):
+    link: str
+    from_node: int = Field(alias="from")
+    propagation_ms: float
+    queueing_ms: float
+    jitter_ms: float
+    utilization: float
+    flows: int
+    attention: float
+
+
+class Bottleneck(BaseModel):
+    link: str
+    from_node: int = Field(alias="from")
+    queueing_ms: float
+    utilization: float
+    flows: int
+    share: float
+    weighing_most: list[dict[str, Any]]
+
+
+class Explanation(BaseModel):
+    """A flow's predicted delay along its path after the scenario: the parts sum to delay_ms."""
+
+    model_config = ConfigDict(populate_by_name=True)
+    flow: str
+    name: str | None
+    summary: str
+    delay_ms: float
+    jitter_ms: float
+    propagation_ms: float
+    queueing_ms: float
+    hops: list[HopPart]
+    bottleneck: Bottleneck
 
 
 class IntentResult(BaseModel):
@@ -131,5 +172,8 @@ class WhatIfResponse(BaseModel):
     risk_score: float = Field(ge=0, le=1)
     decision: Literal["APPROVE", "REVIEW", "REJECT"]
     reasons: list[str]
+    interval_level: float | None = None
+    decided_on: str = "point estimates"
+    explanations: list[Explanation] = Field(default_factory=list)
     evidence_pack_url: str
     seconds: float
