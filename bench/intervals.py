@@ -1,13 +1,15 @@
 """Prediction intervals and anomalies: coverage against the nominal level, width, cost, and how
 soon a fault the twin is not told about is flagged. Prints JSON.
 
-- coverage and mean relative width ((high - low) / prediction) of the shipped base model's
+- coverage and median and mean relative width ((high - low) / prediction) of the shipped base model's
   intervals (`vtwin.intervals`, at `--level`, 0.9 by default), delay and jitter, overall and per
   flow category:
   * `held_out`: the corpus' held-out windows (the last 20 % of every run's phases): calibrated on
     the first half of each phase's held-out windows, scored on the second half;
   * `unseen_from_corpus`: calibrated on all the corpus' held-out windows, scored on each topology
     of `--unseen` (a network neither the twin nor its calibration has seen);
+  * without `--corpus`, `unseen_from_other_networks`: each unseen network scored with the
+    calibration of the other unseen ones;
   * `unseen_in_loop`: each unseen network in time order, every window's intervals from its own
     last 30 labeled windows (what `sync.intervals` does in `ndt run`), scored on that window;
 - `cost`: the median time of a prediction for 50 nodes / 2,000 flows with and without its
@@ -79,8 +81,7 @@ def scores(cal: Calibration, parts: list[dict[str, np.ndarray]], level: float) -
         pred, true = _cat(parts, p), _cat(parts, t)
         lo, hi = cal.interval(pred, cats, level, kpi)
         ok = np.isfinite(true)
-        res = {"flows": int(ok.sum()), "coverage": _r(coverage(true, lo, hi)),
-               "mean_width_rel": _r(float(np.mean((hi - lo)[ok] / np.maximum(pred[ok], 1e-9))) if ok.any() else None)}
+        res = {"flows": int(ok.sum()), "coverage": _r(coverage(true, lo, hi))} | _widths((hi - lo)[ok] / pred[ok])
         res["by_category"] = {
             name: {"flows": int((ok & (cats == k)).sum()),
                    "coverage": _r(coverage(true[cats == k], lo[cats == k], hi[cats == k]))}
@@ -106,14 +107,38 @@ def in_loop(parts: list[dict[str, np.ndarray]], level: float) -> dict:
                 hits[kpi][0] += int(((p[true] >= lo) & (p[true] <= hi))[ok].sum())
                 hits[kpi][1] += int(ok.sum())
                 if kpi == "delay" and ok.any():
-                    widths.extend((hi - lo)[ok] / np.maximum(p[key][ok], 1e-9))
+                    widths.extend((hi - lo)[ok] / p[key][ok])
         recent.append(p)
     return {kpi: {"flows": n, "coverage": _r(c / n if n else None)} for kpi, (c, n) in hits.items()} | {
-        "delay_mean_width_rel": _r(float(np.mean(widths)) if widths else None)}
+        f"delay_{k}": v for k, v in _widths(np.asarray(widths)).items()}
+
+
+def _widths(rel: np.ndarray) -> dict:
+    """Median and mean of (high - low) / prediction over the finite ones (a prediction of 0 has none)."""
+    rel = rel[np.isfinite(rel)]
+    return {"median_width_rel": _r(float(np.median(rel)) if rel.size else None),
+            "mean_width_rel": _r(float(np.mean(rel)) if rel.size else None)}
 
 
 def _r(x: float | None) -> float | None:
     return None if x is None else round(float(x), 4)
+
+
+def unseen_only(unseen: str, level: float) -> dict:
+    """Without the corpus: each unseen network scored with the calibration of the others (a network
+    neither the twin nor its calibration has seen), and in the loop's way."""
+    from vtwin.base_model import load as load_base
+
+    twin = load_base().twin(xla=False)
+    other = read(unseen)
+    parts = {topo: predicted(twin, sorted((s for s in other if s.topology == topo), key=lambda s: (s.run, s.window)))
+             for topo in sorted({s.topology for s in other})}
+    out: dict = {"level": level, "unseen_from_other_networks": {}, "unseen_in_loop": {}}
+    for topo, p in parts.items():
+        cal = calibrate([x for t, q in parts.items() if t != topo for x in q], "the other unseen networks")
+        out["unseen_from_other_networks"][topo] = scores(cal, p, level)
+        out["unseen_in_loop"][topo] = in_loop(p, level)
+    return out
 
 
 def fidelity(corpus: str, unseen: str | None, level: float) -> dict:
@@ -237,6 +262,8 @@ def main() -> int:
     out: dict = {"cost": cost(args.level)}
     if args.corpus:
         out["coverage"] = fidelity(args.corpus, args.unseen, args.level)
+    elif args.unseen:
+        out["coverage"] = unseen_only(args.unseen, args.level)
     if args.anomaly:
         out["anomaly"] = anomaly()
     print(json.dumps(out, indent=1))
