@@ -11,6 +11,7 @@ import logging
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from os_ken import cfg
 from os_ken.base import app_manager
@@ -22,8 +23,10 @@ from os_ken.ofproto import ofproto_v1_3
 
 from topologies.addressing import CONTROL_HOST, REST_PORT, Plan
 from topologies.resolve import load_json
+from topologies.routing import path_links
 
 from .netstate import Flow, FlowKey, NetworkState, PortCounters
+from .routing import Policy
 
 # Without the ofctl service, stats requests from apps can hang (DESIGN.md).
 app_manager.require_app("os_ken.app.ofctl.service")
@@ -35,6 +38,7 @@ CONF.register_opts([
     cfg.StrOpt("rest_host", default=CONTROL_HOST),
     cfg.IntOpt("idle_timeout", default=30),
     cfg.FloatOpt("stats_interval", default=1.0),
+    cfg.StrOpt("token_file", default="", help="the bearer token routing changes need (a file, 0600)"),
 ], group="ndt")
 
 FLOW_PRIORITY = 100
@@ -60,7 +64,8 @@ class NdtController(app_manager.OSKenApp):
         thread = super().start()
         from .rest import serve_in_thread
 
-        serve_in_thread(self, CONF.ndt.rest_host, CONF.ndt.rest_port)
+        token = Path(CONF.ndt.token_file).read_text().strip() if CONF.ndt.token_file else None
+        serve_in_thread(self, CONF.ndt.rest_host, CONF.ndt.rest_port, token)
         self.threads.append(hub.spawn(self._poll_loop))
         return thread
 
@@ -192,23 +197,31 @@ class NdtController(app_manager.OSKenApp):
                                           match=self._match(parser, flow.key), out_port=ofp.OFPP_ANY,
                                           out_group=ofp.OFPG_ANY))
 
-    def reroute(self) -> int:
-        """Move every flow whose best path changed; return how many moved."""
+    def reroute(self, by: str = "controller", reason: str = "links changed",
+                policy: Policy | None = None) -> list[dict[str, Any]]:
+        """Make `policy` current (`NetworkState.reroute_all`, a new routing version) and move every
+        flow whose path changed, each new path's rules installed from its last switch back before
+        the old path's are removed; return the moves."""
+        moves = []
         with self.route_lock:
-            changed = self.net.reroute_all()
+            changed = self.net.reroute_all(by, reason, policy)
             for flow, old, new in changed:
                 if new is None:
                     continue  # unreachable now: keep the old rules; packets are lost on the dead link
                 self._install(flow)
                 stale = {Plan.dpid(n) for n in old} - {Plan.dpid(n) for n in new}
                 self._remove(flow, stale)
+                moves.append({"flow": flow.id, "src": flow.src, "dst": flow.dst,
+                              "from": path_links(self.net.topo, old), "to": list(flow.links)})
         if changed:
-            LOG.info("rerouted %d flow(s)", len(changed))
-        return len(changed)
+            LOG.info("routing version %d (%s, %s): moved %d flow(s)", self.net.routing_version, by, reason,
+                     len(moves))
+        return moves
 
     def set_link(self, link_id: str, up: bool | None = None, capacity_mbps: float | None = None) -> int:
         if self.net.set_link(link_id, up=up, capacity_mbps=capacity_mbps):
-            return self.reroute()
+            state = "up" if self.net.link_up[link_id] else "down"
+            return len(self.reroute(reason=f"{link_id} {state}"))
         return 0
 
     @set_ev_cls(ofp_event.EventOFPPortStatus, MAIN_DISPATCHER)

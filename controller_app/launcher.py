@@ -3,7 +3,9 @@ os_ken.base.app_manager, listening for OpenFlow on 127.0.0.1:PORT (and on a Unix
 --ofp-unix, for switches whose daemon runs in another network namespace) and serving REST.
 
     python -m controller_app.launcher --topology TOPO.json [--ofp-port 6653] [--rest-port 8080]
-        [--ofp-unix PATH]
+        [--ofp-unix PATH] [--token-file PATH]
+
+With --token-file, the REST API's routing changes need that file's token as a bearer token.
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--idle-timeout", type=int, default=30)
     ap.add_argument("--stats-interval", type=float, default=1.0)
     ap.add_argument("--ofp-unix", default=None, help="also accept OpenFlow connections on this Unix socket")
+    ap.add_argument("--token-file", default="", help="the bearer token of routing changes (a 0600 file)")
     args = ap.parse_args(argv)
 
     from os_ken import cfg
@@ -71,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg.CONF.set_override("rest_port", args.rest_port, group="ndt")
     cfg.CONF.set_override("idle_timeout", args.idle_timeout, group="ndt")
     cfg.CONF.set_override("stats_interval", args.stats_interval, group="ndt")
+    cfg.CONF.set_override("token_file", args.token_file, group="ndt")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("os_ken").setLevel(logging.WARNING)
 

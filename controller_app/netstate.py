@@ -12,7 +12,9 @@ from typing import Any
 
 from topologies import Topology
 from topologies.addressing import HOST_PORT, Plan
-from topologies.routing import path_delay_ms, path_links, shortest_paths_from
+from topologies.routing import path_delay_ms, path_links
+
+from .routing import Policy, Routing
 
 PROTO_NAMES = {1: "icmp", 6: "tcp", 17: "udp"}
 
@@ -71,21 +73,23 @@ class NetworkState:
         self.by_id: dict[int, Flow] = {}
         self.ports: dict[tuple[int, int], PortCounters] = {}
         self.port_up: dict[tuple[int, int], bool] = {}
-        self.routing_version = 0
+        self.routing = Routing(topo)
         self._next_id = 1
-        self._routes: dict[int, dict[int, list[int]]] = {}
 
     # -- routing ----------------------------------------------------------------------------------
+    @property
+    def routing_version(self) -> int:
+        return self.routing.version
+
     def down_links(self) -> list[str]:
         return [k for k, v in self.link_up.items() if not v]
 
-    def route(self, src_node: int, dst_node: int) -> list[int] | None:
-        """Shortest-delay path on the links that are up (cached per source until a link changes)."""
+    def route(self, src_node: int, dst_node: int, flow: int | None = None,
+              policy: Policy | None = None) -> list[int] | None:
+        """The path the routing policy (`controller_app.routing`: weights, pins) gives on the links
+        that are up: by default the shortest by propagation delay."""
         with self.lock:
-            tree = self._routes.get(src_node)
-            if tree is None:
-                tree = self._routes[src_node] = shortest_paths_from(self.topo, src_node, self.down_links())
-            return tree.get(dst_node)
+            return self.routing.route(src_node, dst_node, set(self.down_links()), flow, policy)
 
     def hops(self, nodes: list[int], dst_node: int) -> list[tuple[int, int]]:
         """(dpid, out_port) for every switch on a node path ending at dst_node's host."""
@@ -127,7 +131,7 @@ class NetworkState:
             hs, hd = self.plan.host_by_ip.get(key.src_ip), self.plan.host_by_ip.get(key.dst_ip)
             if hs is None or hd is None:
                 return None
-            nodes = self.route(hs.node, hd.node)
+            nodes = self.route(hs.node, hd.node, None if flow is None else flow.id)
             if nodes is None:
                 return None
             if flow is None:
@@ -141,16 +145,34 @@ class NetworkState:
                 flow.active, flow.last_seen, flow._sample = True, now, None
             return flow
 
-    def reroute_all(self) -> list[tuple[Flow, list[int], list[int] | None]]:
-        """Recompute every active flow's path; return (flow, old nodes, new nodes) where changed."""
+    def planned_moves(self, policy: Policy | None = None) -> list[tuple[Flow, list[int], list[int] | None]]:
+        """(flow, old nodes, new nodes) for every active flow whose path `policy` (the current one
+        by default) changes; nothing is moved."""
+        out = []
+        with self.lock:
+            for flow in self.flows.values():
+                if flow.active:
+                    hs, hd = self.plan.host_by_ip[flow.key.src_ip], self.plan.host_by_ip[flow.key.dst_ip]
+                    new = self.route(hs.node, hd.node, flow.id, policy)
+                    if new != flow.nodes:
+                        out.append((flow, flow.nodes, new))
+        return out
+
+    def reroute_all(self, by: str = "controller", reason: str = "links changed",
+                    policy: Policy | None = None) -> list[tuple[Flow, list[int], list[int] | None]]:
+        """Make `policy` current (else keep it: the links changed) as a new routing version and
+        recompute every active flow's path; return (flow, old nodes, new nodes) where changed."""
         changed = []
         with self.lock:
-            self.routing_version += 1
+            if policy is None:
+                self.routing.bump(by, reason)
+            else:
+                self.routing.commit(policy, by, reason)
             for flow in self.flows.values():
                 if not flow.active:
                     continue
                 hs, hd = self.plan.host_by_ip[flow.key.src_ip], self.plan.host_by_ip[flow.key.dst_ip]
-                new = self.route(hs.node, hd.node)
+                new = self.route(hs.node, hd.node, flow.id)
                 if new != flow.nodes:
                     changed.append((flow, flow.nodes, new))
                     if new is not None:
@@ -199,7 +221,7 @@ class NetworkState:
             if up is None or self.link_up[link_id] == up:
                 return False
             self.link_up[link_id] = up
-            self._routes.clear()
+            self.routing.forget_routes()
             return True
 
     # -- views for REST ---------------------------------------------------------------------------

@@ -2,21 +2,30 @@
 thread of the controller process. The OpenAPI document is at /openapi.json, browsable at /docs.
 
 Endpoints: /health, /switches, /links (POST /links/{id} changes state or capacity), /hosts,
-/path?src=&dst=, /flows, /ports, /topology. Unknown hosts give 404, malformed queries 400.
+/path?src=&dst=, /flows, /ports, /topology, and the northbound routing API (`controller_app.routing`):
+GET /routing, GET /routing/versions/{v}, and with `Authorization: Bearer <token>` (the lab's
+controller.token) POST /routing/weights, POST /routing/pins, DELETE /routing/pins, POST
+/routing/revert and PUT /routing (a whole policy). Unknown hosts give 404, malformed queries and
+routing changes that cannot be applied 400 (the routing is left as it was), a missing token 401,
+a wrong one 403.
 """
 
 from __future__ import annotations
 
+import secrets
 import threading
 from typing import TYPE_CHECKING, Any
 
 import uvicorn
-from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 
 from topologies import TopologyError
+
+from .routing import Pin, Policy, RoutingError
 
 if TYPE_CHECKING:
     from .app import NdtController
@@ -27,10 +36,78 @@ class LinkChange(BaseModel):
     capacity_mbps: float | None = Field(None, gt=0, description="new capacity, Mbit/s")
 
 
-def make_api(ctl: NdtController) -> FastAPI:
+class WeightsChange(BaseModel):
+    weights: dict[str, float | None] = Field(..., description="link id -> routing weight (> 0); null drops it")
+    replace: bool = Field(False, description="drop every weight not given")
+    reason: str = ""
+
+
+class PinChange(BaseModel):
+    src: str | None = Field(None, description="source host (name, IP or node); with dst: every flow of the pair")
+    dst: str | None = None
+    flow: int | None = Field(None, description="pin this flow (its id) only")
+    links: list[str] = Field(..., description="link ids in order from the source's switch")
+    reason: str = ""
+
+
+class Revert(BaseModel):
+    version: int
+    reason: str = ""
+
+
+class PolicyBody(BaseModel):
+    weights: dict[str, float] = Field(default_factory=dict)
+    pins: list[PinChange] = Field(default_factory=list)
+    reason: str = ""
+
+
+bearer = HTTPBearer(auto_error=False, description="the lab's controller token (controller.token)")
+
+
+def make_api(ctl: NdtController, token: str | None = None) -> FastAPI:
     api = FastAPI(title="ndt controller", version="1",
-                  description="Switches, links, hosts, paths, flows and ports of the running lab.")
+                  description="Switches, links, hosts, paths, flows and ports of the running lab, "
+                              "and its routing policy.")
     net = ctl.net
+
+    def authorized(creds: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
+        if creds is None:
+            raise HTTPException(401, "routing changes need 'Authorization: Bearer <token>' (the lab's "
+                                     "controller.token)")
+        if not token:
+            raise HTTPException(403, "this controller was started without a token: it takes no routing changes")
+        if not secrets.compare_digest(creds.credentials.encode(), token.encode()):
+            raise HTTPException(403, "wrong token")
+
+    def host_name(ref: str) -> str:
+        try:
+            return net.plan.resolve_host(ref).name
+        except (KeyError, TopologyError):
+            raise RoutingError(f"unknown host {ref!r}") from None
+
+    def pin_of(body: PinChange, down: set[str]) -> Pin:
+        if body.flow is not None:
+            f = net.by_id.get(body.flow)
+            if f is None:
+                raise RoutingError(f"unknown flow {body.flow}")
+            for given, real in ((body.src, f.src), (body.dst, f.dst)):
+                if given is not None and host_name(given) != real:
+                    raise RoutingError(f"flow {body.flow} runs {f.src}->{f.dst}, not {body.src}->{body.dst}")
+            return net.routing.check_pin(f.src, f.dst, body.links, down, body.flow)
+        if body.src is None or body.dst is None:
+            raise RoutingError("a pin needs src and dst, or a flow id")
+        return net.routing.check_pin(body.src, body.dst, body.links, down)
+
+    def change(make_policy, by: str, reason: str) -> dict[str, Any]:
+        """Build the new policy (RoutingError: 400, nothing changed), then apply it as one version."""
+        with ctl.route_lock, net.lock:
+            try:
+                policy = make_policy(set(net.down_links()))
+            except RoutingError as exc:
+                raise HTTPException(400, str(exc)) from None
+            moves = ctl.reroute(by or "api", reason, policy)
+            return {"version": net.routing_version, "moved": moves,
+                    "routing": net.routing.view(set(net.down_links()), history=5)}
 
     @api.exception_handler(RequestValidationError)
     async def bad_request(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -98,6 +175,62 @@ def make_api(ctl: NdtController) -> FastAPI:
     def ports() -> list[dict[str, Any]]:
         return net.ports_view()
 
+    @api.get("/routing", summary="The routing policy: its version, weights, pins and recent versions")
+    def routing(history: int = Query(20, ge=1, le=500)) -> dict[str, Any]:
+        with net.lock:
+            return net.routing.view(set(net.down_links()), history)
+
+    @api.get("/routing/versions/{version}", summary="One version's policy")
+    def routing_version(version: int) -> dict[str, Any]:
+        with net.lock:
+            try:
+                v = net.routing.at_version(version)
+            except RoutingError as exc:
+                raise HTTPException(404, str(exc)) from None
+            return v.summary() | v.policy.to_dict()
+
+    @api.post("/routing/weights", summary="Set link weights (one new version)", dependencies=[Depends(authorized)])
+    def set_weights(body: WeightsChange, x_ndt_actor: str = Header("api")) -> dict[str, Any]:
+        def make(_down: set[str]) -> Policy:
+            return net.routing.with_weights(net.routing.check_weights(body.weights), body.replace)
+        what = ", ".join(f"{k}={v:g}" if v is not None else f"{k} default" for k, v in sorted(body.weights.items()))
+        return change(make, x_ndt_actor, body.reason or f"weights {what}" + (" (replacing)" if body.replace else ""))
+
+    @api.post("/routing/pins", summary="Pin a host pair's or a flow's path (one new version)",
+              dependencies=[Depends(authorized)])
+    def pin(body: PinChange, x_ndt_actor: str = Header("api")) -> dict[str, Any]:
+        def make(down: set[str]) -> Policy:
+            return net.routing.with_pin(pin_of(body, down))
+        who = f"flow {body.flow}" if body.flow is not None else f"{body.src}->{body.dst}"
+        return change(make, x_ndt_actor, body.reason or f"pin {who} on {','.join(body.links)}")
+
+    @api.delete("/routing/pins", summary="Drop a pin (one new version)", dependencies=[Depends(authorized)])
+    def unpin(src: str | None = None, dst: str | None = None, flow: int | None = None,
+              x_ndt_actor: str = Header("api")) -> dict[str, Any]:
+        def make(_down: set[str]) -> Policy:
+            if flow is not None:
+                return net.routing.without_pin(f"flow:{flow}")
+            if src is None or dst is None:
+                raise RoutingError("give src and dst, or flow")
+            return net.routing.without_pin(f"{host_name(src)}>{host_name(dst)}")
+        return change(make, x_ndt_actor, f"unpin {f'flow {flow}' if flow is not None else f'{src}->{dst}'}")
+
+    @api.post("/routing/revert", summary="Restore an earlier version's policy (one new version)",
+              dependencies=[Depends(authorized)])
+    def revert(body: Revert, x_ndt_actor: str = Header("api")) -> dict[str, Any]:
+        def make(_down: set[str]) -> Policy:
+            return net.routing.at_version(body.version).policy.copy()
+        return change(make, x_ndt_actor, body.reason or f"revert to version {body.version}")
+
+    @api.put("/routing", summary="Replace the whole policy: weights and pins (one new version)",
+             dependencies=[Depends(authorized)])
+    def put_routing(body: PolicyBody, x_ndt_actor: str = Header("api")) -> dict[str, Any]:
+        def make(down: set[str]) -> Policy:
+            weights = net.routing.check_weights(body.weights)
+            pins = [pin_of(p, down) for p in body.pins]
+            return Policy({k: v for k, v in weights.items() if v is not None}, {p.key: p for p in pins})
+        return change(make, x_ndt_actor, body.reason or "policy replaced")
+
     return api
 
 
@@ -109,8 +242,8 @@ def _unknown(net: Any, ref: str) -> bool:
         return True
 
 
-def serve_in_thread(ctl: NdtController, host: str, port: int) -> threading.Thread:
-    config = uvicorn.Config(make_api(ctl), host=host, port=port, log_level="warning", access_log=False)
+def serve_in_thread(ctl: NdtController, host: str, port: int, token: str | None = None) -> threading.Thread:
+    config = uvicorn.Config(make_api(ctl, token), host=host, port=port, log_level="warning", access_log=False)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="ndt-rest", daemon=True)
     thread.start()

@@ -29,6 +29,7 @@ from .state import (
     read_state,
     state_path,
     stop_process,
+    token_path,
     write_state,
 )
 
@@ -205,7 +206,7 @@ def _signal_daemon(rec: dict[str, Any]) -> None:
 def _clear(state: dict[str, Any]) -> None:
     if state and leftovers(state):
         remove_recorded(state)
-    for p in (*adopted_dir().glob("*"), control_path(), key_path(), state_path()):
+    for p in (*adopted_dir().glob("*"), control_path(), key_path(), token_path(), state_path()):
         try:
             os.unlink(p)
         except FileNotFoundError:

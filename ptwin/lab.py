@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import os
+import secrets
 import select
 import subprocess
 import sys
@@ -35,7 +36,7 @@ from . import system
 from .cleanup import remove_recorded
 from .errors import LabError
 from .shaping import htb_commands, rate_commands, run_batch
-from .state import process_record
+from .state import process_record, token_path
 from .switchd import PORTS_PER_DAEMON, SwitchDaemon, add_bridges, existing_namespaces, split, start_daemons
 
 DELAY_BACKENDS = ("auto", "netem", "relay", "none")
@@ -232,7 +233,12 @@ class Lab:
 
     def _start_controller(self, topo_file: Path) -> None:
         log = open(self.workdir / "controller.log", "wb")
+        token = self.workdir / token_path().name  # the routing API's bearer token, fresh per lab
+        fd = os.open(token, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_urlsafe(24))
         cmd = [sys.executable, "-m", "controller_app.launcher", "--topology", str(topo_file),
+               "--token-file", str(token),
                "--ofp-port", str(self.config.of_port), "--rest-port", str(self.config.rest_port),
                "--ofp-unix", str(self.openflow_socket),
                "--idle-timeout", str(self.config.flow_idle_timeout),

@@ -39,6 +39,11 @@ def key_path() -> Path:
     return lab_dir() / "control.key"
 
 
+def token_path() -> Path:
+    """The controller's bearer token for routing changes (0600, written when the lab starts)."""
+    return lab_dir() / "controller.token"
+
+
 def adopted_dir() -> Path:
     return lab_dir() / "adopted"
 

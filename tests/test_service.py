@@ -275,14 +275,16 @@ def test_status_snapshots_and_metrics(service):
 
 
 def test_the_openapi_document_survives_fuzzing(served, tmp_path):
-    """schemathesis on every operation but /ml/train (each valid example would train a model):
+    """schemathesis on every operation but /ml/train (each valid example would train a model) and
+    /twin/optimize (each would search for up to a minute; tested on its own below):
     no 5xx, only documented status codes and content types, responses that match their schema,
     and invalid data rejected. Not checked: that schema-valid data is accepted, since a what-if
     on an unknown link or a snapshot without flows is rightly a 422 that no schema can foresee."""
     st = shutil.which("schemathesis", path=os.path.dirname(sys.executable))
     assert st, "schemathesis is a test dependency (make install)"
     r = subprocess.run([st, "run", served["url"] + "/openapi.json", "--header", f"Authorization: Bearer {TOKEN}",
-                        "--exclude-path", "/ml/train", "--max-examples", "15", "--seed", "1",
+                        "--exclude-path", "/ml/train",
+                        "--exclude-path", "/twin/optimize", "--max-examples", "15", "--seed", "1",
                         "--checks", "not_a_server_error,status_code_conformance,content_type_conformance,"
                         "response_schema_conformance,negative_data_rejection"],
                        capture_output=True, text=True, timeout=600, cwd=tmp_path)
@@ -305,3 +307,22 @@ def test_every_json_route_documents_its_response_model(service):
     assert not untyped, untyped
     assert {"WhatIfResponse", "ModelRecord", "DeploymentDetail", "TrainResponse", "RollbackResponse"} <= set(
         doc["components"]["schemas"])
+
+
+def test_optimize_answers_with_the_three_configurations_and_refuses_bad_objectives(service):
+    """line3 has one path per pair: the twin can only leave its routing as it is (no better plan,
+    no change), and says so; bad objectives are 422 and an unknown snapshot 404, in one line."""
+    snap = busiest_snapshot(service, 1)
+    r = post(service, "/twin/optimize", {"snapshot_id": snap, "search": {"budget_s": 1, "patience": 2}})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert set(body) >= {"current", "lp", "twin", "search", "flows", "improvement"}
+    assert body["better_than_current"] is False and body["twin"]["changes"] == {"weights": {}, "pins": []}
+    assert body["twin"]["metrics"] == body["current"]["metrics"] and body["model_version"]
+    for objective, status, message in (
+            ({"snapshot_id": snap, "minimize": ["happiness"]}, 422, "minimize.0"),
+            ({"snapshot_id": snap, "search": {"budget_s": 600}}, 422, "at most 60 s here"),
+            ({"minimize": ["mean_delay"]}, 422, "snapshot_id"),
+            ({"snapshot_id": 987654}, 404, "no snapshot 987654")):
+        r = post(service, "/twin/optimize", objective)
+        assert r.status_code == status and message in r.json()["error"], (objective, r.text)

@@ -15,6 +15,8 @@ from topologies.resolve import load
 
 from .base import CliError, Parser
 from .lab_args import add_emulation_args, lab_config
+from .routing import add_args as add_routing_args
+from .routing import cmd_routing
 
 _T0 = time.monotonic()
 
@@ -130,6 +132,9 @@ CTL_COLUMNS = {
 
 def cmd_ctl(args: argparse.Namespace) -> None:
     client = ControllerClient(args.url)
+    if args.what == "routing":
+        cmd_routing(client, args)
+        return
     if args.what == "path":
         if len(args.args) != 2:
             raise CliError("usage: ndt ctl path SRC DST")
@@ -177,9 +182,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--json", action="store_true")
     t.set_defaults(func=cmd_lab_pingall)
 
-    ctl = sub.add_parser("ctl", help="query the controller's REST API")
-    ctl.add_argument("what", choices=["switches", "links", "hosts", "flows", "ports", "path"])
-    ctl.add_argument("args", nargs="*", metavar="SRC DST")
+    ctl = sub.add_parser("ctl", help="query the controller's REST API; change its routing")
+    ctl.add_argument("what", choices=["switches", "links", "hosts", "flows", "ports", "path", "routing"])
+    ctl.add_argument("args", nargs="*", metavar="ARG", help="path: SRC DST; routing: show|set|pin|unpin|revert ...")
+    add_routing_args(ctl)
     ctl.add_argument("--all", action="store_true", help="flows: include expired ones")
     ctl.add_argument("--url", default=None, help="controller URL (default $NDT_CONTROLLER or "
                                                  f"{DEFAULT_URL})")

@@ -14,6 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from apps.optimize import OptimizeError
 from apps.whatif import UnknownSnapshot, WhatIfError, one_line
 from vtwin.registry import RegistryError
 
@@ -28,7 +29,8 @@ class ApiError(Exception):
 
 #: The domain errors' status codes; the first class that matches wins.
 STATUS: tuple[tuple[type[Exception], int], ...] = (
-    (UnknownSnapshot, 404), (NotFound, 404), (Conflict, 409), (WhatIfError, 422), (OpsError, 422))
+    (UnknownSnapshot, 404), (NotFound, 404), (Conflict, 409), (WhatIfError, 422), (OpsError, 422),
+    (OptimizeError, 422))
 
 
 def status_of(exc: Exception) -> int:
@@ -50,7 +52,7 @@ def install(app: FastAPI) -> None:
         status = status_of(exc)
         return _body(exc, status, {"WWW-Authenticate": "Bearer"} if status == 401 else None)
 
-    for cls in (ApiError, WhatIfError, OpsError, RegistryError):
+    for cls in (ApiError, WhatIfError, OpsError, RegistryError, OptimizeError):
         app.add_exception_handler(cls, domain)
 
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

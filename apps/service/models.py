@@ -168,3 +168,28 @@ class RollbackResponse(Open):
     active: str | None
     deployment: Deployment | None
     decision_id: str
+
+
+class OptimizedConfiguration(BaseModel):
+    metrics: dict[str, float]
+    intents: list[dict[str, Any]]
+    feasible: bool
+    changes: dict[str, Any] = Field(description="weights by link id and pins by host pair: what PUT /routing takes")
+
+
+class OptimizeResponse(BaseModel):
+    id: str
+    snapshot_id: int
+    run: str
+    window: int
+    model_version: str
+    objective: dict[str, Any]
+    current: OptimizedConfiguration
+    lp: dict[str, Any] = Field(description="the min-max-utilization LP's configuration (HiGHS), rounded to one "
+                                           "path per pair, and its fractional optimum")
+    twin: OptimizedConfiguration
+    better_than_current: bool
+    improvement: dict[str, float]
+    flows: list[dict[str, Any]]
+    search: dict[str, Any]
+    seconds: float

@@ -1,4 +1,4 @@
-"""The twin's state and questions: health, status, snapshots and what-if."""
+"""The twin's state and questions: health, status, snapshots, what-if and optimize."""
 
 from __future__ import annotations
 
@@ -7,13 +7,14 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Path, Query
 
+from apps.optimize import Objective, optimize
 from apps.whatif import WhatIfRequest, WhatIfResponse, answer, save_answer
 from sync.sla import SlaStore
 from sync.store import LoopStore, loop_status
 
 from .deps import Twin, twin
 from .errors import ApiError
-from .models import ERRORS, SnapshotDetail, SnapshotList, TwinStatus
+from .models import ERRORS, OptimizeResponse, SnapshotDetail, SnapshotList, TwinStatus
 from .serving import OBJECTIVE
 
 MAX_ID = 2 ** 53 - 1  # exact in JSON Schema (a float); SQLite takes up to 2 ** 63 - 1
@@ -95,3 +96,19 @@ def whatif(body: WhatIfRequest, t: Twin = Depends(twin)) -> WhatIfResponse:
     t.metrics.whatif.labels(ans.response.decision).inc()
     save_answer(t.root, ans)  # its evidence page is drawn when first asked for
     return ans.response
+
+
+#: The longest search the service runs for one request (seconds); a longer budget is a 422.
+MAX_OPTIMIZE_S = 60.0
+
+
+@router.post("/twin/optimize", response_model=OptimizeResponse, responses=ERRORS)
+def optimize_routing(body: Objective, t: Twin = Depends(twin)) -> dict[str, Any]:
+    """Search the snapshot's routing with the serving model, beside today's routing and the
+    min-max-utilization LP; the answer's `twin.changes` are what PUT /routing on the controller takes."""
+    if body.snapshot_id is None:
+        raise ApiError(422, "snapshot_id: give the snapshot to optimize")
+    if body.search.budget_s > MAX_OPTIMIZE_S:
+        raise ApiError(422, f"search.budget_s: at most {MAX_OPTIMIZE_S:g} s here (ndt optimize has no cap)")
+    chosen = t.serving.for_request()
+    return optimize(chosen, t.serving.stores(), body)

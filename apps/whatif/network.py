@@ -1,7 +1,8 @@
 """The network a what-if question is asked about: the demands of a stored window (its flows with
 their offered rates, as the virtual twin sees them), the topology, and what a scenario changed
-(links down, failed nodes, capacities, routing weights). Routing is recomputed the way the
-controller does it (delay-weighted shortest paths, hop count breaking ties); loads and the fluid
+(links down, failed nodes, capacities, routing weights, pinned paths). Routing is recomputed the
+way the controller does it (a pair's pin while its links are up, else delay-weighted shortest
+paths, hop count breaking ties); loads and the fluid
 model's loss come from the offered rates: a flow loses 1 - 1/u of its packets where u > 1 is the
 highest utilization on its path.
 """
@@ -44,6 +45,9 @@ class Network:
     weights: dict[str, float] = field(default_factory=dict)
     capacity: dict[str, float] = field(default_factory=dict)
     failed_nodes: set[int] = field(default_factory=set)
+    #: explicit paths per (source, destination) node pair, as the controller's pins: used while
+    #: every link of them is up, else the pair takes its weighted shortest path
+    pins: dict[tuple[int, int], list[int]] = field(default_factory=dict)
 
 
 def baseline(stores: Stores, snapshot_id: int) -> tuple[str, int, Network]:
@@ -78,7 +82,12 @@ def route(net: Network) -> tuple[Snapshot, dict[str, list[int]], list[str]]:
     for d in net.demands:
         nodes = None
         if d.src not in net.failed_nodes and d.dst not in net.failed_nodes:
-            nodes = shortest_path(net.topo, d.src, d.dst, net.down, net.weights)
+            pin = net.pins.get((d.src, d.dst))
+            if pin is not None and not set(path_links(net.topo, pin)) & net.down \
+                    and not set(pin) & net.failed_nodes:
+                nodes = pin
+            else:
+                nodes = shortest_path(net.topo, d.src, d.dst, net.down, net.weights)
         if nodes is None or len(nodes) < 2:
             lost.append(d.key)
             continue

@@ -23,15 +23,12 @@ class Slo(BaseModel):
     loss_pct: float | None = Field(None, ge=0, le=100, allow_inf_nan=False)
 
 
-class WhatIfRequest(BaseModel):
+class WithPolicies(BaseModel):
+    """A request checked against intents (`intents.parse_intent` strings), validated on arrival."""
+
     model_config = ConfigDict(extra="forbid")
-    snapshot_id: int = Field(ge=0, le=MAX_SNAPSHOT_ID, description="a snapshot id from GET /twin/snapshots")
-    scenario: Scenario
-    slo: Slo = Field(default_factory=Slo)
     policies: list[str] = Field(default_factory=lambda: ["intent:reachability"], description=(
         "intent:reachability, intent:routing-redundancy, intent:max-utilization[:X]"))
-    interval_level: float = Field(0.9, gt=0, lt=1, allow_inf_nan=False, description=(
-        "level of the predictions' intervals; the decision reads their upper ends"))
 
     @field_validator("policies")
     @classmethod
@@ -42,6 +39,14 @@ class WhatIfRequest(BaseModel):
 
     def intents(self) -> list[Intent]:
         return [parse_intent(p) for p in self.policies]
+
+
+class WhatIfRequest(WithPolicies):
+    snapshot_id: int = Field(ge=0, le=MAX_SNAPSHOT_ID, description="a snapshot id from GET /twin/snapshots")
+    scenario: Scenario
+    slo: Slo = Field(default_factory=Slo)
+    interval_level: float = Field(0.9, gt=0, lt=1, allow_inf_nan=False, description=(
+        "level of the predictions' intervals; the decision reads their upper ends"))
 
 
 def one_line(errors: list[dict[str, Any]]) -> str:

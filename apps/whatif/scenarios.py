@@ -46,7 +46,7 @@ class _Scenario(_Strict):
     @staticmethod
     def _copy(net: Network) -> Network:
         return replace(net, demands=list(net.demands), down=set(net.down), weights=dict(net.weights),
-                       capacity=dict(net.capacity), failed_nodes=set(net.failed_nodes))
+                       capacity=dict(net.capacity), failed_nodes=set(net.failed_nodes), pins=dict(net.pins))
 
 
 class LinkFailure(_Scenario):
