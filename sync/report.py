@@ -188,8 +188,20 @@ def build(stores: Stores, run_id: str) -> dict[str, Any]:
         "training_share": round(train_s / duration, 4), "retraining_s": round(retrain_s, 1),
         "retraining_share": round(retrain_s / duration, 4), "trainer_starts_s": ready,
         "label_pauses": {"count": pauses, "windows": len(paused)}, "sliding_nmse": sliding(s),
-        "sla": _sla(stores, run_id), "intervals": _intervals(stores, run_id),
+        "sla": _sla(stores, run_id), "intervals": _intervals(stores, run_id), "plans": plan_states(stores, run_id),
     }
+
+
+PLAN_STATES = ("proposed", "approved", "rejected", "applied", "verified", "rolled_back")
+
+
+def plan_states(stores: Stores, run_id: str) -> dict[str, Any]:
+    """The run's change plans by their latest state, from the `plan` events every transition writes."""
+    latest: dict[str, str] = {}
+    for e in stores.events(run_id, ("plan",)):
+        latest[e["detail"]["id"]] = e["detail"]["state"]
+    counts = {s: sum(1 for v in latest.values() if v == s) for s in PLAN_STATES}
+    return {"plans": len(latest), **counts, "optimizations": stores.event_count(run_id, ("optimize",))}
 
 
 def _sla_totals(rows: list[dict[str, Any]]) -> dict[str, Any] | None:

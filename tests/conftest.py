@@ -57,6 +57,39 @@ def ndt(*args: str, check: bool = True, timeout: float = 300) -> subprocess.Comp
     return r
 
 
+def query_db(path, sql: str, args: tuple = ()) -> list[tuple]:
+    """Rows of a store another process writes (none while the table is not created yet)."""
+    import sqlite3
+
+    try:
+        con = sqlite3.connect(path, timeout=5)
+        try:
+            return con.execute(sql, args).fetchall()
+        finally:
+            con.close()
+    except sqlite3.Error:
+        return []
+
+
+def start_run(topo: str, schedule: Path, data: Path, *extra: str) -> subprocess.Popen:
+    """`ndt run` as our own process on the test ports (stop it with `stop_run`)."""
+    return subprocess.Popen([sys.executable, "-m", "apps", "run", topo, "--schedule", str(schedule), "--data",
+                             str(data), "--json", "--of-port", str(TEST_OF_PORT), "--rest-port", str(TEST_REST_PORT),
+                             *extra], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def stop_run(proc: subprocess.Popen, grace_s: float = 60) -> None:
+    """Our own process (`ndt run`, `ndt serve`), if still running: SIGTERM (a run takes its lab
+    down), then KILL after `grace_s`."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 def wait_for(cond: Callable[[], object], timeout: float = 20.0, interval: float = 0.2, what: str = "") -> object:
     """Poll `cond` until it returns something truthy; fail after `timeout` seconds."""
     deadline = time.monotonic() + timeout

@@ -7,9 +7,6 @@ name the link as the main contributor to the delay of the flows that decide it."
 from __future__ import annotations
 
 import json
-import sqlite3
-import subprocess
-import sys
 import time
 from collections import Counter
 
@@ -17,7 +14,7 @@ import pytest
 
 from topologies import load
 
-from .conftest import ROOT, TEST_OF_PORT, TEST_REST_PORT, ndt, take_lab_down, wait_for
+from .conftest import ndt, query_db, start_run, stop_run, take_lab_down, wait_for
 
 pytestmark = pytest.mark.lab
 
@@ -25,51 +22,31 @@ STEADY = {"flows": 4, "seed": 5, "phases": [{"profile": "deterministic", "load":
 CUT_TO = 0.2  # of the link's capacity
 
 
-def _query(path, sql: str, args: tuple = ()) -> list[tuple]:
-    try:
-        con = sqlite3.connect(path, timeout=5)
-        try:
-            return con.execute(sql, args).fetchall()
-        finally:
-            con.close()
-    except sqlite3.Error:  # not created yet
-        return []
-
-
 @pytest.fixture(scope="module")
 def faulted_run(tmp_path_factory):
     data = tmp_path_factory.mktemp("anomaly") / "data"
     sched = data.parent / "steady.json"
     sched.write_text(json.dumps(STEADY))
-    proc = subprocess.Popen([sys.executable, "-m", "apps", "run", "diamond", "--schedule", str(sched), "--data",
-                             str(data), "--json", "--of-port", str(TEST_OF_PORT), "--rest-port", str(TEST_REST_PORT),
-                             "--train-budget", "20"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+    proc = start_run("diamond", sched, data, "--train-budget", "20")
     db = data / "traffic.db"
     try:
         # calibrated: eight windows with intervals (at 0.99 they need 99 labeled flow-windows first)
-        wait_for(lambda: len(_query(db, "SELECT DISTINCT window FROM predictions WHERE anomaly_lo IS NOT NULL")) >= 8,
+        wait_for(lambda: len(query_db(db, "SELECT DISTINCT window FROM predictions WHERE anomaly_lo IS NOT NULL")) >= 8,
                  timeout=150, what="intervals on the loop's predictions")
-        crossing = Counter(lk for (links,) in _query(
+        crossing = Counter(lk for (links,) in query_db(
             db, "SELECT f.links FROM snapshot_flows f JOIN snapshots s ON s.id = f.snapshot_id "
                 "WHERE f.flow_no IS NOT NULL AND s.window = (SELECT max(window) FROM snapshots)")
             for lk in json.loads(links))
         link = crossing.most_common(1)[0][0]
         capacity = load("diamond").link(link).capacity_mbps  # topology units, as `ndt lab capacity` takes
-        fault_window = _query(db, "SELECT max(window) FROM snapshots")[0][0]
+        fault_window = query_db(db, "SELECT max(window) FROM snapshots")[0][0]
         cut = ndt("lab", "capacity", link, str(capacity * CUT_TO), "--untold", "--json")
         fault_at = time.time()
         assert json.loads(cut.stdout)["controller_told"] is False
         out, err = proc.communicate(timeout=300)
         assert proc.returncode == 0, err
     finally:
-        if proc.poll() is None:
-            proc.terminate()  # our own `ndt run`: it takes its lab down on SIGTERM
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_run(proc)
         take_lab_down()
     return {"data": data, "out": json.loads(out), "link": link, "capacity": capacity, "fault_at": fault_at,
             "fault_window": fault_window, "db": db}
@@ -77,7 +54,7 @@ def faulted_run(tmp_path_factory):
 
 def test_a_capacity_cut_the_twin_is_not_told_about_is_flagged_as_anomalies(faulted_run):
     r = faulted_run
-    rows = _query(r["db"], "SELECT window, flow_key, path, measured_ms, high_ms, miss_ms, detected_at FROM anomalies "
+    rows = query_db(r["db"], "SELECT window, flow_key, path, measured_ms, high_ms, miss_ms, detected_at FROM anomalies "
                            "ORDER BY detected_at")
     after = [x for x in rows if x[0] > r["fault_window"]]
     assert after, f"no anomaly after the cut of {r['link']} at window {r['fault_window']}: {rows}"
@@ -89,7 +66,7 @@ def test_a_capacity_cut_the_twin_is_not_told_about_is_flagged_as_anomalies(fault
           f"{len(after)} anomalies after it, {len(rows) - len(after)} before")
     assert delay_s < 20 and delay_windows <= 15
     # before the cut the twin and the network agree: few anomalies
-    labeled_before = _query(r["db"], "SELECT sum(labeled) FROM interval_windows WHERE window <= ?",
+    labeled_before = query_db(r["db"], "SELECT sum(labeled) FROM interval_windows WHERE window <= ?",
                             (r["fault_window"],))[0][0] or 0
     assert len(rows) - len(after) <= max(2, 0.05 * labeled_before)
     iv = r["out"]["intervals"]
@@ -107,7 +84,7 @@ def test_the_sla_report_and_run_summary_count_them(faulted_run):
 
 def test_a_what_if_of_the_cut_names_the_link_as_the_bottleneck(faulted_run, tmp_path):
     r = faulted_run
-    snap = _query(r["db"], "SELECT id FROM snapshots WHERE window = ?", (r["fault_window"] - 2,))[0][0]
+    snap = query_db(r["db"], "SELECT id FROM snapshots WHERE window = ?", (r["fault_window"] - 2,))[0][0]
     req = tmp_path / "cut.json"
     req.write_text(json.dumps({"snapshot_id": snap, "scenario": {
         "type": "capacity_change", "changes": [{"link": r["link"], "capacity_mbps": r["capacity"] * CUT_TO}]}}))

@@ -68,7 +68,7 @@ def screen(data) -> dict:
             await pilot.pause()
             table = app.query_one(DataTable)
             text = {w: str(app.query_one(f"#{w}", Static).render())
-                    for w in ("header", "model", "sla", "trust", "events")}
+                    for w in ("header", "model", "sla", "trust", "plans", "events")}
             rows = [table.get_row_at(i) for i in range(table.row_count)]
             screenshot = app.export_screenshot()
             await pilot.press("e")  # explain the worst flow: the model loads in a worker thread
@@ -97,7 +97,10 @@ def test_console_shows_the_run_its_model_sla_and_worst_flows(seeded_loop):
     assert f"viol pred {sla['predicted_violations']} meas {sla['measured_violations']}" in text["sla"]
     # the table is the SLA monitor's newest labeled window, worst flow (delay over budget) first
     want = sla["flow_states"][:len(shown["rows"])]
-    assert shown["rows"] and len(shown["rows"]) == min(10, len(sla["flow_states"]))
+    from apps.console.app import FLOW_ROWS
+
+    assert shown["rows"] and len(shown["rows"]) == min(FLOW_ROWS, len(sla["flow_states"]))
+    assert text["plans"] == "plans: none (ndt run --optimize proposes them)"
     for row, f in zip(shown["rows"], want, strict=True):
         assert row["flow"] == f"{f['src']}>{f['dst']} {f['proto']}"
         assert float(row["budget ms"]) == pytest.approx(f["budget_ms"], abs=0.05)

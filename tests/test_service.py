@@ -16,7 +16,7 @@ import sys
 import pytest
 import requests
 
-from .conftest import ROOT, ndt, wait_for
+from .conftest import ROOT, ndt, stop_run, wait_for
 from .seeded import seed_traffic_run
 
 PORT = 18800
@@ -80,12 +80,7 @@ def served(data):
         wait_for(up, timeout=90, what="the twin service")
         yield {"url": url, "data": data, "proc": proc}
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_run(proc, grace_s=15)
 
 
 def post(service, path: str, body, auth: bool = False, headers: dict | None = None):
@@ -326,3 +321,37 @@ def test_optimize_answers_with_the_three_configurations_and_refuses_bad_objectiv
             ({"snapshot_id": 987654}, 404, "no snapshot 987654")):
         r = post(service, "/twin/optimize", objective)
         assert r.status_code == status and message in r.json()["error"], (objective, r.text)
+
+
+def test_plans_are_read_openly_and_decided_with_the_token_and_a_stale_one_is_refused(service):
+    """A plan stored as the loop stores it: listed and shown with its transitions; approving needs
+    the token and is refused (409) while no run runs to apply it; rejecting is recorded; a final
+    state cannot be left; an unknown plan is 404."""
+    from apps.plans import PlanStore
+    from traffic.store import Stores
+
+    snap = busiest_snapshot(service, 1)
+    stores = Stores(service["data"])
+    run = stores.runs()[0]["id"]
+    PlanStore(stores).add({"id": "abc123", "run_id": run, "snapshot_id": snap, "window": 3, "base_version": 0,
+                           "dir": str(service["data"] / "plans" / "abc123"),
+                           "changes": {"weights": {"L0": 3}, "pins": []},
+                           "policy": {"weights": {"L0": 3}, "pins": []}, "objective": {},
+                           "predicted": {"before": {"violations": 2}, "after": {"violations": 0}},
+                           "whatif": {"decision": "APPROVE", "risk_score": 0.1}, "result": {}}, "optimizer", "test")
+    listed = get(service, "/plans", state="proposed").json()
+    assert [p["id"] for p in listed] == ["abc123"]
+    detail = get(service, "/plans/abc123").json()
+    assert detail["transitions"][0]["to_state"] == "proposed" and detail["transitions"][0]["by"] == "optimizer"
+    assert post(service, "/plans/abc123/approve", {}).status_code == 401
+    assert post(service, "/plans/abc123/approve", {}, headers={"Authorization": "Bearer nope"}).status_code == 403
+    r = post(service, "/plans/abc123/approve", {}, auth=True)
+    assert r.status_code == 409 and "is stale: its run" in r.json()["error"]
+    r = post(service, "/plans/abc123/reject", {"reason": "not in business hours", "by": "operator:ann"}, auth=True)
+    assert r.status_code == 200 and r.json()["state"] == "rejected"
+    r = post(service, "/plans/abc123/approve", {}, auth=True)
+    assert r.status_code == 409 and "is rejected: it cannot become approved" in r.json()["error"]
+    assert get(service, "/plans/ffff").status_code == 404
+    assert get(service, "/plans/abc123").json()["transitions"][-1] == {
+        **get(service, "/plans/abc123").json()["transitions"][-1], "by": "operator:ann",
+        "reason": "not in business hours", "to_state": "rejected"}

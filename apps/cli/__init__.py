@@ -1,6 +1,6 @@
 """The `ndt` command line: one entry point, a command group per module, each registering its
 own subcommands (`register(sub)`): topo, lab (and ctl), data (and traffic), model (and train),
-dataset, loop (run, drift, sla, report), whatif, optimize, serve, console, demo.
+dataset, loop (run, drift, sla, report), whatif, optimize, plan, serve, console, demo.
 
 Every command that prints data has --json. Every error is one line on stderr and a non-zero
 exit code, never a traceback.
@@ -26,10 +26,10 @@ from traffic.schedule import ScheduleError  # noqa: E402
 from traffic.store import StoreError  # noqa: E402
 from vtwin.errors import IntervalError, RegistryError, SnapshotError  # noqa: E402
 
-from . import console, data, dataset, demo, lab, loop, model, optimize, serve, topo, whatif  # noqa: E402
+from . import console, data, dataset, demo, lab, loop, model, optimize, plan, serve, topo, whatif  # noqa: E402
 from .base import CliError, Parser  # noqa: E402
 
-GROUPS = (topo, lab, data, dataset, model, loop, whatif, optimize, serve, console, demo)
+GROUPS = (topo, lab, data, dataset, model, loop, whatif, optimize, plan, serve, console, demo)
 
 
 def build_parser() -> Parser:

@@ -21,7 +21,7 @@ from traffic.flowset import check_flow_count
 from traffic.schedule import load_schedule
 from traffic.store import Stores
 
-from .base import Parser
+from .base import CliError, Parser
 from .lab_args import add_emulation_args, lab_config
 from .model import add_base_model_arg, serve_base_model_first
 
@@ -100,6 +100,7 @@ def cmd_run(args: argparse.Namespace) -> None:
         raise IntervalError(f"--anomaly-level {config.anomaly_level:g} must be at least --interval-level "
                             f"{config.interval_level:g}")
     check_flow_count(topo, schedule.flows)  # before a lab is built for it
+    opt = optimize_config(args)
     serve_base_model_first(stores, args)
     if lab_status().get("status") not in ("down", None):
         raise LabError("a lab is already running; 'ndt run' brings up its own (take it down with 'ndt lab down')")
@@ -114,11 +115,21 @@ def cmd_run(args: argparse.Namespace) -> None:
         client = ControllerClient(info["controller"]["rest"])
         loop = TwinLoop(schedule, stores, info["hosts"], Topology.from_dict(client.topology()), client, config,
                         status=status)
+        plans = None
+        if opt is not None:
+            plans = plan_stage(loop, stores, ControllerClient(info["controller"]["rest"], actor="loop"), config, opt,
+                               say)
+            loop.stages.append(plans)
         say(f"run {loop.run_id}: {topo.name}, schedule {schedule.name} ({len(schedule.phases)} phases, "
             f"{schedule.duration_s:g} s), model {serving_line(loop.manager)}, "
             f"data in {stores.root}")
         try:
             result = loop.run()
+            if plans is not None:
+                plans.finish()
+                from apps.plans import PlanStore
+
+                result["plans"] = PlanStore(stores).counts(loop.run_id)
         finally:
             status.done()
     finally:
@@ -144,9 +155,53 @@ def cmd_run(args: argparse.Namespace) -> None:
         if iv.get("labeled"):
             print(f"intervals at {iv['level']:g}: coverage {iv['coverage']:.3f} over {iv['labeled']} labeled "
                   f"predictions, mean width {iv['mean_width_rel']:.2f} x the prediction; {iv['anomalies']} anomalies")
+        if r.get("plans"):
+            print("plans: " + ", ".join(f"{n} {s}" for s, n in r["plans"].items() if n) or "plans: none")
         print(f"report: {r['report']['json']}" + (f", plot {r['report']['plot']}" if r["report"]["plot"] else ""))
 
     emit(result, args.json, render)
+
+
+def optimize_config(args: argparse.Namespace) -> Any:
+    """`ndt run --optimize`'s configuration (None when off), checked before a lab comes up."""
+    if getattr(args, "optimize", "off") == "off":
+        return None
+    from apps.optimize import OptimizeError, read_objective
+    from apps.plans.stage import OptimizeConfig
+
+    if not 0 < args.auto_risk <= 1:
+        raise CliError(f"--auto-risk must be in (0, 1], not {args.auto_risk:g}")
+    if not args.optimize_budget > 0:
+        raise CliError(f"--optimize-budget must be above 0 seconds, not {args.optimize_budget:g}")
+    objective: dict[str, Any] = {}
+    if args.objective:
+        try:
+            obj = read_objective(args.objective)
+        except OptimizeError as exc:
+            raise CliError(str(exc)) from None
+        objective = obj.model_dump(exclude_none=True, include={"minimize", "policies", "search"})
+    return OptimizeConfig(mode=args.optimize, auto_risk=args.auto_risk, budget_s=args.optimize_budget,
+                          objective=objective)
+
+
+def plan_stage(loop: Any, stores: Stores, client: Any, config: Any, opt: Any, say: Any) -> Any:
+    """The loop's optimization stage, on the loop's serving model and the lab's controller."""
+    import math
+
+    from apps.plans.stage import PlanStage
+
+    def predict() -> Any:
+        p = loop.prediction.predictor
+        return None if p is None else p.predict
+
+    def explain() -> Any:
+        p = loop.prediction.predictor
+        return None if p is None else p.explain
+
+    lag = math.ceil(config.live_labels_s / config.window_s) + 2
+    stores.event(loop.run_id, time.time(), "optimize_config", opt.to_dict())
+    return PlanStage(Stores(stores.root), loop.run_id, loop.topo, client, predict, explain, config.sla, opt, lag,
+                     say=say)
 
 
 def cmd_drift_score(args: argparse.Namespace) -> None:
@@ -278,6 +333,14 @@ def _run_args(t: argparse.ArgumentParser) -> None:
                    help="level of the predictions' intervals, in (0, 1) (default 0.9)")
     t.add_argument("--anomaly-level", type=float, default=0.99,
                    help="a measured delay outside its interval at this level is an anomaly (default 0.99)")
+    t.add_argument("--optimize", choices=("off", "propose", "auto"), default="off",
+                   help="when the SLA monitor predicts violations, optimize the routing with the twin and propose a "
+                        "plan (propose: an operator approves with 'ndt plan approve'; auto: what-if APPROVE under "
+                        "--auto-risk is approved by policy)")
+    t.add_argument("--auto-risk", type=float, default=0.3, help="auto mode approves plans under this risk (0.3)")
+    t.add_argument("--optimize-budget", type=float, default=3.0, help="the optimizer's search seconds (3)")
+    t.add_argument("--objective", default=None,
+                   help="objective file for --optimize (minimize, policies, search; the SLO is the SLA policy's)")
     add_emulation_args(t)
     t.add_argument("--data", default=None)
     t.add_argument("--config", default=None, help="configuration file with the SLA policy (see apps/common/config.py)")

@@ -1,7 +1,8 @@
 """`ndt console`: a live terminal console (Textual) on the closed loop, read from the stores every
 second, so it works beside a running `ndt run` (or on a finished run) and over SSH in 80x24.
 
-    run, topology, phase and window; serving model and shadow, the manager's (retraining) state,
+    run, topology, phase and window; the run's change plans (by state, the newest open one with
+    its predicted violations and the what-if verdict); serving model and shadow, the manager's (retraining) state,
     drift detections and swaps; SLA totals against measured delay (precision, recall, F1,
     accuracy beside always answering "compliant"); the predictions' intervals (coverage, width)
     and the anomalies (measured delays outside their interval at the stricter level), the newest
@@ -9,9 +10,11 @@ second, so it works beside a running `ndt run` (or on a finished run) and over S
     measured delay against their budget ("at risk" where the interval crosses the budget); the
     newest events.
 
-Keys: q quits, r refreshes now, e explains the worst flow: its predicted delay broken down along
-its path by the serving model (`vtwin.explain`: propagation and queueing per link, the bottleneck
-and the flows weighing most on it; loading the model takes a few seconds the first time).
+Keys: q quits, r refreshes now, a approves and x rejects the run's newest proposed change plan
+(`apps.plans`: checked fresh against the controller, applied by the run), e explains the worst
+flow: its predicted delay broken down along its path by the serving model (`vtwin.explain`:
+propagation and queueing per link, the bottleneck and the flows weighing most on it; loading the
+model takes a few seconds the first time).
 """
 
 from __future__ import annotations
@@ -22,15 +25,17 @@ from typing import Any
 from textual.app import App, ComposeResult
 from textual.widgets import DataTable, Static
 
+from apps.plans import PlanStore
 from sync.intervals import IntervalStore
 from sync.sla import SlaMonitor, SlaPolicy, SlaStore, summary
 from sync.store import LoopStore, loop_status
 from traffic.store import Stores
 
-FLOW_ROWS = 10
+FLOW_ROWS = 9  # 80x24: header, model, SLA, trust, plans, window lines, 10 of table, 2 explain, 6 events
 EVENT_ROWS = 5
-SHOWN_EVENTS = ("drift", "drift_ignored", "training_started", "swapped", "candidate_rejected", "training_failed",
-                "training_timeout", "swap_failed", "training_cancelled", "snapshot_error", "collector_died")
+SHOWN_EVENTS = ("plan", "drift", "drift_ignored", "training_started", "swapped", "candidate_rejected",
+                "training_failed", "training_timeout", "swap_failed", "training_cancelled", "snapshot_error",
+                "collector_died")
 
 
 def _f(x: float | None, digits: int = 1) -> str:
@@ -68,7 +73,44 @@ class ConsoleData:
         intervals = IntervalStore(self.stores)
         return {"run": run, "info": info, "status": status, "phases": phases, "last": last, "sla": sla,
                 "window": window, "flows": flows, "events": events, "intervals": intervals.summary(run),
-                "anomalies": intervals.anomalies(run, newest=1)}
+                "anomalies": intervals.anomalies(run, newest=1), "plans": PlanStore(self.stores).list(run, limit=50)}
+
+    def decide_newest(self, d: dict[str, Any], verdict: str) -> str:
+        """Approve or reject the newest proposed plan of the shown run as `operator:console` (opens
+        its own stores: it runs in a worker thread)."""
+        from apps.plans import PlanError
+        from apps.plans.actions import decide
+        from controller_app.client import ControllerClient, ControllerError
+
+        proposed = [p for p in d.get("plans") or [] if p["state"] == "proposed"]
+        if not proposed:
+            return "no proposed plan to decide on"
+        pid = proposed[0]["id"]
+        try:
+            p = decide(Stores(self.stores.root), pid, verdict, "operator:console", f"{verdict} in the console",
+                       lambda: ControllerClient(actor="operator:console"))
+        except (PlanError, ControllerError) as exc:
+            return f"plan {pid}: {exc}"
+        return f"plan {pid} {p['state']}"
+
+    @staticmethod
+    def plan_line(d: dict[str, Any]) -> str:
+        plans = d.get("plans") or []
+        if not plans:
+            return "plans: none (ndt run --optimize proposes them)"
+        counts: dict[str, int] = {}
+        for p in plans:
+            counts[p["state"]] = counts.get(p["state"], 0) + 1
+        line = "plans " + " ".join(f"{k} {v}" for k, v in counts.items())
+        open_ = next((p for p in plans if p["state"] in ("proposed", "approved", "applied")), None)
+        if open_:
+            pred, w = open_.get("predicted") or {}, open_.get("whatif") or {}
+            line += (f" | {open_['id']} {open_['state']}: viol {(pred.get('before') or {}).get('violations')}->"
+                     f"{(pred.get('after') or {}).get('violations')} what-if {w.get('decision')} "
+                     f"{_f(w.get('risk_score'), 2)}")
+            if open_["state"] == "proposed":
+                line += "  a approve, x reject"
+        return line
 
     def explain_worst(self, d: dict[str, Any]) -> str:
         """The worst flow of the shown window broken down by the active model (loads TensorFlow;
@@ -174,11 +216,12 @@ class TwinConsole(App):
     Screen { layout: vertical; }
     #header { background: $primary; color: $text; height: 1; }
     .line { height: 1; }
-    #flows { height: 11; }
+    #flows { height: 10; }
     #explain { height: 2; }
     #events { height: 6; border-top: solid $secondary; }
     """
-    BINDINGS = [("q", "quit", "quit"), ("r", "refresh_now", "refresh"), ("e", "explain", "explain the worst flow")]
+    BINDINGS = [("q", "quit", "quit"), ("r", "refresh_now", "refresh"), ("e", "explain", "explain the worst flow"),
+                ("a", "approve", "approve the newest proposed plan"), ("x", "reject", "reject it")]
 
     def __init__(self, data: ConsoleData, interval: float = 1.0) -> None:
         super().__init__()
@@ -191,6 +234,7 @@ class TwinConsole(App):
         yield Static(id="model", classes="line", markup=False)
         yield Static(id="sla", classes="line", markup=False)
         yield Static(id="trust", classes="line", markup=False)
+        yield Static(id="plans", classes="line", markup=False)
         yield Static(id="window", classes="line", markup=False)
         yield DataTable(id="flows", show_cursor=False, zebra_stripes=True)
         yield Static("press e to explain the worst flow", id="explain", markup=False)
@@ -212,6 +256,16 @@ class TwinConsole(App):
             text = f"cannot explain: {exc}"
         self.call_from_thread(self.query_one("#explain", Static).update, text)
 
+    def action_approve(self) -> None:
+        self.run_worker(lambda: self._decide("approve"), thread=True, exclusive=True, group="plan")
+
+    def action_reject(self) -> None:
+        self.run_worker(lambda: self._decide("reject"), thread=True, exclusive=True, group="plan")
+
+    def _decide(self, verdict: str) -> None:
+        text = self.data.decide_newest(self.last, verdict)
+        self.call_from_thread(self.query_one("#explain", Static).update, text)
+
     def action_refresh_now(self) -> None:
         d = self.last = self.data.read()
         self.query_one("#header", Static).update(ConsoleData.header(d))
@@ -220,6 +274,7 @@ class TwinConsole(App):
         self.query_one("#model", Static).update(ConsoleData.model_line(d))
         self.query_one("#sla", Static).update(ConsoleData.sla_line(d))
         self.query_one("#trust", Static).update(ConsoleData.trust_line(d))
+        self.query_one("#plans", Static).update(ConsoleData.plan_line(d))
         self.query_one("#window", Static).update(
             f"worst flows of window {d['window']} (newest with labels), by delay over budget"
             if d["window"] is not None else "no labeled window yet")

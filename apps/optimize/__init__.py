@@ -40,7 +40,8 @@ def network_of(stores: Stores, objective: Objective) -> tuple[str, int, Network]
     if objective.snapshot_id is None:
         raise OptimizeError("give the snapshot to optimize (snapshot_id)")
     try:
-        return baseline(stores, objective.snapshot_id)
+        run_id, window, net = baseline(stores, objective.snapshot_id)
+        return run_id, window, net if objective.routing is None else objective.routing.apply(net)
     except UnknownSnapshot:
         raise
     except WhatIfError as exc:

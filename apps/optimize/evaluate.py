@@ -67,7 +67,7 @@ def metrics(outcome: Outcome, objective: Objective, changes: int) -> dict[str, f
     delays = np.array([d for d, _ in outcome.predicted.values()]) if outcome.predicted else np.zeros(1)
     violations = len(outcome.lost)
     for key, (d, j) in outcome.predicted.items():
-        if (slo.latency_ms is not None and d > slo.latency_ms) or (slo.jitter_ms is not None and j > slo.jitter_ms) \
+        if d > slo.budget(key, outcome.propagation_ms(key)) or (slo.jitter_ms is not None and j > slo.jitter_ms) \
                 or (slo.loss_pct is not None and loss.get(key, 0.0) > slo.loss_pct):
             violations += 1
     return {"slo_violations": float(violations),

@@ -21,6 +21,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from apps.whatif.request import MAX_SNAPSHOT_ID, Slo, WithPolicies, one_line
+from apps.whatif.scenarios import RoutingPolicy
 
 Metric = Literal["slo_violations", "max_utilization", "mean_delay", "p95_delay", "lost_flows", "changes"]
 METRICS: tuple[str, ...] = Metric.__args__  # type: ignore[attr-defined]
@@ -45,6 +46,8 @@ class Objective(WithPolicies):
     minimize: list[Metric] = Field(["slo_violations", "max_utilization", "mean_delay"], min_length=1)
     slo: Slo = Field(default_factory=Slo)
     search: Search = Field(default_factory=Search)
+    routing: RoutingPolicy | None = Field(None, description=(
+        "the routing in force at the snapshot (weights, pins) the search starts from; default: delay-shortest"))
 
 
 def parse_objective(data: Any) -> Objective:

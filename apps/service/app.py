@@ -10,7 +10,7 @@ from fastapi import FastAPI
 
 from apps.common.config import Config
 
-from . import errors, routes_ml, routes_reports, routes_twin
+from . import errors, routes_ml, routes_plans, routes_reports, routes_twin
 from .deps import Twin
 from .models import ErrorBody
 
@@ -33,4 +33,6 @@ def create_app(root: pathlib.Path, config: Config) -> FastAPI:
     app.include_router(routes_reports.router)
     app.include_router(routes_ml.router)
     app.include_router(routes_ml.guarded)
+    app.include_router(routes_plans.router)
+    app.include_router(routes_plans.guarded)
     return app

@@ -3,7 +3,8 @@
 
     401 no bearer token, 403 a wrong one (ApiError from `deps.require_token`)
     404 an unknown snapshot, run, deployment, report or model
-    409 what the state forbids (a deployment or a training under way, no active model)
+    409 what the state forbids (a deployment or a training under way, no active model, a plan's
+        state or a stale plan, a controller that cannot be asked)
     422 a malformed request or one the engine cannot answer
 """
 
@@ -15,7 +16,9 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from apps.optimize import OptimizeError
+from apps.plans import PlanError, UnknownPlan
 from apps.whatif import UnknownSnapshot, WhatIfError, one_line
+from controller_app.client import ControllerError
 from vtwin.registry import RegistryError
 
 from .modelops import Conflict, NotFound, OpsError
@@ -30,7 +33,7 @@ class ApiError(Exception):
 #: The domain errors' status codes; the first class that matches wins.
 STATUS: tuple[tuple[type[Exception], int], ...] = (
     (UnknownSnapshot, 404), (NotFound, 404), (Conflict, 409), (WhatIfError, 422), (OpsError, 422),
-    (OptimizeError, 422))
+    (OptimizeError, 422), (UnknownPlan, 404), (PlanError, 409), (ControllerError, 409))
 
 
 def status_of(exc: Exception) -> int:
@@ -52,7 +55,7 @@ def install(app: FastAPI) -> None:
         status = status_of(exc)
         return _body(exc, status, {"WWW-Authenticate": "Bearer"} if status == 401 else None)
 
-    for cls in (ApiError, WhatIfError, OpsError, RegistryError, OptimizeError):
+    for cls in (ApiError, WhatIfError, OpsError, RegistryError, OptimizeError, PlanError, ControllerError):
         app.add_exception_handler(cls, domain)
 
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -22,6 +22,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily, StateSetMetricFamily
 
 from sync.manager import STATES
+from sync.report import PLAN_STATES, plan_states
 from sync.sla import summary
 from sync.store import LoopStore, loop_status
 from vtwin.evaluate import nmse_db
@@ -69,6 +70,11 @@ class TwinCollector:
         if ms is not None:
             yield GaugeMetricFamily("ndt_loop_prediction_latency_ms", "median per-window prediction time of the loop",
                                     value=float(ms))
+        plans = GaugeMetricFamily("ndt_plans", "change plans of the latest run by state", labels=["state"])
+        for state, n in plan_states(stores, run).items():
+            if state in PLAN_STATES:
+                plans.add_metric([state], n)
+        yield plans
         drifts = stores.event_count(run, ("drift", "drift_ignored"))
         c = CounterMetricFamily("ndt_drift_detections", "drift detections in the latest run", labels=["run"])
         c.add_metric([run], drifts)

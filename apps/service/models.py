@@ -193,3 +193,38 @@ class OptimizeResponse(BaseModel):
     flows: list[dict[str, Any]]
     search: dict[str, Any]
     seconds: float
+
+
+# -- change plans ----------------------------------------------------------------------------------
+class Plan(Open):
+    id: str
+    run_id: str
+    snapshot_id: int
+    window: int
+    state: str = Field(description="proposed, approved, rejected, applied, verified or rolled_back")
+    created_at: float
+    base_version: int = Field(description="the routing version the plan was made on (and returns to)")
+    applied_version: int | None = None
+    dir: str = Field(description="plan.md, rollback.yaml, test_matrix.json")
+    changes: dict[str, Any]
+    policy: dict[str, Any]
+    predicted: dict[str, Any]
+    whatif: dict[str, Any]
+    result: dict[str, Any] | None = None
+
+
+class PlanTransition(BaseModel):
+    at: float
+    from_state: str | None
+    to_state: str
+    by: str
+    reason: str | None
+
+
+class PlanDetail(Plan):
+    transitions: list[PlanTransition]
+
+
+class PlanDecisionBody(Strict):
+    reason: str = ""
+    by: str | None = Field(None, description="who decides (default: operator:service)")

@@ -23,7 +23,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +70,10 @@ class Answer:
     failed_links: set[str]
     changed_links: set[str]
     utilization: dict[str, float]
+    budgets: dict[str, float] = field(default_factory=dict)  # flow key -> latency budget after (ms)
+
+    def post_budget(self, key: str) -> float:
+        return self.budgets.get(key, float("inf"))
 
     @property
     def result(self) -> dict[str, Any]:
@@ -80,6 +84,8 @@ def question(stores: Stores, request: WhatIfRequest) -> Question:
     """The request's networks: every error a valid request can still have (an unknown snapshot,
     link, node or flow), before any model is loaded."""
     run_id, window, pre_net = baseline(stores, request.snapshot_id)
+    if request.routing is not None:
+        pre_net = request.routing.apply(pre_net)
     return Question(request, run_id, window, pre_net, request.scenario.apply(pre_net))
 
 
@@ -136,7 +142,6 @@ def answer(predict: Predict, stores: Stores, request: WhatIfRequest, asked: Ques
     t0 = time.perf_counter()
     q = asked or question(stores, request)
     slo = request.slo
-    budget = slo.latency_ms if slo.latency_ms is not None else float("inf")  # no SLO given: none applies
     pre, version = _outcome(q.pre_net, predict)
     post, _ = _outcome(q.post_net, predict)
     loss_pre, loss_post = path_loss_pct(pre.snapshot), path_loss_pct(post.snapshot)
@@ -147,10 +152,11 @@ def answer(predict: Predict, stores: Stores, request: WhatIfRequest, asked: Ques
             return kpi
         return bounds[key][1], bounds[key][3]
 
-    def violates(kpi: tuple[float, float] | None, loss: float | None) -> bool:
+    def violates(key: str, kpi: tuple[float, float] | None, loss: float | None, o: Outcome) -> bool:
         if kpi is None:
             return True
-        return kpi[0] > budget or (slo.jitter_ms is not None and kpi[1] > slo.jitter_ms) or (
+        return kpi[0] > slo.budget(key, o.propagation_ms(key)) or (
+            slo.jitter_ms is not None and kpi[1] > slo.jitter_ms) or (
             slo.loss_pct is not None and (loss or 0.0) > slo.loss_pct)
 
     flows = []
@@ -173,12 +179,14 @@ def answer(predict: Predict, stores: Stores, request: WhatIfRequest, asked: Ques
                       "pre_delay_interval_ms": _interval(pre_b, d.key),
                       "post_delay_interval_ms": _interval(post_b, d.key),
                       "post_jitter_interval_ms": _interval(post_b, d.key, delay=False),
-                      "pre_violation": violates(ua, loss_pre.get(d.key)),
-                      "post_violation": violates(ub, loss_post.get(d.key)), "affected": changed, "lost": b is None})
+                      "pre_violation": violates(d.key, ua, loss_pre.get(d.key), pre),
+                      "post_violation": violates(d.key, ub, loss_post.get(d.key), post), "affected": changed,
+                      "lost": b is None})
     intents = [intent.check(pre, post) for intent in request.intents()]
     affected = [f for f in flows if f["affected"]]
-    sev = [1.0 if f["lost"] else 0.0 if budget == float("inf") else
-           min(1.0, max(0.0, (decide[f["flow"]] / budget - 0.8) / 0.4)) for f in flows]
+    budgets = {f["flow"]: slo.budget(f["flow"], post.propagation_ms(f["flow"])) for f in flows}
+    sev = [1.0 if f["lost"] else 0.0 if budgets[f["flow"]] == float("inf") else
+           min(1.0, max(0.0, (decide[f["flow"]] / budgets[f["flow"]] - 0.8) / 0.4)) for f in flows]
     severity = float(np.mean(sev)) if sev else 0.0
     risk = 1 - (1 - severity) * (1 - 0.5 * len(affected) / max(len(flows), 1))
     down = post.net.down - pre.net.down
@@ -199,7 +207,7 @@ def answer(predict: Predict, stores: Stores, request: WhatIfRequest, asked: Ques
         decision = "APPROVE"
         reasons.append("all intents hold and no flow newly violates the SLO")
     reasons.append(f"decided on {decided_on}" + (f" (calibrated on {cal_source})" if cal_source else ""))
-    explanations = _explain(explain, post, flows, new_violations, decide, budget)
+    explanations = _explain(explain, post, flows, new_violations, decide, budgets)
     wid = uuid.uuid4().hex[:12]
     response = WhatIfResponse(
         id=wid, snapshot_id=request.snapshot_id, run=q.run_id, window=q.window, model_version=version,
@@ -217,11 +225,12 @@ def answer(predict: Predict, stores: Stores, request: WhatIfRequest, asked: Ques
         interval_level=request.interval_level if post_b is not None else None, decided_on=decided_on,
         explanations=explanations,
         evidence_pack_url=f"/reports/whatif/{wid}.html", seconds=round(time.perf_counter() - t0, 4))
-    return Answer(response, post.net.topo, set(post.net.failed_nodes), down, changed_links - down, post.utilization)
+    return Answer(response, post.net.topo, set(post.net.failed_nodes), down, changed_links - down, post.utilization,
+                  budgets)
 
 
 def _explain(explain: Explain | None, post: Outcome, flows: list[dict[str, Any]], new_violations: list[str],
-             decide: dict[str, float], budget: float) -> list[dict[str, Any]]:
+             decide: dict[str, float], budgets: dict[str, float]) -> list[dict[str, Any]]:
     """The breakdown of the flows that decide the answer: those that would newly violate the SLO,
     else the worst after the scenario (by the delay the decision read), at most EXPLAINED_FLOWS."""
     if explain is None:
@@ -237,6 +246,7 @@ def _explain(explain: Explain | None, post: Outcome, flows: list[dict[str, Any]]
     out = []
     for k in chosen:
         e = parts[k]
+        budget = budgets.get(k, float("inf"))
         line = sentence(e, names.get(k), None if budget == float("inf") else budget)
         out.append({**e, "name": names.get(k), "summary": line})
     return out

@@ -31,6 +31,13 @@ class Outcome:
     utilization: dict[str, float]  # link -> highest direction's computed utilization
     affected: set[str] = field(default_factory=set)  # (after) flows whose path or delay changed
 
+    def propagation_ms(self, key: str) -> float | None:
+        """The flow's path's propagation delay (None for a lost flow)."""
+        nodes = self.paths.get(key)
+        if nodes is None:
+            return None
+        return sum(self.net.topo.link_between(u, v).delay_ms for u, v in zip(nodes, nodes[1:], strict=False))
+
     def graph(self) -> nx.MultiGraph:
         g = nx.MultiGraph()
         g.add_nodes_from(n.id for n in self.net.topo.nodes if n.id not in self.net.failed_nodes)

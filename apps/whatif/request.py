@@ -6,12 +6,12 @@ naming the field (`one_line`).
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .intents import Intent, parse_intent
-from .scenarios import SCENARIOS, Scenario
+from .scenarios import SCENARIOS, RoutingPolicy, Scenario
 
 MAX_SNAPSHOT_ID = 2 ** 53 - 1  # exact in JSON Schema (a float); SQLite takes up to 2 ** 63 - 1
 
@@ -21,6 +21,18 @@ class Slo(BaseModel):
     latency_ms: float | None = Field(None, gt=0, allow_inf_nan=False)
     jitter_ms: float | None = Field(None, gt=0, allow_inf_nan=False)
     loss_pct: float | None = Field(None, ge=0, le=100, allow_inf_nan=False)
+    flow_latency_ms: dict[str, Annotated[float, Field(gt=0, allow_inf_nan=False)]] = Field(
+        default_factory=dict, description="per-flow latency budgets (flow key -> ms), over latency_ms for those flows")
+    propagation_margin_ms: float | None = Field(None, ge=0, allow_inf_nan=False, description=(
+        "a flow with no other budget may take its path's propagation delay plus this (the SLA policy's default)"))
+
+    def budget(self, flow_key: str, propagation_ms: float | None = None) -> float:
+        """The flow's latency budget in ms on a path with this propagation delay (infinite when
+        no SLO applies to it)."""
+        b = self.flow_latency_ms.get(flow_key, self.latency_ms)
+        if b is None and self.propagation_margin_ms is not None and propagation_ms is not None:
+            return propagation_ms + self.propagation_margin_ms
+        return float("inf") if b is None else float(b)
 
 
 class WithPolicies(BaseModel):
@@ -45,6 +57,8 @@ class WhatIfRequest(WithPolicies):
     snapshot_id: int = Field(ge=0, le=MAX_SNAPSHOT_ID, description="a snapshot id from GET /twin/snapshots")
     scenario: Scenario
     slo: Slo = Field(default_factory=Slo)
+    routing: RoutingPolicy | None = Field(None, description=(
+        "the routing in force at the snapshot (weights, pins), when not the delay-shortest paths"))
     interval_level: float = Field(0.9, gt=0, lt=1, allow_inf_nan=False, description=(
         "level of the predictions' intervals; the decision reads their upper ends"))
 

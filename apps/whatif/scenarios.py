@@ -14,7 +14,7 @@ snapshot's topology does not have is a `WhatIfError` from `apply`.
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo
 
@@ -151,6 +151,57 @@ class RoutingWeight(_Scenario):
         return out
 
 
-Scenario = Annotated[LinkFailure | NodeFailure | CapacityChange | TrafficGrowth | AddLink | RoutingWeight,
-                     Field(discriminator="type")]
-SCENARIOS = ("link_failure", "node_failure", "capacity_change", "traffic_growth", "add_link", "routing_weight")
+class NewPin(_Strict):
+    src: Ref = Field(description="source host (h3) or node")
+    dst: Ref = Field(description="destination host or node")
+    links: list[Ref] = Field(min_length=1, description="link ids in order from the source's switch")
+
+
+def _host_node(topo: Any, ref: Ref) -> int:
+    if isinstance(ref, str) and ref[:1] == "h" and ref[1:].isdigit():
+        ref = int(ref[1:]) - 1
+    return node_id(topo, ref)
+
+
+class RoutingPolicy(_Scenario):
+    """The controller's northbound knobs: link weights and paths pinned per host pair (what
+    `PUT /routing` takes), over whatever the network had."""
+
+    weights: dict[str, Positive] = Field(default_factory=dict)
+    pins: list[NewPin] = Field(default_factory=list)
+
+    def apply(self, net: Network) -> Network:
+        out = self._copy(net)
+        for ref, w in self.weights.items():
+            out.weights[link_id(net.topo, ref)] = w
+        for p in self.pins:
+            src, dst = _host_node(net.topo, p.src), _host_node(net.topo, p.dst)
+            nodes = [src]
+            for ref in p.links:
+                lk = net.topo.link(link_id(net.topo, ref))
+                if nodes[-1] not in (lk.a, lk.b):
+                    raise WhatIfError(f"pin {p.src}->{p.dst}: link {lk.id} does not leave node {nodes[-1]}")
+                if lk.id in net.down:
+                    raise WhatIfError(f"pin {p.src}->{p.dst}: link {lk.id} is down")
+                nodes.append(lk.b if nodes[-1] == lk.a else lk.a)
+            if nodes[-1] != dst or len(set(nodes)) != len(nodes):
+                raise WhatIfError(f"pin {p.src}->{p.dst}: the links do not make a loop-free path to {p.dst}")
+            out.pins[(src, dst)] = nodes
+        return out
+
+
+class RoutingChange(RoutingPolicy):
+    """A routing change as a scenario; an optimizer's plan is one of these."""
+
+    type: Literal["routing_change"]
+
+    def apply(self, net: Network) -> Network:
+        if not self.weights and not self.pins:
+            raise WhatIfError("routing_change changes nothing: give weights or pins")
+        return super().apply(net)
+
+
+Scenario = Annotated[LinkFailure | NodeFailure | CapacityChange | TrafficGrowth | AddLink | RoutingWeight
+                     | RoutingChange, Field(discriminator="type")]
+SCENARIOS = ("link_failure", "node_failure", "capacity_change", "traffic_growth", "add_link", "routing_weight",
+             "routing_change")

@@ -1,0 +1,165 @@
+"""Change plans without a lab: an optimizer's answer on the seeded, overloaded mesh6 run becomes a
+proposed plan with its three files; transitions follow the state machine and are recorded with
+who made them; a stale plan is refused with the routing untouched; the test matrix's verdict keeps
+or rolls back; `ndt plan` lists, shows, approves and rejects. The controller's side is the
+controller's own routing logic (`controller_app.routing.Routing`) behind the client's calls."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from apps.optimize import optimize, parse_objective
+from apps.plans import Gate, PlanError, PlanStore, StalePlan, apply, approve, propose, reject, what_if
+from apps.plans.measure import verdict
+from apps.whatif import WhatIfError, WhatIfRequest, question
+from controller_app.routing import Routing
+from traffic.store import Stores
+
+from .conftest import ndt
+from .seeded import seed_traffic_run
+
+OVERLOAD = {"flows": 8, "seed": 3, "phases": [{"profile": "poisson", "load": 1.1, "duration_s": 4}]}
+
+
+class RoutingApi:
+    """The client's routing calls answered by the controller's routing logic."""
+
+    def __init__(self, topo):
+        self.r = Routing(topo)
+
+    def routing(self, history: int = 20):
+        return self.r.view(set(), history)
+
+    def set_policy(self, weights, pins, reason=""):
+        policy = self.r.with_weights(self.r.check_weights(weights), replace=True)
+        policy.pins.clear()
+        for p in pins:
+            pin = self.r.check_pin(p["src"], p["dst"], p["links"], set())
+            policy.pins[pin.key] = pin
+        return {"version": self.r.commit(policy, "loop", reason).version, "moved": []}
+
+    def revert(self, version, reason=""):
+        return {"version": self.r.commit(self.r.at_version(version).policy.copy(), "loop", reason).version}
+
+
+@pytest.fixture(scope="module")
+def seeded(tmp_path_factory):
+    from vtwin.base_model import load as load_base
+
+    data = tmp_path_factory.mktemp("plans") / "data"
+    seed_traffic_run(data, "mesh6", OVERLOAD)
+    stores = Stores(data)
+    snap = stores.snapshot_list(None, 1, 0)[0]["id"]
+    twin = load_base().twin(xla=False)
+
+    def predict(snaps):
+        d, j = twin.predict(snaps)
+        return d, j, "base"
+
+    obj = parse_objective({"snapshot_id": snap, "slo": {"latency_ms": 40}, "search": {"budget_s": 2, "seed": 1}})
+    result = optimize(predict, stores, obj)
+    assert result["better_than_current"]
+    return data, snap, predict, result
+
+
+def _plan(seeded, gate: Gate | None = None):
+    data, _, predict, result = seeded
+    stores = Stores(data)
+    result = {**result, "id": f"{result['id'][:6]}{len(PlanStore(stores).list()):06d}"}
+    ans = what_if(predict, stores, result)
+    return stores, propose(stores, result, ans, 0, {"weights": {}, "pins": []}, gate or Gate(), "optimizer", "test")
+
+
+def test_a_proposed_plan_has_its_three_files_and_the_what_ifs_verdict(seeded):
+    stores, plan = _plan(seeded)
+    d = Path(plan["dir"])
+    md = (d / "plan.md").read_text()
+    assert "## What changes" in md and "## Intents" in md and "## Rollback" in md and "reports/whatif/" in md
+    assert yaml.safe_load((d / "rollback.yaml").read_text())["routing_version"] == 0
+    matrix = json.loads((d / "test_matrix.json").read_text())
+    assert matrix["windows"] == Gate().windows and matrix["flows"] and "p95_delay_ms" in matrix["pass"]
+    assert all(f["budget_ms"] == 40 for f in matrix["flows"])
+    ch = plan["changes"]
+    assert plan["state"] == "proposed" and plan["policy"]["weights"] == ch["weights"]
+    assert len(plan["policy"]["pins"]) == len(ch["pins"])
+    assert plan["whatif"]["decision"] in ("APPROVE", "REVIEW", "REJECT")
+    assert plan["predicted"]["after"]["max_utilization"] < plan["predicted"]["before"]["max_utilization"]
+    assert (Path(stores.root) / plan["whatif"]["evidence"]).exists()
+    t = PlanStore(stores).transitions(plan["id"])
+    assert [(x["from_state"], x["to_state"], x["by"]) for x in t] == [(None, "proposed", "optimizer")]
+
+
+def test_transitions_follow_the_states_and_record_who_made_them(seeded):
+    stores, plan = _plan(seeded)
+    api = RoutingApi(stores.topology(plan["run_id"]))
+    approve(stores, plan["id"], "operator:alice", "looks right", api)
+    with pytest.raises(PlanError, match="is approved: it cannot become approved"):
+        approve(stores, plan["id"], "operator:bob")
+    p = apply(stores, plan["id"], api, "loop", window=3)
+    assert p["state"] == "applied" and p["applied_version"] == 1 == api.r.version
+    assert api.r.policy.to_dict()["weights"] == plan["policy"]["weights"]
+    with pytest.raises(PlanError, match="applied: it cannot become rejected"):
+        reject(stores, plan["id"], "operator:bob")
+    t = PlanStore(stores).transitions(plan["id"])
+    assert [(x["to_state"], x["by"]) for x in t] == [("proposed", "optimizer"), ("approved", "operator:alice"),
+                                                     ("applied", "loop")]
+    assert PlanStore(stores).counts(plan["run_id"])["applied"] >= 1
+
+
+def test_a_stale_plan_is_refused_and_the_routing_left_as_it_was(seeded):
+    stores, plan = _plan(seeded)
+    api = RoutingApi(stores.topology(plan["run_id"]))
+    api.r.bump("controller", "L3 down")  # the network changed after the snapshot
+    before = api.routing()
+    with pytest.raises(StalePlan, match="stale: it was made on routing version 0, the controller is at 1"):
+        approve(stores, plan["id"], "operator:alice", "", api)
+    assert PlanStore(stores).get(plan["id"])["state"] == "proposed"
+    # approved before the change, applied after it: rejected, nothing applied
+    PlanStore(stores).transition(plan["id"], "approved", "operator:alice", "")
+    p = apply(stores, plan["id"], api, "loop", window=3)
+    assert p["state"] == "rejected" and "stale" in PlanStore(stores).transitions(plan["id"])[-1]["reason"]
+    after = api.routing()
+    assert (after["version"], after["weights"], after["pins"]) == (before["version"], before["weights"], before["pins"])
+
+
+def test_the_test_matrix_keeps_an_improvement_and_rolls_back_a_regression():
+    gate = Gate()
+    before = {"violation_rate": 0.40, "p95_delay_ms": 30.0}
+    keep, why = verdict(before, {"violation_rate": 0.05, "p95_delay_ms": 12.0}, {"p95_delay_ms": 10.0}, gate)
+    assert keep and any("0.050 against 0.400" in r for r in why)
+    keep, why = verdict(before, {"violation_rate": 0.50, "p95_delay_ms": 31.0}, {"p95_delay_ms": 10.0}, gate)
+    assert not keep and any("violation rate 0.500" in r for r in why)
+    keep, why = verdict(before, {"violation_rate": 0.10, "p95_delay_ms": 34.0}, {"p95_delay_ms": 30.0}, gate)
+    assert not keep and why == ["measured p95 delay 34.0 ms against 30.0 ms before (limit 33.0)"]
+    keep, why = verdict(before, {"violation_rate": 0.10, "p95_delay_ms": 25.0}, {"p95_delay_ms": 10.0}, gate)
+    assert not keep and "25.0 ms against 10.0 ms predicted" in why[0]
+
+
+def test_a_routing_change_pin_that_is_not_a_path_is_one_error(seeded):
+    data, snap, _, _ = seeded
+    req = WhatIfRequest.model_validate({"snapshot_id": snap, "scenario": {
+        "type": "routing_change", "pins": [{"src": "h1", "dst": "h2", "links": ["L5"]}]}})
+    with pytest.raises(WhatIfError, match="pin h1->h2"):
+        question(Stores(data), req)
+
+
+def test_ndt_plan_lists_shows_rejects_and_refuses_a_plan_of_a_run_that_is_not_running(seeded):
+    stores, plan = _plan(seeded)
+    data = str(stores.root)
+    listed = json.loads(ndt("plan", "list", "--data", data, "--state", "proposed", "--json").stdout)
+    assert plan["id"] in [p["id"] for p in listed] and all(p["state"] == "proposed" for p in listed)
+    shown = ndt("plan", "show", plan["id"], "--data", data).stdout
+    assert "## What changes" in shown and "proposed" in shown and "optimizer" in shown
+    r = ndt("plan", "approve", plan["id"], "--data", data, check=False)
+    assert r.returncode == 1 and r.stderr.count("\n") == 1 and "is stale: its run" in r.stderr
+    assert json.loads(ndt("plan", "reject", plan["id"], "--data", data, "--reason", "not today",
+                          "--json").stdout)["state"] == "rejected"
+    r = ndt("plan", "approve", plan["id"], "--data", data, check=False)
+    assert r.returncode == 1 and "is rejected: it cannot become approved (that is final)" in r.stderr
+    r = ndt("plan", "show", "nope", "--data", data, check=False)
+    assert r.returncode == 1 and "no plan nope" in r.stderr
+    assert PlanStore(stores).transitions(plan["id"])[-1]["reason"] == "not today"
