@@ -93,24 +93,7 @@ class PlanStage:
 
     # -- optimizing -------------------------------------------------------------------------------
     def objective(self, window: Window) -> tuple[Objective, int, dict[str, Any]]:
-        """The configured objective on this window's snapshot, the SLA policy's budgets as the SLO
-        and the controller's routing in force as the start."""
-        budgets = {}  # flows with a budget of their own; the rest take their path's propagation + margin
-        for f in window.run_flows:
-            if f.links:
-                budget, source = self.sla.budget(f.flow_key, f.proto, f.src, f.dst, 0.0)
-                if source != "default":
-                    budgets[f.flow_key] = round(budget, 3)
-        routing = self.controller.routing(history=1)
-        base = {"weights": routing["weights"],
-                "pins": [{"src": p["src"], "dst": p["dst"], "links": p["links"]} for p in routing["pins"]
-                         if p.get("flow") is None and p.get("active", True)]}
-        obj = {**self.config.objective, "snapshot_id": window.snapshot_id,
-               "slo": {**self.config.objective.get("slo", {}), "flow_latency_ms": budgets,
-                       "propagation_margin_ms": self.sla.margin_ms},
-               "search": {**self.config.objective.get("search", {}), "budget_s": self.config.budget_s},
-               "routing": base if base["weights"] or base["pins"] else None}
-        return parse_objective(obj), routing["version"], base
+        return loop_objective(window, self.sla, self.controller, self.config.objective, self.config.budget_s)
 
     def _optimize(self, window: Window, row: dict[str, Any] | None) -> None:
         predict = self.predict()
@@ -157,3 +140,26 @@ class PlanStage:
         self.stores.event(self.run_id, window.t_end or 0.0, "optimize_error", {"window": window.window, "error": msg})
         self.say(msg)
         self.closed_at = window.window
+
+
+def loop_objective(window: Window, sla: SlaPolicy, controller: actions.Controller, objective: dict[str, Any],
+                   budget_s: float) -> tuple[Objective, int, dict[str, Any]]:
+    """`objective` (minimize, policies, search) on the window's snapshot, with the SLA policy's
+    budgets as the SLO (a flow without a rule of its own takes its path's propagation + margin,
+    as the SLA monitor judges it) and the controller's routing in force as the start; with the
+    routing version and policy it starts from."""
+    budgets = {}
+    for f in window.run_flows:
+        if f.links:
+            budget, source = sla.budget(f.flow_key, f.proto, f.src, f.dst, 0.0)
+            if source != "default":
+                budgets[f.flow_key] = round(budget, 3)
+    routing = controller.routing(history=1)
+    base = {"weights": routing["weights"],
+            "pins": [{"src": p["src"], "dst": p["dst"], "links": p["links"]} for p in routing["pins"]
+                     if p.get("flow") is None and p.get("active", True)]}
+    obj = {**objective, "snapshot_id": window.snapshot_id,
+           "slo": {**objective.get("slo", {}), "flow_latency_ms": budgets, "propagation_margin_ms": sla.margin_ms},
+           "search": {**objective.get("search", {}), "budget_s": budget_s},
+           "routing": base if base["weights"] or base["pins"] else None}
+    return parse_objective(obj), routing["version"], base

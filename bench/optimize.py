@@ -1,0 +1,281 @@
+"""The closed control loop measured on a real lab: an optimizer's plan and the LP's applied the same
+way, and the twin as a change gate. Prints one JSON document.
+
+    sudo .venv/bin/python bench/optimize.py [--topology diamond] [--flows 6] [--load 1.4] [--changes 30]
+        [--windows 5] [--budget 5] [--data DIR]
+
+Two labs, one after the other, each a steady phase under `ndt run` (its loop predicts every
+window and the SLA monitor judges each labeled one):
+
+- plans, on a congested run (`--load`, 1.4 of the busiest link): the twin's plan (`ndt optimize`'s
+  search, the SLA policy's budgets as the SLO) and the min-max-utilization LP's, each applied
+  through PUT /routing, measured for `--windows` labeled windows after a settling window, and
+  reverted; measured SLO violation rate and p95 delay before and after each, the twin's predicted
+  against the measured improvement, the planning time.
+- the change gate, on a healthy run (`--gate-load`, 0.6: a congested network already breaks its
+  SLO, so every change would be held): `--changes` random changes (a link failure, a told
+  capacity change, a weight change), each answered by the what-if engine on the newest snapshot
+  (APPROVE, or not), then made on the lab, measured, and undone; the confusion matrix of the
+  decision against the measured outcome (the change breaks the SLO when the violation rate gets
+  worse than before by more than the plans' gate: 10 % plus 2 points).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from apps.common.config import load_config  # noqa: E402
+from apps.optimize import network_of, optimize  # noqa: E402
+from apps.plans import Gate, merged_policy  # noqa: E402
+from apps.plans.measure import labeled_windows, measured  # noqa: E402
+from apps.plans.stage import loop_objective  # noqa: E402
+from apps.whatif import WhatIfRequest, answer  # noqa: E402
+from controller_app.client import ControllerClient  # noqa: E402
+from ptwin.control import lab_status, request  # noqa: E402
+from topologies import load  # noqa: E402
+from traffic.store import Stores  # noqa: E402
+
+LAG = 7  # windows until a window's labels are complete (live labels after 4 s, 1 s windows)
+
+
+class Lab:
+    """The running `ndt run` and what the bench reads and changes on it."""
+
+    def __init__(self, data: Path, topo: str, flows: int, load_: float, duration_s: float) -> None:
+        data.parent.mkdir(parents=True, exist_ok=True)
+        sched = data.parent / "bench-schedule.json"
+        sched.write_text(json.dumps({"flows": flows, "seed": 2, "phases": [
+            {"profile": "deterministic", "protocol": "udp", "load": load_, "duration_s": duration_s}]}))
+        self.proc = subprocess.Popen([sys.executable, "-m", "apps", "run", topo, "--schedule", str(sched),
+                                      "--data", str(data), "--json", "--train-budget", "10"], cwd=ROOT,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        self.data = data
+        self.stores: Stores | None = None
+        self.run: str | None = None
+        self.client = ControllerClient(actor="bench")
+        self.sla = load_config(None, data).sla
+
+    def wait_run(self, timeout: float = 180) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise SystemExit(f"bench: ndt run exited: {self.proc.stderr.read()[-500:]}")
+            if (self.data / "traffic.db").exists():
+                self.stores = self.stores or Stores(self.data)
+                self.run = self.stores.newest_run()
+                if self.run and len(labeled_windows(self.stores, self.run)) > LAG + 2:
+                    return
+            time.sleep(0.5)
+        raise SystemExit("bench: no labeled windows in time")
+
+    def newest(self) -> int:
+        assert self.stores and self.run
+        return (self.stores.last_window(self.run) or {"window": -1})["window"]
+
+    def complete(self) -> int:
+        """The newest window whose labels are complete."""
+        return self.newest() - LAG
+
+    def wait_windows(self, after: int, n: int, timeout: float = 120) -> list[int]:
+        """The first n labeled, complete windows after `after`."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            done = self.complete()
+            ws = [r["window"] for r in labeled_windows(self.stores, self.run) if after < r["window"] <= done][:n]
+            if len(ws) >= n:
+                return ws
+            if self.proc.poll() is not None:
+                raise SystemExit("bench: ndt run ended before the bench")
+            time.sleep(0.5)
+        raise SystemExit(f"bench: no {n} labeled windows after {after} in time")
+
+    def measure_from(self, n: int, settle: int = 1) -> dict[str, Any]:
+        start = self.newest() + settle
+        return measured(self.stores, self.run, self.wait_windows(start, n))
+
+    def window(self) -> Any:
+        w = self.stores.window(self.run, self.complete(), labels=False)
+        assert w is not None
+        return w
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)  # our own run: it takes its lab down
+            try:
+                self.proc.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def predictor(stores: Stores) -> Any:
+    from vtwin.predictor import Predictor
+    from vtwin.registry import Registry
+
+    return Predictor(Registry(stores), xla=False)
+
+
+def apply_policy(lab: Lab, policy: dict[str, Any], reason: str) -> int:
+    return lab.client.set_policy(policy["weights"], policy["pins"], reason=reason)["version"]
+
+
+def plans(lab: Lab, pred: Any, n: int, budget: float) -> dict[str, Any]:
+    before = lab.measure_from(n, settle=0)
+    w = lab.window()
+    obj, version, base = loop_objective(w, lab.sla, lab.client, {}, budget)
+    t0 = time.perf_counter()
+    result = optimize(pred.predict, lab.stores, obj, network_of(lab.stores, obj))
+    planning_s = time.perf_counter() - t0
+    out: dict[str, Any] = {"snapshot_id": w.snapshot_id, "planning_s": round(planning_s, 2),
+                           "search": result["search"], "before": before,
+                           "predicted": {k: result[k]["metrics"] for k in ("current", "twin", "lp")}}
+    for name in ("twin", "lp"):
+        changes = result[name]["changes"]
+        if not changes["weights"] and not changes["pins"]:
+            out[name] = {"changes": changes, "applied": False}
+            continue
+        v = apply_policy(lab, merged_policy(base, changes), f"bench: {name} plan")
+        after = lab.measure_from(n)
+        lab.client.revert(version, reason="bench: undo")
+        again = lab.measure_from(n)
+        cur_p, new_p = result["current"]["metrics"], result[name]["metrics"]
+        m_gain = before["p95_delay_ms"] - after["p95_delay_ms"]
+        p_gain = cur_p["p95_delay"] - new_p["p95_delay"]
+        err = None if abs(m_gain) < 1e-9 else round(abs(p_gain - m_gain) / abs(m_gain), 3)
+        out[name] = {"changes": changes, "applied": True, "routing_version": v, "after": after, "reverted": again,
+                     "violation_reduction": None if not before["violation_rate"] else
+                     round(1 - after["violation_rate"] / before["violation_rate"], 3),
+                     "p95_gain_ms": {"measured": round(m_gain, 3), "predicted": round(p_gain, 3),
+                                     "error": err}}
+    return out
+
+
+def random_change(rng: random.Random, topo: Any) -> dict[str, Any]:
+    lk = rng.choice(topo.links)
+    kind = rng.choice(["link_failure", "capacity_change", "routing_weight"])
+    if kind == "link_failure":
+        return {"type": "link_failure", "targets": [lk.id]}
+    if kind == "capacity_change":
+        return {"type": "capacity_change", "changes": [{"link": lk.id, "capacity_mbps":
+                                                        round(lk.capacity_mbps * rng.choice([0.3, 0.5, 1.5, 2.0]), 2)}]}
+    weight = round(lk.delay_ms * rng.choice([0.2, 3, 10]), 2)
+    return {"type": "routing_weight", "changes": [{"link": lk.id, "weight": weight}]}
+
+
+def make(lab: Lab, topo: Any, change: dict[str, Any], version: int) -> Any:
+    """Make the change on the lab; returns how to undo it."""
+    t = change["type"]
+    if t == "link_failure":
+        lid = change["targets"][0]
+        request("link", link=lid, up=False)
+        return lambda: request("link", link=lid, up=True)
+    if t == "capacity_change":
+        c = change["changes"][0]
+        was = topo.link(c["link"]).capacity_mbps
+        request("capacity", link=c["link"], capacity_mbps=c["capacity_mbps"], tell=True)
+        return lambda: request("capacity", link=c["link"], capacity_mbps=was, tell=True)
+    c = change["changes"][0]
+    lab.client.set_weights({c["link"]: c["weight"]}, reason="bench: gate")
+    return lambda: lab.client.revert(version, reason="bench: undo")
+
+
+def gate(lab: Lab, pred: Any, topo: Any, n_changes: int, n: int, seed: int) -> dict[str, Any]:
+    rng = random.Random(seed)
+    g = Gate()
+    rows = []
+    before = lab.measure_from(n, settle=0)
+    for i in range(n_changes):
+        change = random_change(rng, topo)
+        w = lab.window()
+        obj, version, base = loop_objective(w, lab.sla, lab.client, {}, 1.0)
+        req = WhatIfRequest.model_validate({"snapshot_id": w.snapshot_id, "scenario": change,
+                                            "slo": obj.slo.model_dump(), "routing": obj.routing.model_dump()
+                                            if obj.routing else None})
+        try:
+            ans = answer(pred.predict, lab.stores, req).response
+        except Exception as exc:  # noqa: BLE001 - recorded; the change is not made
+            rows.append({"change": change, "error": str(exc)})
+            before = lab.measure_from(n, settle=0)
+            continue
+        undo = make(lab, topo, change, version)
+        try:
+            after = lab.measure_from(n, settle=1)
+        finally:
+            undo()
+        returned = lab.measure_from(n, settle=1)  # the network back as it was: the next change's before
+        breaks = after["violation_rate"] > before["violation_rate"] * (1 + g.margin) + g.violation_slack
+        rows.append({"change": change, "decision": ans.decision, "risk": ans.risk_score,
+                     "before": before["violation_rate"], "after": after["violation_rate"],
+                     "p95_before": before["p95_delay_ms"], "p95_after": after["p95_delay_ms"], "breaks_slo": breaks})
+        before = returned
+        print(f"change {i + 1}/{n_changes}: {change['type']} {ans.decision} risk {ans.risk_score:.2f}; violation "
+              f"rate {before['violation_rate']:.2f} -> {after['violation_rate']:.2f}", file=sys.stderr, flush=True)
+    done = [r for r in rows if "decision" in r]
+    cm = {"approved_and_broke": sum(r["decision"] == "APPROVE" and r["breaks_slo"] for r in done),
+          "approved_and_harmless": sum(r["decision"] == "APPROVE" and not r["breaks_slo"] for r in done),
+          "held_and_broke": sum(r["decision"] != "APPROVE" and r["breaks_slo"] for r in done),
+          "held_and_harmless": sum(r["decision"] != "APPROVE" and not r["breaks_slo"] for r in done)}
+    harmless = cm["approved_and_harmless"] + cm["held_and_harmless"]
+    return {"changes": len(rows), "answered": len(done), "confusion": cm,
+            "harmless_approved_share": None if not harmless else round(cm["approved_and_harmless"] / harmless, 3),
+            "broke_and_approved": cm["approved_and_broke"], "rows": rows}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--topology", default="diamond")
+    ap.add_argument("--flows", type=int, default=6)
+    ap.add_argument("--load", type=float, default=1.4)
+    ap.add_argument("--gate-load", type=float, default=0.6)
+    ap.add_argument("--windows", type=int, default=5)
+    ap.add_argument("--changes", type=int, default=30)
+    ap.add_argument("--budget", type=float, default=5.0)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--data", default=None)
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        raise SystemExit("bench: needs root (a lab)")
+    if lab_status().get("status") not in ("down", None):
+        raise SystemExit("bench: a lab is already up; take it down first ('ndt lab down')")
+    root = Path(args.data or tempfile.mkdtemp(prefix="ndt-bench-optimize-"))
+    topo = load(args.topology)
+    out: dict[str, Any] = {"topology": args.topology, "switches": len(topo.nodes), "flows": args.flows,
+                           "load": args.load, "gate_load": args.gate_load, "windows_measured": args.windows}
+    t0 = time.monotonic()
+    lab = Lab(root / "plans" / "data", args.topology, args.flows, args.load, 60 + (4 * args.windows + 2 * LAG) * 4)
+    try:
+        lab.wait_run()
+        out["plans"] = plans(lab, predictor(lab.stores), args.windows, args.budget)
+        out["plans"]["run"] = lab.run
+    finally:
+        lab.stop()
+    print(json.dumps({"plans": out["plans"]}, default=str), file=sys.stderr, flush=True)
+    if args.changes:
+        n = min(args.windows, 3)
+        lab = Lab(root / "gate" / "data", args.topology, args.flows, args.gate_load,
+                  60 + args.changes * (2 * n + 2 * LAG + 8))
+        try:
+            lab.wait_run()
+            out["gate"] = gate(lab, predictor(lab.stores), topo, args.changes, n, args.seed)
+            out["gate"]["run"] = lab.run
+        finally:
+            lab.stop()
+    out["seconds"] = round(time.monotonic() - t0, 1)
+    print(json.dumps(out, indent=1, default=str))
+
+
+if __name__ == "__main__":
+    main()
