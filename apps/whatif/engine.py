@@ -3,8 +3,10 @@ controller's way, predicted flow by flow by the serving model, checked against t
 intents, and decided.
 
 Risk score, in [0, 1] and monotone in both terms:
-    severity s = mean over flows of clip((delay / latency budget - 0.8) / 0.4, 0, 1)
-                 (0 at 80 % of the budget or less, 1 at 120 % or more; a lost flow counts 1)
+    severity s = mean over flows of clip((after - max(before, 0.8)) / 0.4, 0, 1), with before and
+                 after a flow's delay over its latency budget: what the scenario adds (0 when the
+                 flow stays at 80 % of its budget or at its level before, 1 when it rises by 40 %
+                 of its budget above that; a flow the scenario leaves without a path counts 1)
     blast    b = affected flows / all flows
     risk       = 1 - (1 - s) * (1 - b / 2)
 Decision: REJECT when reachability or another intent fails or a flow compliant before violates
@@ -161,11 +163,14 @@ def answer(predict: Predict, stores: Stores, request: WhatIfRequest, asked: Ques
 
     flows = []
     decide: dict[str, float] = {}  # flow -> the delay the decision reads
+    decide_pre: dict[str, float] = {}  # ... and before the scenario
     for d in q.pre_net.demands:
         a, b = pre.predicted.get(d.key), post.predicted.get(d.key)
         ua, ub = upper(a, pre_b, d.key), upper(b, post_b, d.key)
         if ub is not None:
             decide[d.key] = ub[0]
+        if ua is not None:
+            decide_pre[d.key] = ua[0]
         changed = pre.paths.get(d.key) != post.paths.get(d.key) or (a is None) != (b is None) or (
             a is not None and b is not None and abs(b[0] - a[0]) > AFFECTED_CHANGE * max(a[0], 1e-9))
         if changed:
@@ -185,8 +190,18 @@ def answer(predict: Predict, stores: Stores, request: WhatIfRequest, asked: Ques
     intents = [intent.check(pre, post) for intent in request.intents()]
     affected = [f for f in flows if f["affected"]]
     budgets = {f["flow"]: slo.budget(f["flow"], post.propagation_ms(f["flow"])) for f in flows}
-    sev = [1.0 if f["lost"] else 0.0 if budgets[f["flow"]] == float("inf") else
-           min(1.0, max(0.0, (decide[f["flow"]] / budgets[f["flow"]] - 0.8) / 0.4)) for f in flows]
+
+    def severity(key: str, lost: bool) -> float:
+        if lost:
+            return 0.0 if key in pre.lost else 1.0
+        after = decide[key] / budgets[key]
+        if key not in decide_pre:
+            return min(1.0, max(0.0, (after - 0.8) / 0.4))
+        before = decide_pre[key] / slo.budget(key, pre.propagation_ms(key))
+        return min(1.0, max(0.0, (after - max(before, 0.8)) / 0.4))
+
+    sev = [0.0 if budgets[f["flow"]] == float("inf") and not f["lost"] else severity(f["flow"], f["lost"])
+           for f in flows]
     severity = float(np.mean(sev)) if sev else 0.0
     risk = 1 - (1 - severity) * (1 - 0.5 * len(affected) / max(len(flows), 1))
     down = post.net.down - pre.net.down
