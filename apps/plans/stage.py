@@ -1,12 +1,13 @@
 """The loop's optimization stage (`ndt run --optimize propose|auto`): when the SLA monitor predicts
 violations for `trigger_windows` windows in a row and no plan of the run is open, the optimizer
 searches the newest snapshot's routing with the serving model (the SLA policy's per-flow budgets
-as the SLO, the controller's routing in force as the start) and, when the twin finds fewer
-violations, the plan is proposed with the what-if engine's verdict. In `auto` mode a plan the
-what-if engine APPROVEs with a risk under `auto_risk` is approved by policy; every other plan
-waits for an operator (`ndt plan approve`, POST /plans/{id}/approve, the console). An approved
-plan is applied at the next window; an applied one is measured on its test matrix and kept or
-rolled back. Each window: `update(window)`, like the loop's other stages.
+as the SLO, the controller's routing in force as the start) and, when the twin finds a routing
+better than today's in the objective's order, the plan is proposed with the what-if engine's
+verdict. In `auto` mode a plan the what-if engine APPROVEs with a risk under `auto_risk` is
+approved by policy; every other plan waits for an operator (`ndt plan approve`, POST
+/plans/{id}/approve, the console). An approved plan is applied at the next window; an applied
+one is measured on its test matrix and kept or rolled back. Each window: `update(window)`, like
+the loop's other stages.
 """
 
 from __future__ import annotations
@@ -109,7 +110,7 @@ class PlanStage:
         self.stores.event(self.run_id, window.t_end or 0.0, "optimize",
                           {"window": window.window, "snapshot_id": window.snapshot_id, "current": cur, "twin": best,
                            "lp": result["lp"]["metrics"], "search": result["search"]})
-        if not result["better_than_current"] or best["slo_violations"] >= cur["slo_violations"]:
+        if not result["better_than_current"]:  # better by the objective's own order
             self.say(f"optimizer at window {window.window}: nothing better than today's routing "
                      f"({cur['slo_violations']:g} predicted violations)")
             self.closed_at = window.window
