@@ -222,3 +222,28 @@ def seed_loop_run(data: Path, topology: str, schedule: dict[str, Any], *, run_id
         "predict_ms": 4.2})
     stores.close()
     return {"run": run_id, "serving": v2, "shadow": v1, "swaps": 2, "drift_window": drift_w, "swap_window": swap_w}
+
+
+#: Eight flows on mesh6 at 1.1 times its busiest link: the optimizer's and the plans' seeded run.
+OVERLOADED_MESH = {"flows": 8, "seed": 3, "phases": [{"profile": "poisson", "load": 1.1, "duration_s": 4}]}
+
+
+def seed_overloaded_mesh(data: Path) -> int:
+    """The overloaded mesh6 run in `data`; returns the id of its newest snapshot."""
+    from traffic.store import Stores
+
+    seed_traffic_run(data, "mesh6", OVERLOADED_MESH)
+    return Stores(data).snapshot_list(None, 1, 0)[0]["id"]
+
+
+def base_predict():
+    """The shipped base model as a what-if/optimizer `predict` (version "base")."""
+    from vtwin.base_model import load as load_base
+
+    twin = load_base().twin(xla=False)
+
+    def predict(snaps):
+        d, j = twin.predict(snaps)
+        return d, j, "base"
+
+    return predict

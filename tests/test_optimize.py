@@ -17,18 +17,13 @@ from topologies.addressing import Plan
 from traffic.store import Stores
 
 from .conftest import ndt
-from .seeded import seed_traffic_run
-
-OVERLOAD = {"flows": 8, "seed": 3, "phases": [{"profile": "poisson", "load": 1.1, "duration_s": 4}]}
+from .seeded import base_predict, seed_overloaded_mesh
 
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
     data = tmp_path_factory.mktemp("optimize") / "data"
-    seed_traffic_run(data, "mesh6", OVERLOAD)
-    stores = Stores(data)
-    snap = stores.snapshot_list(None, 1, 0)[0]["id"]
-    return data, snap
+    return data, seed_overloaded_mesh(data)
 
 
 @pytest.fixture(scope="module")
@@ -77,16 +72,8 @@ def test_the_lp_alone_matches_the_computed_utilization_of_its_rounding(store):
 
 
 def test_optimize_in_process_counts_candidates_per_second(store):
-    from vtwin.base_model import load as load_base
-
     data, snap = store
-    twin = load_base().twin(xla=False)
-
-    def predict(snaps):
-        d, j = twin.predict(snaps)
-        return d, j, "base"
-
-    res = optimize(predict, Stores(data), parse_objective({"snapshot_id": snap, "search": {"budget_s": 2}}))
+    res = optimize(base_predict(), Stores(data), parse_objective({"snapshot_id": snap, "search": {"budget_s": 2}}))
     assert res["model_version"] == "base" and res["search"]["seconds"] <= 3.0
 
 

@@ -20,9 +20,7 @@ from controller_app.routing import Routing
 from traffic.store import Stores
 
 from .conftest import ndt
-from .seeded import seed_traffic_run
-
-OVERLOAD = {"flows": 8, "seed": 3, "phases": [{"profile": "poisson", "load": 1.1, "duration_s": 4}]}
+from .seeded import base_predict, seed_overloaded_mesh
 
 
 class RoutingApi:
@@ -48,18 +46,10 @@ class RoutingApi:
 
 @pytest.fixture(scope="module")
 def seeded(tmp_path_factory):
-    from vtwin.base_model import load as load_base
-
     data = tmp_path_factory.mktemp("plans") / "data"
-    seed_traffic_run(data, "mesh6", OVERLOAD)
+    snap = seed_overloaded_mesh(data)
     stores = Stores(data)
-    snap = stores.snapshot_list(None, 1, 0)[0]["id"]
-    twin = load_base().twin(xla=False)
-
-    def predict(snaps):
-        d, j = twin.predict(snaps)
-        return d, j, "base"
-
+    predict = base_predict()
     obj = parse_objective({"snapshot_id": snap, "slo": {"latency_ms": 40}, "search": {"budget_s": 2, "seed": 1}})
     result = optimize(predict, stores, obj)
     assert result["better_than_current"]

@@ -74,7 +74,8 @@ class PlanStage:
             self.say(f"plan {plan['id']} {p['state']}: {self.plans.transitions(plan['id'])[-1]['reason']}")
         for plan in self.plans.list(self.run_id, ("applied",)):
             self._verify(plan["id"], window.window - self.lag)
-        row = next((r for r in reversed(self.sla_store.windows(self.run_id)) if r["window"] == window.window), None)
+        row = self.sla_store.latest(self.run_id)  # the SLA stage, just before this one, wrote this window's
+        row = row if row and row["window"] == window.window else None
         self.streak = self.streak + 1 if row and (row.get("predicted_violations") or 0) > 0 else 0
         if self.streak >= self.config.trigger_windows and not self.plans.list(self.run_id, OPEN) \
                 and window.window - self.closed_at >= self.config.cooldown_windows:
