@@ -73,12 +73,18 @@ def test_more_capacity_on_the_bottleneck_lowers_predicted_delay(twin):
     _, _, net = baseline(stores, snap)
     util = utilization(route(net)[0])
     bottleneck = max(util, key=util.get)
-    res = engine(data, {"snapshot_id": snap, "scenario": {"type": "capacity_change",
-                                                           "changes": [{"link": bottleneck, "capacity_mbps": 20}]}})
+    res = engine(data, {"snapshot_id": snap, "slo": {"latency_ms": 100}, "scenario": {
+        "type": "capacity_change", "changes": [{"link": bottleneck, "capacity_mbps": 20}]}})
     crossing = [f for f in res["flows"] if f["pre_delay_ms"] is not None]
     assert res["post_state"]["mean_delay_ms"] < res["pre_state"]["mean_delay_ms"]
     assert res["post_state"]["max_utilization"] < res["pre_state"]["max_utilization"]
     assert crossing and res["seconds"] < 5
+    # the flows the extra capacity relieves are affected, not harmed: the risk's blast term counts harm
+    assert res["blast_radius"]["flows"] > 0 and res["blast_radius"]["harmed_flows"] == 0
+    cut = engine(data, {"snapshot_id": snap, "slo": {"latency_ms": 100}, "scenario": {
+        "type": "capacity_change", "changes": [{"link": bottleneck, "capacity_mbps": 1}]}})
+    assert 0 < cut["blast_radius"]["harmed_flows"] <= cut["blast_radius"]["flows"]
+    assert cut["risk_score"] > res["risk_score"]
 
 
 @pytest.mark.parametrize("request_,message", [

@@ -89,7 +89,10 @@ def optimize(predict: Predict, stores: Stores, objective: Objective,
     lp = min_max_utilization(net, objective.search.k_paths)
     lp_eval = ev.evaluate([lp.candidate])[0]
     spent = time.perf_counter() - t0
-    found = local_search(ev, deadline_s=max(objective.search.budget_s - spent, 0.1))
+    # the search starts from the better of today's routing and the LP's, by the twin's own score,
+    # so its plan is never worse than the LP's as the twin sees it
+    start = lp_eval if lp_eval.score < current.score else current
+    found = local_search(ev, start, deadline_s=max(objective.search.budget_s - spent, 0.1))
     best = found.best
     improvement = {k: round(current.metrics[k] - best.metrics[k], 4) for k in objective.minimize}
     return {
@@ -103,6 +106,7 @@ def optimize(predict: Predict, stores: Stores, objective: Objective,
         "improvement": improvement,
         "flows": moved_flows(current, best),
         "search": {"candidates": found.evaluated, "rounds": found.rounds, "seconds": round(found.seconds, 3),
-                   "candidates_per_s": round(found.per_second, 1), "stopped": found.stopped},
+                   "candidates_per_s": round(found.per_second, 1), "stopped": found.stopped,
+                   "started_from": "lp" if start is lp_eval else "current"},
         "seconds": round(time.perf_counter() - t0, 3),
     }

@@ -1,4 +1,5 @@
-"""The twin's search: local search over link weights and pinned paths from the current routing.
+"""The twin's search: local search over link weights and pinned paths from a starting routing
+(`optimize` passes the better of today's and the LP's, as the twin scores them).
 Each round draws a batch of neighbours of the best configuration so far, the twin evaluates
 them in one call, and the best of them replaces it when it scores better; the search stops on
 its time budget or after `patience` rounds without a better one.
@@ -91,7 +92,7 @@ def _neighbour(ev: Evaluated, net: Network, rng: random.Random, moves: list[str]
 
 
 def local_search(evaluator: Evaluator, start: Evaluated | None = None, deadline_s: float | None = None) -> SearchResult:
-    """Search from `start` (the current routing) until the budget or the patience runs out."""
+    """Search from `start` (default: the current routing) until the budget or the patience runs out."""
     obj = evaluator.objective
     s = obj.search
     rng = random.Random(s.seed)

@@ -7,8 +7,10 @@ Risk score, in [0, 1] and monotone in both terms:
                  after a flow's delay over its latency budget: what the scenario adds (0 when the
                  flow stays at 80 % of its budget or at its level before, 1 when it rises by 40 %
                  of its budget above that; a flow the scenario leaves without a path counts 1)
-    blast    b = affected flows / all flows
-    risk       = 1 - (1 - s) * (1 - b / 2)
+    harm     h = harmed flows / all flows: a flow the scenario leaves without a path, or whose delay
+                 over its budget rises by more than 5 % (a flow moved onto a longer path whose budget
+                 follows it, or one the change relieves, is affected but not harmed)
+    risk       = 1 - (1 - s) * (1 - h / 2)
 Decision: REJECT when reachability or another intent fails or a flow compliant before violates
 the SLO after; else REVIEW when risk >= 0.3; else APPROVE.
 
@@ -200,10 +202,21 @@ def answer(predict: Predict, stores: Stores, request: WhatIfRequest, asked: Ques
         before = decide_pre[key] / slo.budget(key, pre.propagation_ms(key))
         return min(1.0, max(0.0, (after - max(before, 0.8)) / 0.4))
 
+    def harms(key: str, lost: bool) -> bool:
+        if lost or key not in decide:
+            return lost and key not in pre.lost
+        if budgets[key] == float("inf"):
+            return False
+        before = decide_pre.get(key)
+        if before is None:
+            return True
+        return decide[key] / budgets[key] > (1 + AFFECTED_CHANGE) * before / slo.budget(key, pre.propagation_ms(key))
+
     sev = [0.0 if budgets[f["flow"]] == float("inf") and not f["lost"] else severity(f["flow"], f["lost"])
            for f in flows]
     severity = float(np.mean(sev)) if sev else 0.0
-    risk = 1 - (1 - severity) * (1 - 0.5 * len(affected) / max(len(flows), 1))
+    harmed = [f for f in affected if harms(f["flow"], f["lost"])]
+    risk = 1 - (1 - severity) * (1 - 0.5 * len(harmed) / max(len(flows), 1))
     down = post.net.down - pre.net.down
     changed_links = {lid for lid in set(pre.utilization) | set(post.utilization)
                      if abs(post.utilization.get(lid, 0.0) - pre.utilization.get(lid, 0.0)) > 0.01} | down
@@ -235,7 +248,8 @@ def answer(predict: Predict, stores: Stores, request: WhatIfRequest, asked: Ques
                     "max_utilization": round(max(post.utilization.values(), default=0.0), 3),
                     "mean_delay_ms": round(float(np.mean([v[0] for v in post.predicted.values()])), 3)},
         flows=flows, intent_results=intents,
-        blast_radius={"devices": len(devices), "links": len(changed_links), "flows": len(affected)},
+        blast_radius={"devices": len(devices), "links": len(changed_links), "flows": len(affected),
+                      "harmed_flows": len(harmed)},
         risk_score=round(risk, 4), decision=decision, reasons=reasons,
         interval_level=request.interval_level if post_b is not None else None, decided_on=decided_on,
         explanations=explanations,

@@ -125,7 +125,7 @@ def render_whatif(root: Path, ident: str) -> dict[str, str]:
         f"model {esc(res['model_version'])}, answered in {1000 * res['seconds']:.1f} ms.</p>"
         + "<h2>Request</h2><pre>" + esc(json.dumps({k: res[k] for k in ("scenario", "slo", "policies")}, indent=1))
         + "</pre><h2>Intents</h2>" + table(intents, ["policy", "pass", "detail"])
-        + "<h2>Blast radius</h2>" + table([res["blast_radius"]], ["devices", "links", "flows"])
+        + "<h2>Blast radius</h2>" + table([res["blast_radius"]], ["devices", "links", "flows", "harmed_flows"])
         + "<h2>State before and after</h2>"
         + table([{"": "before", **res["pre_state"]}, {"": "after", **res["post_state"]}],
                 ["", "flows", "lost", "violations", "max_utilization", "mean_delay_ms"])

@@ -15,7 +15,7 @@ from typing import Any
 from topologies import Topology
 from topologies.routing import path_links, shortest_path
 from traffic.store import Stores
-from vtwin.dataset import negligible, packet_size
+from vtwin.dataset import negligible, packet_size, sending_rate
 from vtwin.features import FlowSpec, Snapshot
 
 
@@ -55,8 +55,8 @@ def baseline(stores: Stores, snapshot_id: int) -> tuple[str, int, Network]:
     if window is None:
         raise UnknownSnapshot(f"no snapshot {snapshot_id}")
     topo = stores.topology(window.run)
-    demands = [Demand(f.flow_key, int(f.src[1:]) - 1, int(f.dst[1:]) - 1, f.rate_bps, packet_size(f), f.proto or "udp")
-               for f in window.flows if f.links and not negligible(f)]
+    demands = [Demand(f.flow_key, int(f.src[1:]) - 1, int(f.dst[1:]) - 1, sending_rate(f), packet_size(f),
+                      f.proto or "udp") for f in window.flows if f.links and not negligible(f)]
     if not demands:
         raise WhatIfError(f"snapshot {snapshot_id} has no flow crossing a link")
     return window.run, window.window, Network(topo, demands)

@@ -170,7 +170,8 @@ class IntentResult(BaseModel):
 class BlastRadius(BaseModel):
     devices: int
     links: int
-    flows: int
+    flows: int  # moved or predicted more than 5 % slower or faster
+    harmed_flows: int = 0  # of those, lost or more than 5 % closer to their budget: the risk's term
 
 
 class WhatIfResponse(BaseModel):
