@@ -2,7 +2,14 @@
 way, and the twin as a change gate. Prints one JSON document.
 
     sudo .venv/bin/python bench/optimize.py [--topology diamond] [--flows 6] [--load 1.4] [--changes 30]
-        [--windows 5] [--budget 5] [--data DIR]
+        [--windows 5] [--budget 5] [--margin 5] [--frames] [--gate-only] [--data DIR]
+
+The SLO is the SLA policy's: each flow's budget is its path's propagation plus `--margin` ms
+(written to each lab's `ndt.yaml`; a 50-switch lab's userspace switches add about 5 ms at light
+load, so a larger margin there keeps the healthy network within its SLO). `--frames` emulates the
+links at the rate that keeps the congested phase within the frames per second two cores' switches
+carry (`traffic.corpus.auto_max_mbps`, as corpus runs do): on a 50-switch lab at the lab's own
+rates 40 flows at load 1.4 starve the switches of CPU and the delays measure the machine.
 
 Two labs, one after the other, each a steady phase under `ndt run` (its loop predicts every
 window and the SLA monitor judges each labeled one):
@@ -54,13 +61,16 @@ LAG = 7  # windows until a window's labels are complete (live labels after 4 s, 
 class Lab:
     """The running `ndt run` and what the bench reads and changes on it."""
 
-    def __init__(self, data: Path, topo: str, flows: int, load_: float, duration_s: float) -> None:
-        data.parent.mkdir(parents=True, exist_ok=True)
+    def __init__(self, data: Path, topo: str, flows: int, load_: float, duration_s: float, margin_ms: float,
+                 scale: float | None = None) -> None:
+        data.mkdir(parents=True, exist_ok=True)
+        (data / "ndt.yaml").write_text(json.dumps({"sla": {"margin_ms": margin_ms}}))
         sched = data.parent / "bench-schedule.json"
         sched.write_text(json.dumps({"flows": flows, "seed": 2, "phases": [
             {"profile": "deterministic", "protocol": "udp", "load": load_, "duration_s": duration_s}]}))
         self.proc = subprocess.Popen([sys.executable, "-m", "apps", "run", topo, "--schedule", str(sched),
-                                      "--data", str(data), "--json", "--train-budget", "10"], cwd=ROOT,
+                                      "--data", str(data), "--json", "--train-budget", "10",
+                                      *(["--capacity-scale", f"{scale:.6g}"] if scale else [])], cwd=ROOT,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         self.data = data
         self.stores: Stores | None = None
@@ -121,6 +131,16 @@ class Lab:
                 self.proc.wait()
 
 
+def frame_scale(topo: Any, flows: int, load_: float) -> float:
+    """The capacity scale that keeps `flows` deterministic UDP flows at `load_` within the frame budget."""
+    from traffic.corpus import auto_max_mbps
+    from traffic.schedule import parse
+
+    sched = parse({"flows": flows, "seed": 2, "phases": [
+        {"profile": "deterministic", "protocol": "udp", "load": load_, "duration_s": 60}]}, "bench")
+    return auto_max_mbps(topo, sched) / max(lk.capacity_mbps for lk in topo.links)
+
+
 def predictor(stores: Stores) -> Any:
     from vtwin.predictor import Predictor
     from vtwin.registry import Registry
@@ -176,7 +196,8 @@ def random_change(rng: random.Random, topo: Any) -> dict[str, Any]:
 
 
 def make(lab: Lab, topo: Any, change: dict[str, Any], version: int) -> Any:
-    """Make the change on the lab; returns how to undo it."""
+    """Make the change on the lab; returns how to undo it. `topo` and the change are in the run's
+    units (the emulated rates the twin sees); the lab takes topology units (emulated / scale)."""
     t = change["type"]
     if t == "link_failure":
         lid = change["targets"][0]
@@ -185,15 +206,17 @@ def make(lab: Lab, topo: Any, change: dict[str, Any], version: int) -> Any:
     if t == "capacity_change":
         c = change["changes"][0]
         was = topo.link(c["link"]).capacity_mbps
-        request("capacity", link=c["link"], capacity_mbps=c["capacity_mbps"], tell=True)
-        return lambda: request("capacity", link=c["link"], capacity_mbps=was, tell=True)
+        scale = float(lab_status().get("capacity_scale") or 1.0)
+        request("capacity", link=c["link"], capacity_mbps=c["capacity_mbps"] / scale, tell=True)
+        return lambda: request("capacity", link=c["link"], capacity_mbps=was / scale, tell=True)
     c = change["changes"][0]
     lab.client.set_weights({c["link"]: c["weight"]}, reason="bench: gate")
     return lambda: lab.client.revert(version, reason="bench: undo")
 
 
-def gate(lab: Lab, pred: Any, topo: Any, n_changes: int, n: int, seed: int) -> dict[str, Any]:
+def gate(lab: Lab, pred: Any, n_changes: int, n: int, seed: int) -> dict[str, Any]:
     rng = random.Random(seed)
+    topo = lab.stores.topology(lab.run)  # the run's: capacities as emulated, as the twin reads them
     g = Gate()
     rows = []
     before = lab.measure_from(n, settle=0)
@@ -244,6 +267,10 @@ def main() -> None:
     ap.add_argument("--changes", type=int, default=30)
     ap.add_argument("--budget", type=float, default=5.0)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--margin", type=float, default=5.0, help="SLO: each flow's path propagation + this (ms)")
+    ap.add_argument("--gate-only", action="store_true", help="only the change gate (no plans lab)")
+    ap.add_argument("--frames", action="store_true",
+                    help="links at the rate that keeps the congested phase within the switches' frame budget")
     ap.add_argument("--data", default=None)
     args = ap.parse_args()
     if os.geteuid() != 0:
@@ -253,23 +280,29 @@ def main() -> None:
     root = Path(args.data or tempfile.mkdtemp(prefix="ndt-bench-optimize-"))
     topo = load(args.topology)
     out: dict[str, Any] = {"topology": args.topology, "switches": len(topo.nodes), "flows": args.flows,
-                           "load": args.load, "gate_load": args.gate_load, "windows_measured": args.windows}
+                           "load": args.load, "gate_load": args.gate_load, "windows_measured": args.windows,
+                           "margin_ms": args.margin}
+    up_s = 180 + 6 * len(topo.nodes)  # a lab of 50 switches takes 2-3 minutes to come up
+    scale = frame_scale(topo, args.flows, args.load) if args.frames else None
+    out["capacity_scale"] = scale
     t0 = time.monotonic()
-    lab = Lab(root / "plans" / "data", args.topology, args.flows, args.load, 60 + (4 * args.windows + 2 * LAG) * 4)
-    try:
-        lab.wait_run()
-        out["plans"] = plans(lab, predictor(lab.stores), args.windows, args.budget)
-        out["plans"]["run"] = lab.run
-    finally:
-        lab.stop()
-    print(json.dumps({"plans": out["plans"]}, default=str), file=sys.stderr, flush=True)
+    if not args.gate_only:
+        lab = Lab(root / "plans" / "data", args.topology, args.flows, args.load,
+                  60 + (4 * args.windows + 2 * LAG) * 4, args.margin, scale)
+        try:
+            lab.wait_run(up_s)
+            out["plans"] = plans(lab, predictor(lab.stores), args.windows, args.budget)
+            out["plans"]["run"] = lab.run
+        finally:
+            lab.stop()
+        print(json.dumps({"plans": out["plans"]}, default=str), file=sys.stderr, flush=True)
     if args.changes:
         n = min(args.windows, 3)
         lab = Lab(root / "gate" / "data", args.topology, args.flows, args.gate_load,
-                  60 + args.changes * (2 * n + 2 * LAG + 8))
+                  60 + args.changes * (2 * n + 2 * LAG + 8), args.margin, scale)
         try:
-            lab.wait_run()
-            out["gate"] = gate(lab, predictor(lab.stores), topo, args.changes, n, args.seed)
+            lab.wait_run(up_s)
+            out["gate"] = gate(lab, predictor(lab.stores), args.changes, n, args.seed)
             out["gate"]["run"] = lab.run
         finally:
             lab.stop()

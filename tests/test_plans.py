@@ -153,3 +153,36 @@ def test_ndt_plan_lists_shows_rejects_and_refuses_a_plan_of_a_run_that_is_not_ru
     r = ndt("plan", "show", "nope", "--data", data, check=False)
     assert r.returncode == 1 and "no plan nope" in r.stderr
     assert PlanStore(stores).transitions(plan["id"])[-1]["reason"] == "not today"
+
+
+def test_the_loop_looks_again_later_each_time_the_optimizer_finds_nothing_better(seeded):
+    """A twin that predicts violations no routing removes (here: every flow at 1 s, whatever the
+    routing) is not asked every few windows: each search that finds nothing doubles the wait."""
+    from dataclasses import replace
+
+    import numpy as np
+
+    from apps.plans.stage import OptimizeConfig, PlanStage
+    from sync.sla import SlaPolicy
+
+    data, _, _, _ = seeded
+    stores = Stores(data)
+    run = stores.runs()[0]["id"]
+    topo = stores.topology(run)
+    window = stores.windows(run, labeled_only=True)[-1]
+
+    def hopeless(snaps):
+        n = sum(len(s.flows) for s in snaps)
+        return np.full(n, 1000.0), np.full(n, 1.0), "hopeless"
+
+    stage = PlanStage(stores, run, topo, RoutingApi(topo), lambda: hopeless, lambda: None, SlaPolicy(),
+                      OptimizeConfig(objective={"minimize": ["slo_violations"], "search": {"patience": 1}},
+                                     budget_s=0.3, cooldown_windows=2, max_cooldown_windows=8), 0)
+    stage.sla_store.latest = lambda run_id: {"window": stage.last_window_seen, "predicted_violations": 5}
+    for w in range(60):
+        stage.last_window_seen = w
+        stage.update(replace(window, window=w))
+    looks = [e["detail"]["window"] for e in stores.events(run, ("optimize",))]
+    gaps = [b - a for a, b in zip(looks, looks[1:], strict=False)]
+    assert len(looks) >= 4 and not stage.plans.list(run)
+    assert gaps[:3] == [4, 8, 8] and all(g == 8 for g in gaps[2:])  # 2 doubled, then capped at 8

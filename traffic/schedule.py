@@ -84,11 +84,13 @@ BUILTIN: dict[str, dict[str, Any]] = {
         {"profile": "deterministic", "load": 0.3, "duration_s": 30},
         {"profile": "deterministic", "load": 0.9, "duration_s": 30},
     ]},
-    # `ndt demo` / `make demo`: a few minutes, two drifts (UDP to TCP traffic, then a load jump)
+    # `ndt demo` / `make demo`: a few minutes, two drifts (UDP to TCP traffic, then a load jump),
+    # then UDP over the busiest link's capacity, where the loop's optimizer proposes a plan
     "demo-drift": {"flows": 6, "phases": [
         {"profile": "deterministic", "load": 0.3, "duration_s": 60},
         {"profile": "exponential", "load": 0.5, "duration_s": 100},
         {"profile": "exponential", "load": 0.9, "duration_s": 100},
+        {"profile": "deterministic", "load": 1.4, "duration_s": 90},
     ]},
     "steady": {"flows": 6, "phases": [{"profile": "deterministic", "load": 0.5, "duration_s": 60}]},
     # every pattern at four load levels: a training set that spans the space

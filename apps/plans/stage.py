@@ -2,7 +2,10 @@
 violations for `trigger_windows` windows in a row and no plan of the run is open, the optimizer
 searches the newest snapshot's routing with the serving model (the SLA policy's per-flow budgets
 as the SLO, the controller's routing in force as the start) and, when the twin finds a routing
-better than today's in the objective's order, the plan is proposed with the what-if engine's
+better than today's in the objective's order, the plan is proposed (when it finds none, the wait
+before the next search doubles, from `cooldown_windows` up to `max_cooldown_windows`: a twin that
+keeps predicting violations no routing removes, or that the lab no longer measures, is not asked
+every few windows) with the what-if engine's
 verdict. In `auto` mode a plan the what-if engine APPROVEs with a risk under `auto_risk` is
 approved by policy; every other plan waits for an operator (`ndt plan approve`, POST
 /plans/{id}/approve, the console). An approved plan is applied at the next window; an applied
@@ -37,6 +40,7 @@ class OptimizeConfig:
     mode: str = "propose"
     trigger_windows: int = 2     # windows in a row with predicted violations before the optimizer runs
     cooldown_windows: int = 5    # windows after a plan closes before another is looked for
+    max_cooldown_windows: int = 80  # each search in a row that finds nothing doubles the wait, up to this
     auto_risk: float = 0.3       # auto mode approves APPROVE decisions with a risk under this
     budget_s: float = 3.0        # the search's time budget (the loop's windows wait for it)
     objective: dict[str, Any] = field(default_factory=dict)  # minimize, policies, search (the SLO is the SLA's)
@@ -44,6 +48,7 @@ class OptimizeConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return {"mode": self.mode, "trigger_windows": self.trigger_windows, "cooldown_windows": self.cooldown_windows,
+                "max_cooldown_windows": self.max_cooldown_windows,
                 "auto_risk": self.auto_risk, "budget_s": self.budget_s, "objective": self.objective,
                 "gate": self.gate.to_dict()}
 
@@ -63,6 +68,7 @@ class PlanStage:
         self.link_delay = {lk.id: float(lk.delay_ms) for lk in topo.links}
         self.streak = 0
         self.closed_at = -math.inf
+        self.cooldown = config.cooldown_windows
         self.last_window = -1
         self.errors: list[str] = []
 
@@ -78,7 +84,7 @@ class PlanStage:
         row = row if row and row["window"] == window.window else None
         self.streak = self.streak + 1 if row and (row.get("predicted_violations") or 0) > 0 else 0
         if self.streak >= self.config.trigger_windows and not self.plans.list(self.run_id, OPEN) \
-                and window.window - self.closed_at >= self.config.cooldown_windows:
+                and window.window - self.closed_at >= self.cooldown:
             self.streak = 0
             self._optimize(window, row)
 
@@ -112,10 +118,13 @@ class PlanStage:
                           {"window": window.window, "snapshot_id": window.snapshot_id, "current": cur, "twin": best,
                            "lp": result["lp"]["metrics"], "search": result["search"]})
         if not result["better_than_current"]:  # better by the objective's own order
-            self.say(f"optimizer at window {window.window}: nothing better than today's routing "
-                     f"({cur['slo_violations']:g} predicted violations)")
             self.closed_at = window.window
+            # predicted violations the routing cannot remove (or the twin's error): look again later
+            self.cooldown = min(2 * self.cooldown, self.config.max_cooldown_windows)
+            self.say(f"optimizer at window {window.window}: nothing better than today's routing "
+                     f"({cur['slo_violations']:g} predicted violations); next look in {self.cooldown} windows")
             return
+        self.cooldown = self.config.cooldown_windows
         try:
             ans = what_if(predict, self.stores, result, self.explain())
             plan = propose(self.stores, result, ans, version, base, self.config.gate, "optimizer",
