@@ -155,7 +155,7 @@ def test_ndt_plan_lists_shows_rejects_and_refuses_a_plan_of_a_run_that_is_not_ru
     assert PlanStore(stores).transitions(plan["id"])[-1]["reason"] == "not today"
 
 
-def test_the_loop_looks_again_later_each_time_the_optimizer_finds_nothing_better(seeded):
+def test_the_loop_looks_again_later_each_time_the_optimizer_finds_nothing_better(tmp_path):
     """A twin that predicts violations no routing removes (here: every flow at 1 s, whatever the
     routing) is not asked every few windows: each search that finds nothing doubles the wait."""
     from dataclasses import replace
@@ -165,7 +165,8 @@ def test_the_loop_looks_again_later_each_time_the_optimizer_finds_nothing_better
     from apps.plans.stage import OptimizeConfig, PlanStage
     from sync.sla import SlaPolicy
 
-    data, _, _, _ = seeded
+    data = tmp_path / "data"  # a run of its own: the other tests leave plans open on the shared one
+    seed_overloaded_mesh(data)
     stores = Stores(data)
     run = stores.runs()[0]["id"]
     topo = stores.topology(run)
