@@ -328,11 +328,9 @@ def test_train_and_model_commands(tmp_path):
     assert r.returncode == 1 and r.stderr.count("\n") == 1 and "no model" in r.stderr
 
 
-def test_a_fitter_traces_once_and_its_fits_do_not_leak_into_each_other():
-    """The retraining worker's Fitter: warming up moves no weight, and a second fit from the same
-    weights gives the same model as the first (the optimizer is reset), with one trace in all."""
+def learnable_samples() -> list:
+    """Twelve windows of the mesh6 snapshot whose delays follow the offered rates."""
     from vtwin.dataset import Sample
-    from vtwin.train import Fitter
 
     topo = load("mesh6")
     samples = []
@@ -341,6 +339,15 @@ def test_a_fitter_traces_once_and_its_fits_do_not_leak_into_each_other():
         rates = np.array([f.offered_bps for f in snap.flows]) / 1e6
         delay = 2.0 + 3.0 * rates * (1 + 0.1 * (w % 3))
         samples.append(Sample("run-x", w, 0, topo.name, snap, delay, 0.1 * delay))
+    return samples
+
+
+def test_a_fitter_traces_once_and_its_fits_do_not_leak_into_each_other():
+    """The retraining worker's Fitter: warming up moves no weight, and a second fit from the same
+    weights gives the same model as the first (the optimizer is reset), with one trace in all."""
+    from vtwin.train import Fitter
+
+    samples = learnable_samples()
     model = build_model(16, 2)
     w0 = model.get_weights()
     fitter = Fitter(model)
@@ -371,3 +378,18 @@ def test_snapshots_leave_out_negligible_background_flows():
     snap = window_snapshot(topo, [row("run-slow", 0, 2e3), row("signaling", None, 3e3), row("acks", None, 6e4)])
     assert [f.key for f in snap.flows] == ["run-slow", "acks"]
     assert window_snapshot(topo, [row("signaling", None, 3e3)]) is None
+
+
+def test_the_log_loss_trains_and_an_unknown_loss_is_refused():
+    """`vtwin.train.LOSSES`: the ratio-symmetric log loss moves the weights and lowers its error
+    on a learnable target; a loss the code does not know is one error naming the known ones."""
+    from vtwin.train import Fitter
+
+    samples = learnable_samples()
+    model = build_model(16, 2)
+    w0 = model.get_weights()
+    r = Fitter(model, loss="log", eager=True).fit(samples, epochs=8, patience=99, progress=False, lr=3e-3)
+    assert not all(np.array_equal(a, b) for a, b in zip(w0, model.get_weights(), strict=True))
+    assert r.history[-1]["val_mape"] < r.history[0]["val_mape"]
+    with pytest.raises(ValueError, match="unknown loss 'l2'; use mape or log"):
+        Fitter(build_model(16, 2), loss="l2")

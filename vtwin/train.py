@@ -22,6 +22,11 @@ from .twin import Twin
 JITTER_FLOOR_MS = 0.1
 #: Loss weights (delay, jitter) per training objective; early stopping watches the objective's MAPE.
 OBJECTIVES = {"delay": (1.0, 0.5), "jitter": (0.5, 1.0)}
+#: Per-flow losses: "mape", |pred - y| / y (the default); "log", |log(pred / y)|, symmetric in the
+#: ratio. Under doubt whether a flow sees a full buffer, MAPE pays at most 1 for predicting none
+#: and y_full / y for predicting it where it is not (200 for a 600 ms buffer and a 3 ms flow), so
+#: it learns to predict none; the log loss pays log(y_full / y) either way.
+LOSSES = ("mape", "log")
 
 TARGET_SPEC = [tf.TensorSpec([None], tf.float32)] * 3
 
@@ -65,9 +70,20 @@ class Fitter:
     one Fitter, traces it once at start (`warm_up`), and fits each warm-started candidate in
     seconds. `fit` resets the optimizer, so fits do not leak into each other."""
 
-    def __init__(self, model: RouteNet, *, objective: str = "delay", xla: bool = False, eager: bool = False) -> None:
+    def __init__(self, model: RouteNet, *, objective: str = "delay", xla: bool = False, eager: bool = False,
+                 loss: str = "mape") -> None:
         if objective not in OBJECTIVES:
             raise ValueError(f"unknown objective {objective!r}; use {' or '.join(OBJECTIVES)}")
+        if loss not in LOSSES:
+            raise ValueError(f"unknown loss {loss!r}; use {' or '.join(LOSSES)}")
+        relative = loss == "mape"
+
+        def err(pred, y, floor):
+            y = tf.maximum(y, floor)
+            if relative:
+                return tf.abs(pred - y) / y
+            return tf.abs(tf.math.log(tf.maximum(pred, floor) / y))
+
         self.model, self.objective, self.xla = model, objective, xla
         w_delay, w_jitter = OBJECTIVES[objective]
         self.opt = tf.keras.optimizers.Adam(1e-3)
@@ -77,8 +93,8 @@ class Fitter:
             with tf.GradientTape() as tape:
                 d, j = model(x, training=True)
                 n = tf.maximum(tf.reduce_sum(lab), 1.0)
-                loss_d = tf.reduce_sum(lab * tf.abs(d - yd) / tf.maximum(yd, 1e-3)) / n
-                loss_j = tf.reduce_sum(lab * tf.abs(j - yj) / tf.maximum(yj, JITTER_FLOOR_MS)) / n
+                loss_d = tf.reduce_sum(lab * err(d, yd, 1e-3)) / n
+                loss_j = tf.reduce_sum(lab * err(j, yj, JITTER_FLOOR_MS)) / n
                 loss = w_delay * loss_d + w_jitter * loss_j
             grads = tape.gradient(loss, model.trainable_variables)
             grads, _ = tf.clip_by_global_norm(grads, 5.0)
@@ -188,7 +204,7 @@ def train(samples: list[Sample], *, model: RouteNet | None = None, norm: Normali
           state: int = 32, iterations: int = 6, epochs: int = 300, budget_s: float = 300.0, patience: int = 20,
           windows_per_batch: int = 8, lr: float = 1e-3, seed: int = 0, progress: bool = True,
           xla: bool = False, eager: bool = False, objective: str = "delay", min_delta: float = 0.0,
-          halve_after: int | None = None) -> TrainResult:
+          halve_after: int | None = None, loss: str = "mape") -> TrainResult:
     """Train on `samples` from `model` (warm start) or a new model, once (see `Fitter` to train
     several times with one trace). With `xla` the training step is compiled by XLA once per
     bucketed batch shape; measured on the Abilene dataset that compiling cost more than it saved
@@ -197,7 +213,7 @@ def train(samples: list[Sample], *, model: RouteNet | None = None, norm: Normali
     if not samples:
         raise ValueError("no labeled windows to train on")
     tf.keras.utils.set_random_seed(seed)
-    fitter = Fitter(model or build_model(state, iterations), objective=objective, xla=xla, eager=eager)
+    fitter = Fitter(model or build_model(state, iterations), objective=objective, xla=xla, eager=eager, loss=loss)
     return fitter.fit(samples, norm, epochs=epochs, budget_s=budget_s, patience=patience,
                       windows_per_batch=windows_per_batch, lr=lr, seed=seed, progress=progress, min_delta=min_delta,
                       halve_after=halve_after)
