@@ -386,10 +386,13 @@ def test_the_log_loss_trains_and_an_unknown_loss_is_refused():
     from vtwin.train import Fitter
 
     samples = learnable_samples()
+    import tensorflow as tf
+
+    tf.keras.utils.set_random_seed(0)
     model = build_model(16, 2)
     w0 = model.get_weights()
-    r = Fitter(model, loss="log", eager=True).fit(samples, epochs=8, patience=99, progress=False, lr=3e-3)
+    r = Fitter(model, loss="log", eager=True).fit(samples, epochs=20, patience=99, progress=False, lr=3e-3)
     assert not all(np.array_equal(a, b) for a, b in zip(w0, model.get_weights(), strict=True))
-    assert r.history[-1]["val_mape"] < r.history[0]["val_mape"]
+    assert r.history[-1]["val_mape"] < r.history[0]["val_mape"]  # seeded: 64.5 -> 63.1 %
     with pytest.raises(ValueError, match="unknown loss 'l2'; use mape or log"):
         Fitter(build_model(16, 2), loss="l2")

@@ -82,7 +82,10 @@ class Fitter:
             y = tf.maximum(y, floor)
             if relative:
                 return tf.abs(pred - y) / y
-            return tf.abs(tf.math.log(tf.maximum(pred, floor) / y))
+            # below the floor (an untrained model may predict zero or less) a linear term, continuous
+            # with the log and with a gradient that pushes up, where log(max(pred, floor)) has none
+            above = tf.maximum(pred, floor)
+            return tf.abs(tf.math.log(above / y)) + tf.maximum(floor - pred, 0.0) / floor
 
         self.model, self.objective, self.xla = model, objective, xla
         w_delay, w_jitter = OBJECTIVES[objective]
