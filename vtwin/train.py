@@ -79,9 +79,9 @@ class Fitter:
         relative = loss == "mape"
 
         def err(pred, y, floor):
-            y = tf.maximum(y, floor)
             if relative:
-                return tf.abs(pred - y) / y
+                return tf.abs(pred - y) / tf.maximum(y, floor)
+            y = tf.maximum(y, floor)
             # below the floor (an untrained model may predict zero or less) a linear term, continuous
             # with the log and with a gradient that pushes up, where log(max(pred, floor)) has none
             above = tf.maximum(pred, floor)
