@@ -39,7 +39,7 @@ def full_buffer_flows(sample: Any) -> np.ndarray:
 
 
 def score(predict: Any, test: list) -> dict[str, Any]:
-    pd = np.concatenate([predict([s.snapshot])[0] for s in test])
+    pd = np.asarray(predict([s.snapshot for s in test])[0])
     yd = np.concatenate([s.delay_ms for s in test])
     over = np.concatenate([full_buffer_flows(s) for s in test])
     ok = np.isfinite(yd)

@@ -66,8 +66,7 @@ class Lab:
         data.mkdir(parents=True, exist_ok=True)
         (data / "ndt.yaml").write_text(json.dumps({"sla": {"margin_ms": margin_ms}}))
         sched = data.parent / "bench-schedule.json"
-        sched.write_text(json.dumps({"flows": flows, "seed": 2, "phases": [
-            {"profile": "deterministic", "protocol": "udp", "load": load_, "duration_s": duration_s}]}))
+        sched.write_text(json.dumps(bench_schedule(flows, load_, duration_s)))
         self.proc = subprocess.Popen([sys.executable, "-m", "apps", "run", topo, "--schedule", str(sched),
                                       "--data", str(data), "--json", "--train-budget", "10",
                                       *(["--capacity-scale", f"{scale:.6g}"] if scale else [])], cwd=ROOT,
@@ -131,13 +130,18 @@ class Lab:
                 self.proc.wait()
 
 
+def bench_schedule(flows: int, load_: float, duration_s: float) -> dict[str, Any]:
+    """One steady phase of deterministic UDP flows, the busiest link at `load_`."""
+    return {"flows": flows, "seed": 2, "phases": [
+        {"profile": "deterministic", "protocol": "udp", "load": load_, "duration_s": duration_s}]}
+
+
 def frame_scale(topo: Any, flows: int, load_: float) -> float:
-    """The capacity scale that keeps `flows` deterministic UDP flows at `load_` within the frame budget."""
+    """The capacity scale that keeps the bench's phase within the switches' frame budget."""
     from traffic.corpus import auto_max_mbps
     from traffic.schedule import parse
 
-    sched = parse({"flows": flows, "seed": 2, "phases": [
-        {"profile": "deterministic", "protocol": "udp", "load": load_, "duration_s": 60}]}, "bench")
+    sched = parse(bench_schedule(flows, load_, 60), "bench")
     return auto_max_mbps(topo, sched) / max(lk.capacity_mbps for lk in topo.links)
 
 
@@ -195,9 +199,9 @@ def random_change(rng: random.Random, topo: Any) -> dict[str, Any]:
     return {"type": "routing_weight", "changes": [{"link": lk.id, "weight": weight}]}
 
 
-def make(lab: Lab, topo: Any, change: dict[str, Any], version: int) -> Any:
+def make(lab: Lab, topo: Any, change: dict[str, Any], version: int, scale: float) -> Any:
     """Make the change on the lab; returns how to undo it. `topo` and the change are in the run's
-    units (the emulated rates the twin sees); the lab takes topology units (emulated / scale)."""
+    units (the emulated rates the twin sees); the lab takes topology units (emulated / `scale`)."""
     t = change["type"]
     if t == "link_failure":
         lid = change["targets"][0]
@@ -206,7 +210,6 @@ def make(lab: Lab, topo: Any, change: dict[str, Any], version: int) -> Any:
     if t == "capacity_change":
         c = change["changes"][0]
         was = topo.link(c["link"]).capacity_mbps
-        scale = float(lab_status().get("capacity_scale") or 1.0)
         request("capacity", link=c["link"], capacity_mbps=c["capacity_mbps"] / scale, tell=True)
         return lambda: request("capacity", link=c["link"], capacity_mbps=was / scale, tell=True)
     c = change["changes"][0]
@@ -217,6 +220,7 @@ def make(lab: Lab, topo: Any, change: dict[str, Any], version: int) -> Any:
 def gate(lab: Lab, pred: Any, n_changes: int, n: int, seed: int) -> dict[str, Any]:
     rng = random.Random(seed)
     topo = lab.stores.topology(lab.run)  # the run's: capacities as emulated, as the twin reads them
+    scale = float(lab_status().get("capacity_scale") or 1.0)
     g = Gate()
     rows = []
     before = lab.measure_from(n, settle=0)
@@ -233,7 +237,7 @@ def gate(lab: Lab, pred: Any, n_changes: int, n: int, seed: int) -> dict[str, An
             rows.append({"change": change, "error": str(exc)})
             before = lab.measure_from(n, settle=0)
             continue
-        undo = make(lab, topo, change, version)
+        undo = make(lab, topo, change, version, scale)
         try:
             after = lab.measure_from(n, settle=1)
         finally:

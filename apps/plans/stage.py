@@ -2,15 +2,14 @@
 violations for `trigger_windows` windows in a row and no plan of the run is open, the optimizer
 searches the newest snapshot's routing with the serving model (the SLA policy's per-flow budgets
 as the SLO, the controller's routing in force as the start) and, when the twin finds a routing
-better than today's in the objective's order, the plan is proposed (when it finds none, the wait
-before the next search doubles, from `cooldown_windows` up to `max_cooldown_windows`: a twin that
-keeps predicting violations no routing removes, or that the lab no longer measures, is not asked
-every few windows) with the what-if engine's
-verdict. In `auto` mode a plan the what-if engine APPROVEs with a risk under `auto_risk` is
-approved by policy; every other plan waits for an operator (`ndt plan approve`, POST
-/plans/{id}/approve, the console). An approved plan is applied at the next window; an applied
-one is measured on its test matrix and kept or rolled back. Each window: `update(window)`, like
-the loop's other stages.
+better than today's in the objective's order, the plan is proposed with the what-if engine's
+verdict. When it finds none, the wait before the next search doubles, from `cooldown_windows` up
+to `max_cooldown_windows`: a twin that keeps predicting violations no routing removes, or that
+the lab no longer measures, is not asked every few windows. In `auto` mode a plan the what-if
+engine APPROVEs with a risk under `auto_risk` is approved by policy; every other plan waits for
+an operator (`ndt plan approve`, POST /plans/{id}/approve, the console). An approved plan is
+applied at the next window; an applied one is measured on its test matrix and kept or rolled
+back. Each window: `update(window)`, like the loop's other stages.
 """
 
 from __future__ import annotations

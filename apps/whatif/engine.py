@@ -193,24 +193,21 @@ def answer(predict: Predict, stores: Stores, request: WhatIfRequest, asked: Ques
     affected = [f for f in flows if f["affected"]]
     budgets = {f["flow"]: slo.budget(f["flow"], post.propagation_ms(f["flow"])) for f in flows}
 
+    # each flow's decided delay over its budget, after the scenario and before it (budgets follow the path)
+    after = {k: v / budgets[k] for k, v in decide.items()}
+    before = {k: v / slo.budget(k, pre.propagation_ms(k)) for k, v in decide_pre.items()}
+
     def severity(key: str, lost: bool) -> float:
         if lost:
             return 0.0 if key in pre.lost else 1.0
-        after = decide[key] / budgets[key]
-        if key not in decide_pre:
-            return min(1.0, max(0.0, (after - 0.8) / 0.4))
-        before = decide_pre[key] / slo.budget(key, pre.propagation_ms(key))
-        return min(1.0, max(0.0, (after - max(before, 0.8)) / 0.4))
+        return min(1.0, max(0.0, (after[key] - max(before.get(key, 0.0), 0.8)) / 0.4))
 
     def harms(key: str, lost: bool) -> bool:
-        if lost or key not in decide:
+        if lost or key not in after:
             return lost and key not in pre.lost
         if budgets[key] == float("inf"):
             return False
-        before = decide_pre.get(key)
-        if before is None:
-            return True
-        return decide[key] / budgets[key] > (1 + AFFECTED_CHANGE) * before / slo.budget(key, pre.propagation_ms(key))
+        return key not in before or after[key] > (1 + AFFECTED_CHANGE) * before[key]
 
     sev = [0.0 if budgets[f["flow"]] == float("inf") and not f["lost"] else severity(f["flow"], f["lost"])
            for f in flows]
