@@ -16,7 +16,9 @@ window and the SLA monitor judges each labeled one):
 
 - plans, on a congested run (`--load`, 1.4 of the busiest link): the twin's plan (`ndt optimize`'s
   search, the SLA policy's budgets as the SLO) and the min-max-utilization LP's, each applied
-  through PUT /routing, measured for `--windows` labeled windows after a settling window, and
+  through PUT /routing, measured for `--windows` labeled windows once the lab has settled (the
+  plans' own test, `apps.plans.measure.settled_after`: full buffers drain for seconds after a
+  change relieves their links; every measurement, before included, starts after it), and
   reverted; measured SLO violation rate and p95 delay before and after each, the twin's predicted
   against the measured improvement, the planning time.
 - the change gate, on a healthy run (`--gate-load`, 0.6: a congested network already breaks its
@@ -47,7 +49,7 @@ sys.path.insert(0, str(ROOT))
 from apps.common.config import load_config  # noqa: E402
 from apps.optimize import network_of, optimize  # noqa: E402
 from apps.plans import Gate, merged_policy  # noqa: E402
-from apps.plans.measure import labeled_windows, measured  # noqa: E402
+from apps.plans.measure import STEADY_SPAN, labeled_windows, measured, settled_after  # noqa: E402
 from apps.plans.stage import loop_objective  # noqa: E402
 from apps.whatif import WhatIfRequest, answer  # noqa: E402
 from controller_app.client import ControllerClient  # noqa: E402
@@ -111,9 +113,24 @@ class Lab:
             time.sleep(0.5)
         raise SystemExit(f"bench: no {n} labeled windows after {after} in time")
 
+    def settled(self, start: int, timeout: float = 240) -> int:
+        """The window after which the lab has settled since `start` (the plans' own test)."""
+        gate = Gate()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            done = settled_after(self.stores, self.run, start, self.complete(), gate.steady_share,
+                                 gate.max_settle_windows)
+            if done is not None:
+                return done
+            if self.proc.poll() is not None:
+                raise SystemExit("bench: ndt run ended before the bench")
+            time.sleep(0.5)
+        raise SystemExit(f"bench: the lab did not settle after window {start} in time")
+
     def measure_from(self, n: int, settle: int = 1) -> dict[str, Any]:
-        start = self.newest() + settle
-        return measured(self.stores, self.run, self.wait_windows(start, n))
+        """n labeled windows once the lab has settled after the newest window + `settle`."""
+        start = self.settled(self.newest() + settle)
+        return {**measured(self.stores, self.run, self.wait_windows(start, n)), "settled_after": start}
 
     def window(self) -> Any:
         w = self.stores.window(self.run, self.complete(), labels=False)
@@ -292,7 +309,7 @@ def main() -> None:
     t0 = time.monotonic()
     if not args.gate_only:
         lab = Lab(root / "plans" / "data", args.topology, args.flows, args.load,
-                  60 + (4 * args.windows + 2 * LAG) * 4, args.margin, scale)
+                  60 + 5 * (Gate().max_settle_windows + args.windows + LAG), args.margin, scale)
         try:
             lab.wait_run(up_s)
             out["plans"] = plans(lab, predictor(lab.stores), args.windows, args.budget)
@@ -303,7 +320,7 @@ def main() -> None:
     if args.changes:
         n = min(args.windows, 3)
         lab = Lab(root / "gate" / "data", args.topology, args.flows, args.gate_load,
-                  60 + args.changes * (2 * n + 2 * LAG + 8), args.margin, scale)
+                  60 + args.changes * 2 * (4 * STEADY_SPAN + n + LAG), args.margin, scale)
         try:
             lab.wait_run(up_s)
             out["gate"] = gate(lab, predictor(lab.stores), args.changes, n, args.seed)

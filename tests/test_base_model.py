@@ -139,3 +139,16 @@ def test_a_save_that_fails_half_way_keeps_the_good_base_model(base, tmp_path):
         save(other, {"name": "broken", "created_at": object()}, folder)  # the card cannot be written
     assert {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()} == before
     assert load(folder).sha256 == base["card"]["weights"]["sha256"]
+
+
+def test_ndt_model_base_build_trains_with_the_loss_it_is_told_and_records_it(tmp_path):
+    corpus = tmp_path / "corpus"
+    seed_traffic_run(corpus, "mesh6", TRAFFIC_SCHEDULE, seed=4)
+    out = tmp_path / "built"
+    card = json.loads(ndt("model", "base", "build", "--data", str(corpus), "--out", str(out), "--budget", "20",
+                          "--epochs", "2", "--state", "8", "--iterations", "2", "--loss", "log", "--json").stdout)
+    assert card["training"]["loss"] == "log" and "--loss log" in card["training"]["command"]
+    assert load(out).card["training"]["loss"] == "log" and card["held_out"]["overall"]["delay_mape"] > 0
+    bad = ndt("model", "base", "build", "--data", str(corpus), "--out", str(tmp_path / "x"), "--loss", "mse",
+              check=False)
+    assert bad.returncode != 0 and "invalid choice: 'mse'" in bad.stderr and not (tmp_path / "x").exists()

@@ -14,9 +14,10 @@ import yaml
 
 from apps.optimize import optimize, parse_objective
 from apps.plans import Gate, PlanError, PlanStore, StalePlan, apply, approve, propose, reject, what_if
-from apps.plans.measure import verdict
+from apps.plans.measure import settled_after, verdict, windows_after
 from apps.whatif import WhatIfError, WhatIfRequest, question
 from controller_app.routing import Routing
+from sync.sla import SlaStore
 from traffic.store import Stores
 
 from .conftest import ndt
@@ -187,3 +188,36 @@ def test_the_loop_looks_again_later_each_time_the_optimizer_finds_nothing_better
     gaps = [b - a for a, b in zip(looks, looks[1:], strict=False)]
     assert len(looks) >= 4 and not stage.plans.list(run)
     assert gaps[:3] == [4, 8, 8] and all(g == 8 for g in gaps[2:])  # 2 doubled, then capped at 8
+
+
+def _decaying_run(data: Path, means: list[float]) -> Stores:
+    """A run whose windows' labeled flows measure these mean delays (two flows, +-5 % around it)."""
+    stores = Stores(data)
+    stores.write_labels([{"run_id": "run-settle", "window": w, "flow_key": k, "snapshot_id": w, "flow_no": i,
+                          "delay_ms": m * f, "jitter_ms": 1.0, "loss_pct": 0.0, "sent": 100, "received": 100,
+                          "rx_bps": 1e5}
+                         for w, m in enumerate(means) for i, (k, f) in enumerate((("a", 0.95), ("b", 1.05)))])
+    SlaStore(stores).write([{"run_id": "run-settle", "window": w, "flows": 2, "labeled": 2, "measured_violations": 0}
+                            for w in range(len(means))])
+    return stores
+
+
+def test_measuring_after_a_change_waits_for_the_drained_buffers(tmp_path):
+    # germany_50, measured: a plan applied after window 3 relieves full links, whose buffers then
+    # drain over about ten windows before the delay settles
+    drain = [500.0, 480.0, 510.0, 495.0, 372, 286, 229, 185, 134, 100, 79, 64, 55, 48, 41, 35, 28, 29, 28.5, 29.5,
+             28, 29, 28.4, 29.1]
+    stores = _decaying_run(tmp_path / "data", drain)
+    gate = Gate()
+    assert settled_after(stores, "run-settle", 4, 15, gate.steady_share, gate.max_settle_windows) is None
+    settled = settled_after(stores, "run-settle", 4, len(drain) - 1, gate.steady_share, gate.max_settle_windows)
+    assert settled is not None and drain[settled - 2] < 35  # the span it settled on is the drained one
+    after = windows_after(stores, "run-settle", 3, gate, len(drain) - 1)
+    assert after and min(after) > settled and all(drain[w] < 30 for w in after)
+    # while the buffers drain nothing is measured, unless the run ends: then what there is
+    assert windows_after(stores, "run-settle", 3, gate, 15) == []
+    assert windows_after(stores, "run-settle", 3, gate, 15, final=True) == [5, 6, 7, 8, 9]
+    # a lab that never settles is measured anyway once max_settle_windows have passed
+    sawtooth = [100.0 * (1 + (w % 2)) for w in range(40)]
+    stores = _decaying_run(tmp_path / "saw", sawtooth)
+    assert settled_after(stores, "run-settle", 0, 39, 0.0, 20) == 20

@@ -168,7 +168,7 @@ def ensure_active(registry: Registry, folder: Path | None = None) -> str | None:
 
 def build(train: list, held: list, *, corpus: dict[str, Any], unseen: list | None = None, state: int = 32,
           iterations: int = 6, epochs: int = 1000, budget_s: float = 1800.0, patience: int = 40,
-          halve_after: int | None = 10,
+          halve_after: int | None = 10, loss: str = "mape",
           seed: int = 0, progress: bool = True, folder: Path | None = None, command: str = "") -> dict[str, Any]:
     """Train the base model on `train` (samples of the corpus), score it on `held` (the corpus'
     windows held out by time) and `unseen` (networks not in the corpus), and save it with its card
@@ -183,7 +183,7 @@ def build(train: list, held: list, *, corpus: dict[str, Any], unseen: list | Non
         raise BaseModelError("the corpus has no labeled windows to train on and hold out; build it first "
                              "('ndt dataset build base')")
     res = fit(train, state=state, iterations=iterations, epochs=epochs, budget_s=budget_s, patience=patience,
-              seed=seed, progress=progress, halve_after=halve_after)
+              seed=seed, progress=progress, halve_after=halve_after, loss=loss)
     twin = Twin(res.model, res.norm, xla=False)
     scores = evaluate(twin.predict, held)
     card: dict[str, Any] = {
@@ -193,7 +193,8 @@ def build(train: list, held: list, *, corpus: dict[str, Any], unseen: list | Non
                    "held_out_labeled_flows": sum(s.labeled for s in held)},
         "training": {"seconds": res.seconds, "epochs": res.epochs, "best_epoch": res.best_epoch,
                      "stopped": res.stopped, "val_mape": res.best_val_mape, "budget_s": budget_s,
-                     "patience": patience, "halve_lr_after": halve_after, "seed": seed, "command": command},
+                     "patience": patience, "halve_lr_after": halve_after, "loss": loss, "seed": seed,
+                     "command": command},
         "held_out": {"overall": scores["overall"], "by_load": evaluate_by_load(twin.predict, held),
                      "label_floor": label_floor(held, train),
                      "phase_means": evaluate(twin.predict, steady(held, skip_first=False))["overall"],

@@ -111,10 +111,10 @@ def cmd_base_build(args: argparse.Namespace) -> None:
               file=sys.stderr)
     command = "ndt model base build --data CORPUS" + (" --unseen DATA" if args.unseen else "") + \
         f" --budget {args.budget:g} --epochs {args.epochs} --patience {args.patience} --seed {args.seed}" \
-        f" --halve-after {args.halve_after} --state {args.state} --iterations {args.iterations}"
+        f" --halve-after {args.halve_after} --state {args.state} --iterations {args.iterations} --loss {args.loss}"
     card = build(fit, held, corpus=corpus, unseen=unseen, state=args.state, iterations=args.iterations,
                  epochs=args.epochs, budget_s=args.budget, patience=args.patience, seed=args.seed,
-                 halve_after=args.halve_after,
+                 halve_after=args.halve_after, loss=args.loss,
                  progress=not args.json, folder=Path(args.out) if args.out else None, command=command)
     emit(card, args.json, render_card)
 
@@ -195,6 +195,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--budget", type=float, default=1800.0, help="training time budget, seconds (default 1800)")
     t.add_argument("--epochs", type=int, default=1000)
     t.add_argument("--patience", type=int, default=40)
+    t.add_argument("--loss", choices=("mape", "log"), default="mape",  # vtwin.train.LOSSES (no TF import here)
+                   help="the training loss: relative error (mape) or |log(predicted / measured)| (log)")
     t.add_argument("--halve-after", type=int, default=10, metavar="EPOCHS",
                    help="halve the learning rate after this many epochs without a better validation MAPE")
     # the shipped model's architecture: 3 iterations of state 24 answer 50 nodes / 2000 flows in

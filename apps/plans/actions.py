@@ -108,7 +108,7 @@ def verify(stores: Stores, plan_id: str, controller: Controller, by: str, comple
     store = PlanStore(stores)
     plan = store.get(plan_id)
     gate = Gate(**plan["result"]["gate"])
-    after_w = windows_after(stores, plan["run_id"], plan["applied_window"], gate, complete_upto)
+    after_w = windows_after(stores, plan["run_id"], plan["applied_window"], gate, complete_upto, final)
     if len(after_w) < gate.windows and not (final and after_w):
         return None
     before = measured(stores, plan["run_id"], windows_before(stores, plan["run_id"], plan["window"], gate.windows))

@@ -1,6 +1,13 @@
 """What the lab measured around a change: SLO violations (the SLA monitor's, per-flow budgets,
 lost flows counted) and delays of the labeled windows before a plan's snapshot and after it was
 applied, and the verdict of its test matrix: keep or roll back, and why.
+
+After a change the lab is not at once what it will be: a full drop-tail buffer on a link the change
+relieves drains at the link's spare capacity, seconds at the corpus's rates (measured on germany_50:
+the mean delay fell from 372 to 28 ms over 12 one-second windows after a plan moved flows off its
+full links). Measured then, a good plan looks bad. So the windows measured after a change start once
+the lab has settled (`settled_after`): the mean delay of the last `STEADY_SPAN` labeled windows
+moves less than the gate's `steady_share` from the span before.
 """
 
 from __future__ import annotations
@@ -43,10 +50,50 @@ def windows_before(stores: Stores, run_id: str, upto: int, n: int) -> list[int]:
     return [r["window"] for r in labeled_windows(stores, run_id) if r["window"] <= upto][-n:]
 
 
-def windows_after(stores: Stores, run_id: str, applied_window: int, gate: Gate, complete_upto: int) -> list[int]:
-    """The first `gate.windows` labeled windows after the change has settled, among those whose
-    labels are complete (up to `complete_upto`)."""
-    start = applied_window + gate.settle_windows
+#: Labeled windows per span compared by the steadiness test.
+STEADY_SPAN = 3
+#: Mean delays closer than this (ms) count as steady whatever their share (light load, noise).
+STEADY_FLOOR_MS = 1.0
+
+
+def window_means(stores: Stores, run_id: str, windows: list[int]) -> list[float]:
+    """Each window's mean measured delay over its labeled flows (NaN where none)."""
+    if not windows:
+        return []
+    by: dict[int, list[float]] = {w: [] for w in windows}
+    for (w, _), lab in stores.labels_of(run_id, min(windows)).items():
+        if w in by and lab.delay_ms is not None:
+            by[w].append(lab.delay_ms)
+    return [float(np.mean(by[w])) if by[w] else float("nan") for w in windows]
+
+
+def settled_after(stores: Stores, run_id: str, start: int, complete_upto: int, share: float,
+                  max_windows: int) -> int | None:
+    """The window after which the lab has settled since `start` (exclusive): the last window of the
+    first span of `STEADY_SPAN` labeled windows whose mean delay is within `share` (or
+    `STEADY_FLOOR_MS`) of the span before it; `start + max_windows` once that many windows are
+    complete without it; None while still settling."""
+    ws = [r["window"] for r in labeled_windows(stores, run_id) if start < r["window"] <= complete_upto]
+    means = window_means(stores, run_id, ws)
+    for i in range(2 * STEADY_SPAN, len(ws) + 1):
+        now = np.nanmean(means[i - STEADY_SPAN:i])
+        prev = np.nanmean(means[i - 2 * STEADY_SPAN:i - STEADY_SPAN])
+        if abs(now - prev) <= max(share * prev, STEADY_FLOOR_MS):
+            return ws[i - 1]
+    return start + max_windows if complete_upto >= start + max_windows else None
+
+
+def windows_after(stores: Stores, run_id: str, applied_window: int, gate: Gate, complete_upto: int,
+                  final: bool = False) -> list[int]:
+    """The first `gate.windows` labeled windows after the change has settled (`settled_after`), among
+    those whose labels are complete (up to `complete_upto`); `final` (the run ends): if it has not
+    settled, the windows after the skipped ones, what there is."""
+    skipped = applied_window + gate.settle_windows
+    start = settled_after(stores, run_id, skipped, complete_upto, gate.steady_share, gate.max_settle_windows)
+    if start is None:
+        if not final:
+            return []
+        start = skipped
     return [r["window"] for r in labeled_windows(stores, run_id)
             if start < r["window"] <= complete_upto][:gate.windows]
 

@@ -34,6 +34,8 @@ class Gate:
 
     windows: int = 5            # labeled windows measured after the change (and before it, to compare)
     settle_windows: int = 1     # windows skipped right after the change (flows move mid-window)
+    steady_share: float = 0.10  # then settled once the mean delay of 3 windows moves less than this share
+    max_settle_windows: int = 30  # ... or after this many windows, settled or not
     margin: float = 0.10        # worse than before by more than this share: roll back
     violation_slack: float = 0.02  # ... and the violation rate by more than this many points
     predicted_margin: float = 1.0  # measured p95 delay over the predicted one by more than this share: roll back
@@ -113,6 +115,7 @@ def test_matrix(plan_id: str, ans: Answer, gate: Gate, pred: dict[str, Any]) -> 
               "budget_ms": round(ans.post_budget(f["flow"]), 3) if ans.post_budget(f["flow"]) < float("inf") else None}
              for f in r["flows"] if f["affected"]]
     return {"plan": plan_id, "windows": gate.windows, "settle_windows": gate.settle_windows,
+            "steady_share": gate.steady_share, "max_settle_windows": gate.max_settle_windows,
             "measure": ["slo_violation_rate", "p95_delay_ms", "mean_delay_ms"],
             "pass": {"slo_violation_rate": f"after <= before * {1 + gate.margin:g} + {gate.violation_slack:g}",
                      "p95_delay_ms": f"after <= before * {1 + gate.margin:g}",
@@ -166,7 +169,10 @@ def plan_markdown(row: dict[str, Any], result: dict[str, Any], ans: Answer, matr
     lines += ["", f"Evidence pack: `reports/whatif/{r['id']}.html` (service: {r['evidence_pack_url']}).", "",
               "## Rollback", "", f"Return to routing version {row['base_version']}: `ndt ctl routing revert "
               f"{row['base_version']}` (`rollback.yaml`).", "", "## Test matrix", "",
-              f"After applying, {matrix['settle_windows']} window(s) settle, then {matrix['windows']} labeled "
+              f"After applying, {matrix['settle_windows']} window(s) are skipped, then the queues settle (a full "
+              "buffer drains for seconds once its link is relieved): measuring starts once the mean delay of 3 "
+              f"labeled windows moves less than {matrix['steady_share']:.0%} from the 3 before (at most "
+              f"{matrix['max_settle_windows']} windows after the change); then {matrix['windows']} labeled "
               "windows are measured against as many before the change (`test_matrix.json`):", ""]
     lines += [f"- {k}: {v}" for k, v in matrix["pass"].items()]
     return "\n".join(lines) + "\n"
