@@ -100,32 +100,33 @@ class Lab:
         """The newest window whose labels are complete."""
         return self.newest() - LAG
 
-    def wait_windows(self, after: int, n: int, timeout: float = 120) -> list[int]:
-        """The first n labeled, complete windows after `after`."""
+    def poll(self, check: Any, timeout: float, what: str) -> Any:
+        """check() every half second until it returns something other than None; exits when the run
+        ends or after `timeout` s, saying `what` it waited for."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            done = self.complete()
-            ws = [r["window"] for r in labeled_windows(self.stores, self.run) if after < r["window"] <= done][:n]
-            if len(ws) >= n:
-                return ws
+            got = check()
+            if got is not None:
+                return got
             if self.proc.poll() is not None:
                 raise SystemExit("bench: ndt run ended before the bench")
             time.sleep(0.5)
-        raise SystemExit(f"bench: no {n} labeled windows after {after} in time")
+        raise SystemExit(f"bench: {what} in time")
+
+    def wait_windows(self, after: int, n: int, timeout: float = 120) -> list[int]:
+        """The first n labeled, complete windows after `after`."""
+        def check() -> list[int] | None:
+            done = self.complete()
+            ws = [r["window"] for r in labeled_windows(self.stores, self.run) if after < r["window"] <= done][:n]
+            return ws if len(ws) >= n else None
+        return self.poll(check, timeout, f"no {n} labeled windows after {after}")
 
     def settled(self, start: int, timeout: float = 240) -> int:
         """The window after which the lab has settled since `start` (the plans' own test)."""
         gate = Gate()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            done = settled_after(self.stores, self.run, start, self.complete(), gate.steady_share,
-                                 gate.max_settle_windows)
-            if done is not None:
-                return done
-            if self.proc.poll() is not None:
-                raise SystemExit("bench: ndt run ended before the bench")
-            time.sleep(0.5)
-        raise SystemExit(f"bench: the lab did not settle after window {start} in time")
+        return self.poll(lambda: settled_after(self.stores, self.run, start, self.complete(), gate.steady_share,
+                                               gate.max_settle_windows),
+                         timeout, f"the lab did not settle after window {start}")
 
     def measure_from(self, n: int, settle: int = 1) -> dict[str, Any]:
         """n labeled windows once the lab has settled after the newest window + `settle`."""
