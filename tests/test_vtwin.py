@@ -105,6 +105,21 @@ def test_vectorized_graph_tensors_equal_the_flow_by_flow_computation(seed):
             assert g["link_x"][i] == pytest.approx(ref[h], rel=1e-4)
 
 
+def test_a_link_is_full_once_what_reaches_it_exceeds_its_capacity_by_the_margin():
+    from vtwin.features import FULL_MARGIN, HEADER_BYTES
+
+    topo = load("line3")  # 10 Mbit/s links
+    wire = (512.0 + HEADER_BYTES) / 512.0
+
+    def full(over: float) -> float:
+        g = graph_tensors([Snapshot(topo, [flow(topo, 0, 1, over * 10e6 / wire)])])
+        return float(g["link_full"][g["path"][0, 0]])
+
+    assert FULL_MARGIN >= 1.0
+    assert full(FULL_MARGIN - 0.02) == 0.0
+    assert full(FULL_MARGIN + 0.03) > 0.0
+
+
 def test_an_overloaded_link_has_a_full_buffer_and_the_links_after_it_see_only_what_it_carries():
     from vtwin.features import LINK_COLUMNS, fluid_arrivals
 
