@@ -24,6 +24,9 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from loss_overload import crosses_full_buffer  # noqa: E402
 
 import vtwin.features as features  # noqa: E402
 from traffic.store import Stores  # noqa: E402
@@ -78,7 +81,7 @@ def flow_groups(samples: list) -> dict[str, np.ndarray]:
     full, tcp = [], []
     for s in samples:
         t = with_margin(1.0, features.snapshot_tensors, s.snapshot)
-        full.append(np.concatenate([t["link_full"] > 0, [False]])[t["path"]].any(axis=1))
+        full.append(crosses_full_buffer(t))
         tcp.append(t["flow_x"][:, TCP] > 0)
     full_, tcp_ = np.concatenate(full), np.concatenate(tcp)
     return {"full_buffer_udp": full_ & ~tcp_, "full_buffer_tcp": full_ & tcp_, "other": ~full_}

@@ -31,11 +31,13 @@ from vtwin.train import train  # noqa: E402
 from vtwin.twin import Twin  # noqa: E402
 
 
+def crosses_full_buffer(t: dict[str, np.ndarray]) -> np.ndarray:
+    """Per flow of a snapshot's raw tensors: does its path cross a link with a full buffer (fluid model)?"""
+    return np.concatenate([t["link_full"] > 0, [False]])[t["path"]].any(axis=1)
+
+
 def full_buffer_flows(sample: Any) -> np.ndarray:
-    """Per flow of the sample: does its path cross a link with a full buffer (fluid model)?"""
-    t = snapshot_tensors(sample.snapshot)
-    full = np.concatenate([t["link_full"] > 0, [False]])
-    return full[t["path"]].any(axis=1)
+    return crosses_full_buffer(snapshot_tensors(sample.snapshot))
 
 
 def score(predict: Any, test: list) -> dict[str, Any]:
