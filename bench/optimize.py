@@ -235,10 +235,20 @@ def make(lab: Lab, topo: Any, change: dict[str, Any], version: int, scale: float
     return lambda: lab.client.revert(version, reason="bench: undo")
 
 
+def lab_scale() -> float:
+    """The running lab's capacity scale (emulated Mbit/s per topology Mbit/s), from its status'
+    `info`. Reading it anywhere else once gave 1.0 on a lab at 0.01: every capacity change, and its
+    undo, then shaped the link to a hundredth of the rate meant, and the undone links stayed there."""
+    scale = (lab_status().get("info") or {}).get("capacity_scale")
+    if not scale:
+        raise SystemExit("bench: the lab's status has no capacity scale")
+    return float(scale)
+
+
 def gate(lab: Lab, pred: Any, n_changes: int, n: int, seed: int) -> dict[str, Any]:
     rng = random.Random(seed)
     topo = lab.stores.topology(lab.run)  # the run's: capacities as emulated, as the twin reads them
-    scale = float(lab_status().get("capacity_scale") or 1.0)
+    scale = lab_scale()
     g = Gate()
     rows = []
     before = lab.measure_from(n, settle=0)
@@ -264,10 +274,12 @@ def gate(lab: Lab, pred: Any, n_changes: int, n: int, seed: int) -> dict[str, An
         breaks = after["violation_rate"] > before["violation_rate"] * (1 + g.margin) + g.violation_slack
         rows.append({"change": change, "decision": ans.decision, "risk": ans.risk_score,
                      "before": before["violation_rate"], "after": after["violation_rate"],
-                     "p95_before": before["p95_delay_ms"], "p95_after": after["p95_delay_ms"], "breaks_slo": breaks})
-        before = returned
+                     "p95_before": before["p95_delay_ms"], "p95_after": after["p95_delay_ms"], "breaks_slo": breaks,
+                     "undone": returned["violation_rate"]})
         print(f"change {i + 1}/{n_changes}: {change['type']} {ans.decision} risk {ans.risk_score:.2f}; violation "
-              f"rate {before['violation_rate']:.2f} -> {after['violation_rate']:.2f}", file=sys.stderr, flush=True)
+              f"rate {before['violation_rate']:.2f} -> {after['violation_rate']:.2f} (undone: "
+              f"{returned['violation_rate']:.2f})", file=sys.stderr, flush=True)
+        before = returned
     done = [r for r in rows if "decision" in r]
     cm = {"approved_and_broke": sum(r["decision"] == "APPROVE" and r["breaks_slo"] for r in done),
           "approved_and_harmless": sum(r["decision"] == "APPROVE" and not r["breaks_slo"] for r in done),

@@ -38,7 +38,7 @@ def test_graph_tensors_shapes_masks_and_directions():
     snap = Snapshot(topo, [flow(topo, 0, 1), flow(topo, 0, 2), flow(topo, 2, 0)])
     g = graph_tensors([snap])
     # 0->1 and 0->2 share L0 forward; 2->0 uses both links backwards: 4 directed links
-    assert g["link_x"].shape == (4, 6) and g["flow_x"].shape == (3, 4)
+    assert g["link_x"].shape == (4, 6) and g["flow_x"].shape == (3, 5)
     assert g["path"].shape == (3, 2)
     assert g["mask"].tolist() == [[True, False], [True, True], [True, True]]
     assert g["path"][0, 1] == 4  # padding points at the dummy link
@@ -393,6 +393,38 @@ def test_snapshots_leave_out_negligible_background_flows():
     snap = window_snapshot(topo, [row("run-slow", 0, 2e3), row("signaling", None, 3e3), row("acks", None, 6e4)])
     assert [f.key for f in snap.flows] == ["run-slow", "acks"]
     assert window_snapshot(topo, [row("signaling", None, 3e3)]) is None
+
+
+def test_a_flows_age_comes_from_its_counters_and_is_capped():
+    """`vtwin.dataset.flow_age`: the packets a flow entry counted since it was installed over this
+    window's, times the window's length; settled (AGE_CAP_S) past the cap, and where the counters
+    do not tell. The model reads it capped; a negative age is refused."""
+    from traffic.window import Window, WindowFlow
+    from vtwin.dataset import flow_age, window_snapshot
+    from vtwin.features import AGE_CAP_S, FLOW_COLUMNS
+
+    topo = load("line3")
+
+    def row(key: str, packets: int | None, window_packets: int | None) -> WindowFlow:
+        return WindowFlow(key, "h1", "h3", "tcp", ("L0",), flow_no=0, offered_bps=1e5, pkt_size=512,
+                          packets=packets, window_packets=window_packets)
+
+    assert flow_age(row("a", 60, 20)) == pytest.approx(3.0)
+    assert flow_age(row("a", 60, 20), window_s=2.0) == pytest.approx(6.0)
+    assert flow_age(row("a", 20, 20)) == pytest.approx(1.0)  # its first window
+    assert flow_age(row("a", 5000, 20)) == AGE_CAP_S
+    assert flow_age(row("a", 60, 0)) == AGE_CAP_S  # a stalled sender: no packets this window
+    assert flow_age(row("a", None, None)) == AGE_CAP_S
+    w = Window("run", 3, t_start=10.0, t_end=12.0, flows=[row("young", 40, 20), row("old", 400, 20)])
+    snap = window_snapshot(topo, w)
+    assert [f.age_s for f in snap.flows] == pytest.approx([4.0, AGE_CAP_S])
+    age = FLOW_COLUMNS.index("age_s")
+    long_lived = Snapshot(topo, [FlowSpec("x", ("L0",), 0, 1e5, age_s=3600.0),
+                                 FlowSpec("y", ("L0",), 0, 1e5, age_s=0.5)])
+    assert graph_tensors([long_lived])["flow_x"][:, age].tolist() == pytest.approx([AGE_CAP_S, 0.5])
+    assert Snapshot(topo, [FlowSpec("z", ("L0",), 0, 1e5)]).flows[0].age_s == AGE_CAP_S  # a what-if flow: settled
+    with pytest.raises(SnapshotError, match="flow n: .*age not negative"):
+        graph_tensors([Snapshot(topo, [FlowSpec("n", ("L0",), 0, 1e5, age_s=-1.0)])])
 
 
 def test_the_log_loss_trains_and_an_unknown_loss_is_refused():

@@ -29,7 +29,7 @@ from topologies import Topology
 from traffic.store import Stores
 from traffic.window import Label, Window, WindowFlow
 
-from .features import HEADER_BYTES, FlowSpec, Snapshot, merge, snapshot_tensors
+from .features import AGE_CAP_S, HEADER_BYTES, FlowSpec, Snapshot, merge, snapshot_tensors
 
 DEFAULT_PKT = 512.0
 #: Flows not of the run below this rate are left out of snapshots (see `negligible`).
@@ -88,17 +88,34 @@ def sending_rate(f: WindowFlow) -> float:
     return f.rate_bps
 
 
-def _flow_spec(f: WindowFlow) -> FlowSpec | None:
+def flow_age(f: WindowFlow, window_s: float = 1.0) -> float:
+    """How long the flow has been sending (s), from its switch counters: the packets its flow entry
+    counted since it was installed over those of this window, in windows; `AGE_CAP_S` (settled)
+    where the counters do not tell (a window without packets: a stalled TCP sender)."""
+    if f.packets and f.window_packets:
+        return min(AGE_CAP_S, f.packets / f.window_packets * window_s)
+    return AGE_CAP_S
+
+
+def _flow_spec(f: WindowFlow, window_s: float) -> FlowSpec | None:
     if not f.links or negligible(f):
         return None  # both hosts on one switch (no link to model), or background too small to matter
-    return FlowSpec(f.flow_key, f.links, _node_of_host(f.src), sending_rate(f), packet_size(f), f.proto or "udp")
+    return FlowSpec(f.flow_key, f.links, _node_of_host(f.src), sending_rate(f), packet_size(f), f.proto or "udp",
+                    flow_age(f, window_s))
+
+
+def window_seconds(window: Window) -> float:
+    """The window's length (s): from its times where it has them, else the runs' default 1 s."""
+    if window.t_start is not None and window.t_end is not None and window.t_end > window.t_start:
+        return float(window.t_end - window.t_start)
+    return 1.0
 
 
 def window_snapshot(topo: Topology, window: Window | list[WindowFlow]) -> Snapshot | None:
     """The virtual twin's snapshot of a window (or of some of its flows); None if no flow crosses
     a link. The one place a `Snapshot` is made from measured data."""
-    flows = window.flows if isinstance(window, Window) else window
-    specs = [s for s in (_flow_spec(f) for f in flows) if s is not None]
+    flows, window_s = (window.flows, window_seconds(window)) if isinstance(window, Window) else (window, 1.0)
+    specs = [s for s in (_flow_spec(f, window_s) for f in flows) if s is not None]
     return Snapshot(topo, specs) if specs else None
 
 
