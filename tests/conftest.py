@@ -71,6 +71,14 @@ def query_db(path, sql: str, args: tuple = ()) -> list[tuple]:
         return []
 
 
+def interruptible() -> None:
+    """`preexec_fn` of a child a test interrupts with SIGINT (Ctrl-C): SIGINT back to its default.
+    A shell's background job (`make test &`, nohup) starts with SIGINT ignored, its children
+    inherit that, and Python then installs no KeyboardInterrupt handler: the child would never see
+    the test's Ctrl-C (a `dataset build` ran to its end, exit 0; an `ndt run` ran on)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start_run(topo: str, schedule: Path, data: Path, *extra: str) -> subprocess.Popen:
     """`ndt run` as our own process on the test ports (stop it with `stop_run`)."""
     return subprocess.Popen([sys.executable, "-m", "apps", "run", topo, "--schedule", str(schedule), "--data",

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import ROOT, TEST_OF_PORT, TEST_REST_PORT, lab_recorded, ndt, wait_for
+from .conftest import ROOT, TEST_OF_PORT, TEST_REST_PORT, interruptible, lab_recorded, ndt, wait_for
 
 pytestmark = pytest.mark.lab
 
@@ -32,7 +32,8 @@ PORTS = ["--of-port", str(TEST_OF_PORT), "--rest-port", str(TEST_REST_PORT)]
 
 def start(spec: Path, data: Path) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "apps", "dataset", "build", str(spec), "--data", str(data),
-                             *PORTS], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             *PORTS], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=interruptible)
 
 
 def record(data: Path) -> dict:

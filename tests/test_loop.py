@@ -18,7 +18,7 @@ import pytest
 from ptwin.switchd import NETNS_PREFIX, existing_namespaces
 from traffic.store import Stores
 
-from .conftest import ROOT, TEST_OF_PORT, TEST_REST_PORT, ndt, run_loop, wait_for
+from .conftest import ROOT, TEST_OF_PORT, TEST_REST_PORT, interruptible, ndt, run_loop, wait_for
 
 pytestmark = pytest.mark.lab
 
@@ -231,7 +231,8 @@ def start_run(tmp_path: Path, duration_s: float = 300) -> tuple[subprocess.Popen
     proc = subprocess.Popen([sys.executable, "-m", "apps", "run", "diamond", "--schedule", str(sched), "--data",
                              str(data), "--of-port", str(TEST_OF_PORT), "--rest-port", str(TEST_REST_PORT),
                              "--train-budget", "25", "--no-base-model"],
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=interruptible)
     return proc, data
 
 
