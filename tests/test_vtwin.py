@@ -382,17 +382,6 @@ def test_a_fitter_traces_once_and_its_fits_do_not_leak_into_each_other():
     assert fitter.step.experimental_get_tracing_count() == 1
 
 
-def test_training_into_a_log_prints_progress_lines(monkeypatch, capsys):
-    """Without a terminal there is no bar: a line of progress every LOG_EVERY_S seconds instead."""
-    import vtwin.train as train
-
-    monkeypatch.setattr(train, "LOG_EVERY_S", 0.0)
-    train.Fitter(build_model(8, 1)).fit(learnable_samples(), epochs=3, patience=99, progress=True)
-    lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("training: epoch")]
-    assert [ln.split(",")[0] for ln in lines] == ["training: epoch 1", "training: epoch 2", "training: epoch 3"]
-    assert all("val" in ln and "best" in ln for ln in lines)
-
-
 def test_snapshots_leave_out_negligible_background_flows():
     """D-ITG's signaling connections (not the run's, a few kbit/s) stay out of a window's snapshot;
     TCP acknowledgement streams and the run's own flows, however slow, stay in."""

@@ -13,10 +13,8 @@ propagation delay and, through a learned gate in [0, 1], its full buffer where m
 reaches it than it carries (`features.full_buffer_ms`: the queueing delay an overloaded drop-tail
 link settles at, so that a twin trained on light load still predicts congestion); its jitter is
 the sum of the contributions. The gate is per hop and reads only ratios (the link's utilization
-and arrivals over capacity) and the flow's kind and age (`features.GATE_*`), not the link's state
-(read from the state, it sat shut on germany_50's overloaded links). Trained on the base corpus
-it still falls as the overload grows (the readout's queue carries the full buffers there), so it
-does not yet put a full buffer on an overloaded link's flows at rates the corpus has few of.
+and arrivals over capacity) and the flow's kind and age (`features.GATE_*`), not the link's state:
+read from the state, it learned to shut on links at rates few corpus links have.
 Per hop rather than per link, two flows crossing one link may meet different queues there: on
 the base corpus a TCP flow over an overloaded link measured 2-5 times the link's full buffer
 (its losses recovered by retransmission), a UDP flow the buffer itself; per-link readouts made
@@ -138,6 +136,7 @@ class RouteNet(keras.Model):
         fmask = tf.cast(mask, tf.float32)
         return {"queueing_ms": (hop[..., 0] / hop_capacity + hop_full) * fmask, "propagation_ms": hop_prop * fmask,
                 "jitter_ms": hop[..., 1] * fmask, "attention": tf.reshape(alpha, tf.shape(fmask))}
+
 
     def full_share(self, inputs: dict[str, tf.Tensor]) -> tf.Tensor:
         """[flows, positions]: the share in [0, 1] of the link's full buffer the flow sees there."""
