@@ -43,7 +43,7 @@ def twins() -> dict[str, Any]:
     """The base model as shipped, and the same weights with the gate's input cut and its bias
     saturated: gate 1 on every link."""
     learned, opened = load_base().twin(xla=False), load_base().twin(xla=False)
-    gate = opened.model.full_gate.layers[-1]
+    gate = opened.model.full_gate
     gate.kernel.assign(np.zeros(gate.kernel.shape, np.float32))
     gate.bias.assign(np.full(gate.bias.shape, OPEN_BIAS, np.float32))
     return {"learned": learned, "open": opened}

@@ -43,7 +43,7 @@ def base(tmp_path_factory):
 def test_a_saved_base_model_loads_with_its_weights_and_card(base):
     b = load(base["folder"])
     assert b.card["weights"]["sha256"] == hashlib.sha256((base["folder"] / WEIGHTS_FILE).read_bytes()).hexdigest()
-    assert b.card["architecture"] == {"state": 8, "iterations": 2, "readout": "per-hop, load-ratio gate"}
+    assert b.card["architecture"] == {"state": 8, "iterations": 2, "readout": "per-hop"}
     assert b.card["name"] == "test-base"
     for a, w in zip(b.weights, base["model"].get_weights(), strict=True):
         assert np.array_equal(a, w)
@@ -121,11 +121,10 @@ def test_a_card_of_another_readout_is_refused(base, tmp_path):
     """A base model built before the per-hop readout (its card has no readout) is refused by name."""
     folder = corrupt_copy(base, tmp_path)
     card = json.loads((folder / CARD_FILE).read_text())
-    assert card["architecture"]["readout"] == "per-hop, load-ratio gate"
+    assert card["architecture"]["readout"] == "per-hop"
     del card["architecture"]["readout"]
     (folder / CARD_FILE).write_text(json.dumps(card))
-    with pytest.raises(BaseModelError,
-                       match="reads its delays out per-link; this version of ndt reads them per-hop, load-ratio gate"):
+    with pytest.raises(BaseModelError, match="reads its delays out per-link; this version of ndt reads them per-hop"):
         load(folder)
 
 

@@ -38,7 +38,7 @@ def test_graph_tensors_shapes_masks_and_directions():
     snap = Snapshot(topo, [flow(topo, 0, 1), flow(topo, 0, 2), flow(topo, 2, 0)])
     g = graph_tensors([snap])
     # 0->1 and 0->2 share L0 forward; 2->0 uses both links backwards: 4 directed links
-    assert g["link_x"].shape == (4, 7) and g["flow_x"].shape == (3, 5)
+    assert g["link_x"].shape == (4, 6) and g["flow_x"].shape == (3, 5)
     assert g["path"].shape == (3, 2)
     assert g["mask"].tolist() == [[True, False], [True, True], [True, True]]
     assert g["path"][0, 1] == 4  # padding points at the dummy link
@@ -79,7 +79,7 @@ def reference_link_features(snap: Snapshot) -> dict[tuple[str, int], list[float]
         cap, link = snap.capacity(h[0]), snap.topo.link(h[0])
         buffer_ms = (link.queue_pkts or DEFAULT_QUEUE_PKTS) * load_[h] / pps[h] / (cap * 1e3)
         out[h] = [cap, link.delay_ms, load_[h] / (cap * 1e6), count[h], buffer_ms,
-                  buffer_ms if arrivals[h] > cap * 1e6 else 0.0, arrivals[h] / (cap * 1e6)]
+                  buffer_ms if arrivals[h] > cap * 1e6 else 0.0]
     return out
 
 
@@ -133,9 +133,6 @@ def test_an_overloaded_link_has_a_full_buffer_and_the_links_after_it_see_only_wh
     assert g["link_x"][l0, buf] > 0 and g["link_x"][l0, full] == pytest.approx(g["link_x"][l0, buf])
     assert g["link_x"][l1, full] == 0.0  # offered 11 Mbit/s + headers, but L0 lets only 6.7 through
     assert g["link_x"][l1, 2] > 1.0  # the offered utilization alone would call it overloaded
-    ratio = LINK_COLUMNS.index("arrival_ratio")  # what reaches each link over its capacity
-    assert g["link_x"][l0, ratio] == pytest.approx(g["link_x"][l0, 2]) and g["link_x"][l0, ratio] > 1.25
-    assert g["link_x"][l1, ratio] < 1.0
     prop = LINK_COLUMNS.index("delay_ms")
     assert g["link_delay"][l0] == pytest.approx(g["link_x"][l0, prop])
     assert g["link_full"][l0] == pytest.approx(g["link_x"][l0, buf]) and g["link_full"][l1] == 0.0
@@ -160,8 +157,7 @@ def test_the_buffer_feature_follows_the_topology_and_a_model_of_other_features_i
     reg = Registry(stores)
     model = build_model(8, 1)
     v = reg.register("delay", model, Normalization.fit([g]))
-    assert reg.twin("delay", v).meta["config"]["link_features"][-3:] == ["log1p(buffer_ms)", "log1p(full_buffer_ms)",
-                                                                         "log1p(arrival_ratio)"]
+    assert reg.twin("delay", v).meta["config"]["link_features"][-2:] == ["log1p(buffer_ms)", "log1p(full_buffer_ms)"]
     # a model stored before the rates were read on a log scale: the same columns, other inputs
     cfg = json.loads(stores.weights.execute("SELECT config FROM models").fetchone()[0])
     plain = {**cfg, "link_features": ["capacity_mbps", "delay_ms", "utilization", "n_flows", "buffer_ms",
@@ -189,13 +185,13 @@ def test_a_model_of_another_readout_is_refused_by_name(tmp_path):
     reg = Registry(stores)
     g = graph_tensors([mesh_snapshot(4)])
     v = reg.register("delay", build_model(8, 1), Normalization.fit([g]))
-    assert reg.twin("delay", v).meta["config"]["readout"] == "per-hop, load-ratio gate"
+    assert reg.twin("delay", v).meta["config"]["readout"] == "per-hop"
     cfg = json.loads(stores.weights.execute("SELECT config FROM models").fetchone()[0])
     del cfg["readout"]
     stores.weights.execute("UPDATE models SET config = ?", [json.dumps(cfg)])
     stores.weights.conn.commit()
     with pytest.raises(RegistryError, match="reads its delays out per-link; this version of ndt reads them "
-                                            "per-hop, load-ratio gate: train a new model"):
+                                            "per-hop: train a new model"):
         reg.twin("delay", v)
 
 

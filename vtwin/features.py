@@ -26,16 +26,6 @@ from .errors import SnapshotError
 
 #: Wire overhead per packet added to the payload size (Ethernet + IPv4 + UDP/TCP headers).
 HEADER_BYTES = 42
-#: The age (s) at which the model reads a flow as settled; older flows read as this old, and a
-#: flow of unknown age (a what-if question's) is taken as settled. An overloaded TCP flow's delay
-#: grows over its first seconds (its losses wait for retransmission timeouts that back off): on
-#: the base corpus (8-10 s phases) the delay of TCP flows behind a full buffer, over their path's
-#: full buffers, went from a median 0.3-1.2 in a phase's first quarter to 3-7 in its last. A twin
-#: that does not know a flow's age predicts their mean, under the older windows by a third. The
-#: cap lies inside the ages a corpus' training windows cover (a phase's last 20 % is held out): at
-#: 10 s, a model met its held-out windows (8-10 s) at ages it had hardly seen, and scored 28-29 %
-#: there against 24 % without the age (unseen networks: 27-31 % against 29-37 %).
-AGE_CAP_S = 6.0
 #: The columns of `flow_x` (raw values, as `graph_tensors` makes them). age_s: how long the flow
 #: has been sending (`FlowSpec.age_s`), capped at AGE_CAP_S.
 FLOW_COLUMNS = ("offered_mbps", "pkt_kbytes", "path_len", "is_tcp", "age_s")
@@ -48,32 +38,21 @@ FLOW_COLUMNS = ("offered_mbps", "pkt_kbytes", "path_len", "is_tcp", "age_s")
 #: model adds it, through a learned gate, to the propagation delay and learns the rest; without it
 #: a twin that had seen only uncongested windows predicted 8 ms where a congested 5G-Crosshaul
 #: measured 53 ms.
-#: arrival_ratio: the traffic that reaches the link direction (`fluid_arrivals`) over its capacity:
-#: how far it is overloaded, where utilization counts every flow at its offered rate.
-LINK_COLUMNS = ("capacity_mbps", "delay_ms", "utilization", "n_flows", "buffer_ms", "full_buffer_ms",
-                "arrival_ratio")
+LINK_COLUMNS = ("capacity_mbps", "delay_ms", "utilization", "n_flows", "buffer_ms", "full_buffer_ms")
 #: What the model reads of each column, before standardization (`Normalization`): rates and times
 #: on a log scale, so that a network emulated at 20 Mbit/s, next to a corpus at 0.4-3 Mbit/s, is a
 #: few standard deviations away rather than dozens; utilization and counts as they are.
 FLOW_TRANSFORMS = ("log", None, None, None, None)
-LINK_TRANSFORMS = ("log", "log1p", None, None, "log1p", "log1p", "log1p")
+LINK_TRANSFORMS = ("log", "log1p", None, None, "log1p", "log1p")
 #: The model's inputs by name (the registry and the base model's card record them; a model trained
 #: on other inputs is refused).
-#: The age's name carries its cap, so that a model built at another cap is refused by name.
-FLOW_FEATURES = tuple(f"{t}({c})" if t else c for c, t in zip(
-    [f"min(age_s, {AGE_CAP_S:g})" if c == "age_s" else c for c in FLOW_COLUMNS], FLOW_TRANSFORMS, strict=True))
+FLOW_FEATURES = tuple(f"{t}({c})" if t else c for c, t in zip(FLOW_COLUMNS, FLOW_TRANSFORMS, strict=True))
 LINK_FEATURES = tuple(f"{t}({c})" if t else c for c, t in zip(LINK_COLUMNS, LINK_TRANSFORMS, strict=True))
 #: How the model reads its delay and jitter out (`vtwin.model`), recorded beside the inputs with
 #: every stored model (registry config, base model card): weights of another readout do not fit,
 #: and are refused by name. Models from before it was recorded read per link.
-READOUT = "per-hop, load-ratio gate"
+READOUT = "per-hop"
 PAST_READOUT = "per-link"
-#: What the full-buffer gate reads (`vtwin.model`): ratios and the flow's kind and age, nothing in
-#: Mbit/s or ms, so that it opens on a network at rates the corpus has few links at. A gate read
-#: from the link's whole state stayed shut (sigmoid(-7)) on germany_50's overloaded links at
-#: 0.3-2 Mbit/s, where the lab measured their full buffers (README, 'Change plans').
-GATE_LINK_COLUMNS = ("utilization", "arrival_ratio")
-GATE_FLOW_COLUMNS = ("is_tcp", "age_s")
 #: How far the traffic reaching a link must exceed its capacity before the link counts as full.
 #: Rates are counted per window (15-30 % off a flow's mean), so a link computed at 1.00-1.05 times
 #: its capacity is often under it: on a fresh build of the base corpus, the shipped model scored
@@ -81,6 +60,16 @@ GATE_FLOW_COLUMNS = ("is_tcp", "age_s")
 #: buffer 113 -> 25 %), but 33.5 -> 34.2 % on Bics, and a model retrained at 1.05 scored 62 % on
 #: Bics (`bench/full_gate.py`, README): left at 1.0, what the shipped model was trained on.
 FULL_MARGIN = 1.0
+#: The age (s) at which the model reads a flow as settled; older flows read as this old, and a
+#: flow of unknown age (a what-if question's) is taken as settled. An overloaded TCP flow's delay
+#: grows over its first seconds (its losses wait for retransmission timeouts that back off): on
+#: the base corpus (8-10 s phases) the delay of TCP flows behind a full buffer, over their path's
+#: full buffers, went from a median 0.3-1.2 in a phase's first quarter to 3-7 in its last. A twin
+#: that does not know a flow's age predicts their mean, under the older windows by a third. The
+#: cap lies inside the ages a corpus' training windows cover (a phase's last 20 % is held out): at
+#: 10 s, a model met its held-out windows (8-10 s) at ages it had hardly seen, and scored 28-29 %
+#: there against 24 % without the age (unseen networks: 27-31 % against 29-37 %).
+AGE_CAP_S = 6.0
 #: Passes of the fluid model: each carries the drops of one more upstream link to the links after it.
 FLUID_PASSES = 4
 
@@ -236,7 +225,7 @@ def snapshot_tensors(snap: Snapshot) -> dict[str, np.ndarray]:
     frame_bits = np.where(pps > 0, load / np.where(pps > 0, pps, 1.0), 8 * (512 + HEADER_BYTES))
     buffer_ms = queue * frame_bits / (cap * 1e3)
     full_ms = np.where(arrivals > FULL_MARGIN * cap * 1e6, buffer_ms, 0.0)
-    link_x = np.stack([cap, delay, load / (cap * 1e6), nflows, buffer_ms, full_ms, arrivals / (cap * 1e6)], axis=1)
+    link_x = np.stack([cap, delay, load / (cap * 1e6), nflows, buffer_ms, full_ms], axis=1)
     lengths = on.sum(1)
     flow_x = np.stack([offered / 1e6, pkt / 1000.0, lengths.astype(np.float64), cols["tcp"], cols["age"]], axis=1)
     return {"flow_x": flow_x, "link_x": link_x, "path": path, "capacity": cap, "link_delay": delay,

@@ -12,14 +12,11 @@ A flow's delay is the sum over its path of q/capacity (kbit over Mbit/s is ms) p
 propagation delay and, through a learned gate in [0, 1], its full buffer where more traffic
 reaches it than it carries (`features.full_buffer_ms`: the queueing delay an overloaded drop-tail
 link settles at, so that a twin trained on light load still predicts congestion); its jitter is
-the sum of the contributions. The gate is per hop and reads only ratios (the link's utilization
-and arrivals over capacity) and the flow's kind and age (`features.GATE_*`), not the link's state:
-read from the state, it learned to shut on links at rates few corpus links have.
-Per hop rather than per link, two flows crossing one link may meet different queues there: on
-the base corpus a TCP flow over an overloaded link measured 2-5 times the link's full buffer
-(its losses recovered by retransmission), a UDP flow the buffer itself; per-link readouts made
-the held-out delay MAPE 20.0 %, per-hop ones 17.8 % (the first 12 networks of the base corpus,
-state 24 x 3 iterations, 400-410 s of training).
+the sum of the contributions. Per hop rather than per link, two flows crossing one link may meet
+different queues there: on the base corpus a TCP flow over an overloaded link measured 2-5 times
+the link's full buffer (its losses recovered by retransmission), a UDP flow the buffer itself;
+per-link readouts made the held-out delay MAPE 20.0 %, per-hop ones 17.8 % (the first 12
+networks of the base corpus, state 24 x 3 iterations, 400-410 s of training).
 
 Weights are created in `build` (the sublayers build on a one-flow graph), the math is in `call`,
 the configuration in `get_config`, so a model is rebuilt from its stored configuration.
@@ -32,11 +29,8 @@ from typing import Any
 
 import numpy as np
 
-from .features import FLOW_COLUMNS, FLOW_FEATURES, GATE_FLOW_COLUMNS, GATE_LINK_COLUMNS, LINK_COLUMNS, LINK_FEATURES
+from .features import FLOW_FEATURES, LINK_FEATURES
 from .tfload import keras, tf
-
-_GATE_LINK = [LINK_COLUMNS.index(c) for c in GATE_LINK_COLUMNS]
-_GATE_FLOW = [FLOW_COLUMNS.index(c) for c in GATE_FLOW_COLUMNS]
 
 INPUT_SPEC = {
     "flow_x": tf.TensorSpec([None, len(FLOW_FEATURES)], tf.float32),
@@ -71,14 +65,11 @@ class RouteNet(keras.Model):
         # per hop of every flow, from the flow's path state there and the link's state: the queue
         # the flow meets (kbit) and its jitter contribution (ms)
         self.hop_readout = _mlp(state, 2, "softplus", name="hop_readout")
-        # how much of a link's full buffer (the fluid model's, from offered rates) a flow sees there,
-        # from the link's load ratios and the flow's kind and age (`features.GATE_*`): starts near
-        # all of it (sigmoid(3) = 0.95) and learns where the offered rates overstate what arrives
-        # (D-ITG sent 85 % of its nominal rate on a loaded diamond) and how a TCP flow's share grows
-        self.full_gate = keras.Sequential([
-            keras.layers.Dense(8, activation="relu"),
-            keras.layers.Dense(1, kernel_initializer="zeros", bias_initializer=keras.initializers.Constant(3.0))],
-            name="full_gate")
+        # how much of a link's full buffer (the fluid model's, from offered rates) its flows see:
+        # starts near all of it (sigmoid(3) = 0.95) and learns where the offered rates overstate
+        # what arrives (D-ITG sent 85 % of its nominal rate on a loaded diamond)
+        self.full_gate = keras.layers.Dense(1, kernel_initializer="zeros",
+                                            bias_initializer=keras.initializers.Constant(3.0), name="full_gate")
 
     def build(self, input_shape: Any = None) -> None:
         """Create every weight by running the layers once on a one-flow graph (the sublayers build
@@ -130,22 +121,13 @@ class RouteNet(keras.Model):
         seq = tf.gather(lh_pad, path)
         hidden, _ = self.path_rnn(seq, mask=mask, initial_state=fh, training=training)
         hop = self.hop_readout(tf.concat([hidden, seq], -1))  # [F, P, 2]
+        full = tf.sigmoid(self.full_gate(lh)[:, 0]) * inputs["link_full"]
         hop_capacity = tf.gather(tf.concat([inputs["capacity"], tf.ones([1])], 0), path)
-        hop_full = tf.gather(tf.concat([inputs["link_full"], tf.zeros([1])], 0), path) * self.full_share(inputs)
+        hop_full = tf.gather(tf.concat([full, tf.zeros([1])], 0), path)
         hop_prop = tf.gather(tf.concat([inputs["link_delay"], tf.zeros([1])], 0), path)
         fmask = tf.cast(mask, tf.float32)
         return {"queueing_ms": (hop[..., 0] / hop_capacity + hop_full) * fmask, "propagation_ms": hop_prop * fmask,
                 "jitter_ms": hop[..., 1] * fmask, "attention": tf.reshape(alpha, tf.shape(fmask))}
-
-
-    def full_share(self, inputs: dict[str, tf.Tensor]) -> tf.Tensor:
-        """[flows, positions]: the share in [0, 1] of the link's full buffer the flow sees there."""
-        path = inputs["path"]
-        link_g = tf.gather(inputs["link_x"], _GATE_LINK, axis=1)
-        hop_link = tf.gather(tf.concat([link_g, tf.zeros([1, len(_GATE_LINK)])], 0), path)  # [F, P, 2]
-        flow_g = tf.gather(inputs["flow_x"], _GATE_FLOW, axis=1)[:, None, :]
-        hop_flow = tf.broadcast_to(flow_g, tf.concat([tf.shape(path), [len(_GATE_FLOW)]], 0))
-        return tf.sigmoid(self.full_gate(tf.concat([hop_link, hop_flow], -1))[..., 0])
 
 
 def tiny_graph() -> dict[str, np.ndarray]:
