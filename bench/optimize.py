@@ -307,6 +307,8 @@ def main() -> None:
                     help="links at the rate that keeps the congested phase within the switches' frame budget")
     ap.add_argument("--data", default=None)
     args = ap.parse_args()
+    # stopped with SIGTERM (a job killed from outside), the labs' finally blocks still take them down
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if os.geteuid() != 0:
         raise SystemExit("bench: needs root (a lab)")
     if lab_status().get("status") not in ("down", None):

@@ -146,6 +146,37 @@ def test_an_overloaded_link_has_a_full_buffer_and_the_links_after_it_see_only_wh
     assert arrivals.tolist() == pytest.approx([15e6, 10e6])
 
 
+def test_a_link_overloaded_by_udp_puts_its_full_buffer_under_every_flow_crossing_it():
+    """More UDP than 1.1 times a link's capacity: its full buffer is a floor under the queueing of
+    each flow over it, whatever the weights; TCP's offered rates do not make the floor (TCP slows
+    down), nor does UDP at the capacity's edge."""
+    from vtwin.features import HEADER_BYTES, LINK_COLUMNS, UDP_FULL_MARGIN
+    from vtwin.tfload import keras
+
+    topo = load("line3")  # 10 Mbit/s links
+    wire = (512.0 + HEADER_BYTES) / 512.0
+    buf, prop = LINK_COLUMNS.index("buffer_ms"), LINK_COLUMNS.index("delay_ms")
+
+    def tensors(over: float, proto: str = "udp") -> dict:
+        f = flow(topo, 0, 1, over * 10e6 / wire)
+        return graph_tensors([Snapshot(topo, [FlowSpec(f.key, f.path, f.src_node, f.offered_bps, 512.0, proto),
+                                              flow(topo, 0, 2, 1e5, key="mouse")])])
+
+    # the mouse flow (0->2, 0.1 Mbit/s) shares L0 with the elephant
+    assert tensors(UDP_FULL_MARGIN - 0.06)["link_floor"].max() == 0.0
+    assert tensors(1.5, "tcp")["link_floor"].max() == 0.0 and tensors(1.5, "tcp")["link_full"].max() > 0
+    g = tensors(1.5)
+    l0 = g["path"][0, 0]
+    assert g["link_floor"][l0] == pytest.approx(g["link_x"][l0, buf]) and g["link_floor"].sum() == g["link_floor"][l0]
+    for seed in (0, 1):  # untrained models: no gate or readout has learned anything yet
+        keras.utils.set_random_seed(seed)
+        model = build_model(8, 1)
+        delay, _ = make_predict_fn(model, xla=False)(Normalization.fit([g]).apply(g))
+        for i in (0, 1):
+            on = g["path"][i][g["mask"][i]]
+            assert delay[i] >= g["link_x"][on, prop].sum() + g["link_x"][l0, buf] - 1e-3
+
+
 def test_the_buffer_feature_follows_the_topology_and_a_model_of_other_features_is_refused(tmp_path):
     from dataclasses import replace
 
@@ -376,6 +407,17 @@ def test_a_fitter_traces_once_and_its_fits_do_not_leak_into_each_other():
     assert all(np.allclose(a, b, rtol=1e-4, atol=1e-6) for a, b in zip(w1, model.get_weights(), strict=True))
     assert [h["val_mape"] for h in r1.history] == pytest.approx([h["val_mape"] for h in r2.history], rel=1e-3)
     assert fitter.step.experimental_get_tracing_count() == 1
+
+
+def test_training_into_a_log_prints_progress_lines(monkeypatch, capsys):
+    """Without a terminal there is no bar: a line of progress every LOG_EVERY_S seconds instead."""
+    import vtwin.train as train
+
+    monkeypatch.setattr(train, "LOG_EVERY_S", 0.0)
+    train.Fitter(build_model(8, 1)).fit(learnable_samples(), epochs=3, patience=99, progress=True)
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("training: epoch")]
+    assert [ln.split(",")[0] for ln in lines] == ["training: epoch 1", "training: epoch 2", "training: epoch 3"]
+    assert all("val" in ln and "best" in ln for ln in lines)
 
 
 def test_snapshots_leave_out_negligible_background_flows():

@@ -148,3 +148,30 @@ def test_without_labels_the_answer_says_it_decided_on_point_estimates(twin, tmp_
     assert res["decided_on"].startswith("point estimates: run ") and "no labeled window" in res["decided_on"]
     assert res["interval_level"] is None and all(f["post_delay_interval_ms"] is None for f in res["flows"])
     assert any(r.startswith("decided on point estimates") for r in res["reasons"])
+
+
+def test_a_flow_already_over_its_budget_on_the_upper_end_newly_violates_on_point_estimates(twin):
+    """Wide intervals may put a flow over its budget before the scenario as well as after; a cut
+    that pushes its point estimate over the budget is still a new violation, and rejected."""
+    data, snap = twin
+    from apps.whatif import baseline, route, utilization
+
+    _, _, net = baseline(Stores(data), snap)
+    util = utilization(route(net)[0])
+    bottleneck = max(util, key=util.get)
+    cut = {"type": "capacity_change", "changes": [{"link": bottleneck, "capacity_mbps": 1}]}
+    probe = engine(data, {"snapshot_id": snap, "scenario": cut})
+    flow = max((f for f in probe["flows"] if f["pre_delay_ms"] is not None and f["post_delay_ms"] is not None),
+               key=lambda f: f["post_delay_ms"] / f["pre_delay_ms"])
+    pre, post, upper = flow["pre_delay_ms"], flow["post_delay_ms"], flow["pre_delay_interval_ms"][1]
+    assert post > pre and upper > pre
+    budget = (pre + min(upper, post)) / 2  # over the point estimate before, under its upper end and after
+    slo = {"latency_ms": 1e6, "flow_latency_ms": {flow["flow"]: budget}}  # no other flow can violate
+    res = engine(data, {"snapshot_id": snap, "scenario": cut, "slo": slo})
+    mine = next(f for f in res["flows"] if f["flow"] == flow["flow"])
+    assert mine["pre_violation"] and mine["post_violation"]  # on the upper ends: before as after
+    assert res["decision"] == "REJECT"
+    assert "1 flow(s) compliant now would violate the SLO" in res["reasons"]
+    same = engine(data, {"snapshot_id": snap, "scenario": {"type": "traffic_growth", "changes": [{"factor": 1.0}]},
+                         "slo": slo})
+    assert same["decision"] == "APPROVE"  # nothing changes: the flow over its upper end is no new violation

@@ -70,6 +70,16 @@ FULL_MARGIN = 1.0
 #: 10 s, a model met its held-out windows (8-10 s) at ages it had hardly seen, and scored 28-29 %
 #: there against 24 % without the age (unseen networks: 27-31 % against 29-37 %).
 AGE_CAP_S = 6.0
+#: How far the UDP traffic reaching a link must exceed its capacity before its full buffer is a
+#: floor under the queueing delay of every flow crossing it (`link_floor`, applied in
+#: `vtwin.model`): UDP does not back off, so a drop-tail queue fed more UDP than it carries stays
+#: full and every packet it accepts waits the whole buffer. On the base corpus' held-out windows,
+#: UDP flows over such a link measured a median 0.97 of their path's propagation plus full
+#: buffers at 1.1-1.5 times the capacity (at least 0.8 of it for 82-89 %), 0.90 at 1.05-1.1 (72 %)
+#: and 0.29 at 1.0-1.05, where a window's rates are often under the capacity. TCP's offered
+#: rates are not counted: a TCP flow slows down (flows over links overloaded with TCP counted in
+#: measured 0.13-0.14 of the full buffer at 1.05-1.2).
+UDP_FULL_MARGIN = 1.1
 #: Passes of the fluid model: each carries the drops of one more upstream link to the links after it.
 FLUID_PASSES = 4
 
@@ -219,17 +229,19 @@ def snapshot_tensors(snap: Snapshot) -> dict[str, np.ndarray]:
     link_of = order // 2
     cap = caps[link_of]
     arrivals = fluid_arrivals(wires, path, cap * 1e6)
+    udp_arrivals = fluid_arrivals(np.where(cols["tcp"] > 0, 0.0, wires), path, cap * 1e6)
     links = snap.topo.links
     delay = np.array([links[i].delay_ms for i in link_of], dtype=np.float64)
     queue = np.array([links[i].queue_pkts or DEFAULT_QUEUE_PKTS for i in link_of], dtype=np.float64)
     frame_bits = np.where(pps > 0, load / np.where(pps > 0, pps, 1.0), 8 * (512 + HEADER_BYTES))
     buffer_ms = queue * frame_bits / (cap * 1e3)
     full_ms = np.where(arrivals > FULL_MARGIN * cap * 1e6, buffer_ms, 0.0)
+    floor_ms = np.where(udp_arrivals > UDP_FULL_MARGIN * cap * 1e6, buffer_ms, 0.0)
     link_x = np.stack([cap, delay, load / (cap * 1e6), nflows, buffer_ms, full_ms], axis=1)
     lengths = on.sum(1)
     flow_x = np.stack([offered / 1e6, pkt / 1000.0, lengths.astype(np.float64), cols["tcp"], cols["age"]], axis=1)
     return {"flow_x": flow_x, "link_x": link_x, "path": path, "capacity": cap, "link_delay": delay,
-            "link_full": full_ms}
+            "link_full": full_ms, "link_floor": floor_ms}
 
 
 def graph_tensors(snaps: list[Snapshot]) -> dict[str, np.ndarray]:
@@ -261,6 +273,7 @@ def merge(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
         "capacity": np.concatenate([t["capacity"] for t in parts]).astype(np.float32),
         "link_delay": np.concatenate([t["link_delay"] for t in parts]).astype(np.float32),
         "link_full": np.concatenate([t["link_full"] for t in parts]).astype(np.float32),
+        "link_floor": np.concatenate([t["link_floor"] for t in parts]).astype(np.float32),
         "flow_graph": np.concatenate([np.full(len(t["flow_x"]), g, dtype=np.int32) for g, t in enumerate(parts)]),
     }
 

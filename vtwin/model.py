@@ -12,7 +12,11 @@ A flow's delay is the sum over its path of q/capacity (kbit over Mbit/s is ms) p
 propagation delay and, through a learned gate in [0, 1], its full buffer where more traffic
 reaches it than it carries (`features.full_buffer_ms`: the queueing delay an overloaded drop-tail
 link settles at, so that a twin trained on light load still predicts congestion); its jitter is
-the sum of the contributions. Per hop rather than per link, two flows crossing one link may meet
+the sum of the contributions. Under the queueing delay at each hop lies a floor that is not
+learned: a link's full buffer where more UDP reaches it than 1.1 times its capacity
+(`features.UDP_FULL_MARGIN`, `link_floor`), since such a queue cannot drain; the learned part
+meets a network at rates it has seen few of (germany_50 at 0.3-2 Mbit/s) without that knowledge.
+Per hop rather than per link, two flows crossing one link may meet
 different queues there: on the base corpus a TCP flow over an overloaded link measured 2-5 times
 the link's full buffer (its losses recovered by retransmission), a UDP flow the buffer itself;
 per-link readouts made the held-out delay MAPE 20.0 %, per-hop ones 17.8 % (the first 12
@@ -40,6 +44,7 @@ INPUT_SPEC = {
     "capacity": tf.TensorSpec([None], tf.float32),
     "link_delay": tf.TensorSpec([None], tf.float32),
     "link_full": tf.TensorSpec([None], tf.float32),
+    "link_floor": tf.TensorSpec([None], tf.float32),
 }
 
 
@@ -90,7 +95,7 @@ class RouteNet(keras.Model):
     def hops(self, inputs: dict[str, tf.Tensor], training: bool = False) -> dict[str, tf.Tensor]:
         """Every flow's prediction hop by hop, [flows, positions] (0 past a path's end): the
         queueing delay the flow meets on the link at that position (ms: the queue over the
-        link's capacity plus the gated full buffer), the link's propagation delay, the jitter
+        link's capacity plus the gated full buffer, at least the link's floor), the link's propagation delay, the jitter
         contribution, and `attention`: the flow's share of the link's attention in the last
         iteration (how much the flow weighs on that link's state, summing to 1 over the link's
         flows). A flow's delay is the sum of its queueing and propagation delays, its jitter
@@ -125,8 +130,10 @@ class RouteNet(keras.Model):
         hop_capacity = tf.gather(tf.concat([inputs["capacity"], tf.ones([1])], 0), path)
         hop_full = tf.gather(tf.concat([full, tf.zeros([1])], 0), path)
         hop_prop = tf.gather(tf.concat([inputs["link_delay"], tf.zeros([1])], 0), path)
+        hop_floor = tf.gather(tf.concat([inputs["link_floor"], tf.zeros([1])], 0), path)
         fmask = tf.cast(mask, tf.float32)
-        return {"queueing_ms": (hop[..., 0] / hop_capacity + hop_full) * fmask, "propagation_ms": hop_prop * fmask,
+        queueing = tf.maximum(hop[..., 0] / hop_capacity + hop_full, hop_floor)
+        return {"queueing_ms": queueing * fmask, "propagation_ms": hop_prop * fmask,
                 "jitter_ms": hop[..., 1] * fmask, "attention": tf.reshape(alpha, tf.shape(fmask))}
 
 
@@ -136,7 +143,7 @@ def tiny_graph() -> dict[str, np.ndarray]:
             "link_x": np.zeros((1, len(LINK_FEATURES)), np.float32),
             "path": np.zeros((1, 1), np.int32), "mask": np.ones((1, 1), bool),
             "capacity": np.ones(1, np.float32), "link_delay": np.zeros(1, np.float32),
-            "link_full": np.zeros(1, np.float32)}
+            "link_full": np.zeros(1, np.float32), "link_floor": np.zeros(1, np.float32)}
 
 
 def to_tensors(t: dict[str, Any]) -> dict[str, tf.Tensor]:
@@ -178,7 +185,7 @@ def pad_to_buckets(t: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         out[key][: t[key].shape[0]] = t[key]
     out["capacity"] = np.ones(n, dtype=np.float32)
     out["capacity"][:n_links] = t["capacity"]
-    for key in ("link_delay", "link_full"):
+    for key in ("link_delay", "link_full", "link_floor"):
         out[key] = np.zeros(n, dtype=np.float32)
         out[key][:n_links] = t[key]
     return out

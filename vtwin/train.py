@@ -27,6 +27,8 @@ OBJECTIVES = {"delay": (1.0, 0.5), "jitter": (0.5, 1.0)}
 #: and y_full / y for predicting it where it is not (200 for a 600 ms buffer and a 3 ms flow), so
 #: it learns to predict none; the log loss pays log(y_full / y) either way.
 LOSSES = ("mape", "log")
+#: Without a terminal (a log file, a service), training prints a line of progress this often (s).
+LOG_EVERY_S = 60.0
 
 TARGET_SPEC = [tf.TensorSpec([None], tf.float32)] * 3
 
@@ -168,11 +170,11 @@ class Fitter:
         progress_epoch, progress_ref = 0, math.inf
         rate, halved_at = lr, 0
         history = []
-        bar = None
-        if progress:
+        bar, logged = None, start
+        if progress and sys.stderr.isatty():
             from tqdm import tqdm
 
-            bar = tqdm(total=epochs, desc="training", unit="epoch", file=sys.stderr, disable=not sys.stderr.isatty())
+            bar = tqdm(total=epochs, desc="training", unit="epoch", file=sys.stderr)
         epoch = 0
         for epoch in range(1, epochs + 1):
             losses = [float(self.step(*b)) for b in _batches(fit, norm, windows_per_batch, rng, self.xla)]
@@ -189,6 +191,11 @@ class Fitter:
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix_str(f"train {history[-1]['train_mape']:.1f}% val {v:.1f}% best {best:.1f}%")
+            elif progress and time.monotonic() - logged >= LOG_EVERY_S:  # a log, not a terminal: a line now and then
+                logged = time.monotonic()
+                print(f"training: epoch {epoch}, train {history[-1]['train_mape']:.1f} %, val {v:.1f} %, "
+                      f"best {best:.1f} % (epoch {best_epoch}), {logged - start:.0f} of {budget_s:.0f} s",
+                      file=sys.stderr, flush=True)
             if epoch - progress_epoch >= patience:
                 stopped = "early stopping"
                 break
