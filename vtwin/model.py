@@ -127,14 +127,19 @@ class RouteNet(keras.Model):
         hidden, _ = self.path_rnn(seq, mask=mask, initial_state=fh, training=training)
         hop = self.hop_readout(tf.concat([hidden, seq], -1))  # [F, P, 2]
         full = tf.sigmoid(self.full_gate(lh)[:, 0]) * inputs["link_full"]
-        hop_capacity = tf.gather(tf.concat([inputs["capacity"], tf.ones([1])], 0), path)
-        hop_full = tf.gather(tf.concat([full, tf.zeros([1])], 0), path)
-        hop_prop = tf.gather(tf.concat([inputs["link_delay"], tf.zeros([1])], 0), path)
-        hop_floor = tf.gather(tf.concat([inputs["link_floor"], tf.zeros([1])], 0), path)
+        hop_capacity = _at_hops(inputs["capacity"], path, pad=1.0)
+        hop_full = _at_hops(full, path)
+        hop_prop = _at_hops(inputs["link_delay"], path)
+        hop_floor = _at_hops(inputs["link_floor"], path)
         fmask = tf.cast(mask, tf.float32)
         queueing = tf.maximum(hop[..., 0] / hop_capacity + hop_full, hop_floor)
         return {"queueing_ms": queueing * fmask, "propagation_ms": hop_prop * fmask,
                 "jitter_ms": hop[..., 1] * fmask, "attention": tf.reshape(alpha, tf.shape(fmask))}
+
+
+def _at_hops(per_link: tf.Tensor, path: tf.Tensor, pad: float = 0.0) -> tf.Tensor:
+    """[flows, positions]: a per-link value at each hop of each path (`pad` on the dummy link)."""
+    return tf.gather(tf.concat([per_link, tf.fill([1], pad)], 0), path)
 
 
 def tiny_graph() -> dict[str, np.ndarray]:

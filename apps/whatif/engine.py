@@ -169,7 +169,7 @@ def answer(predict: Predict, stores: Stores, request: WhatIfRequest, asked: Ques
             slo.loss_pct is not None and (loss or 0.0) > slo.loss_pct)
 
     flows = []
-    point_new: set[str] = set()  # flows whose point estimates cross the SLO: compliant before, violating after
+    new_violations: list[str] = []  # compliant before, violating after: on the decided delays or the point estimates
     decide: dict[str, float] = {}  # flow -> the delay the decision reads
     decide_pre: dict[str, float] = {}  # ... and before the scenario
     for d in q.pre_net.demands:
@@ -183,8 +183,10 @@ def answer(predict: Predict, stores: Stores, request: WhatIfRequest, asked: Ques
             a is not None and b is not None and abs(b[0] - a[0]) > AFFECTED_CHANGE * max(a[0], 1e-9))
         if changed:
             post.affected.add(d.key)
-        if violates(d.key, b, loss_post.get(d.key), post) and not violates(d.key, a, loss_pre.get(d.key), pre):
-            point_new.add(d.key)
+        pre_v, post_v = violates(d.key, ua, loss_pre.get(d.key), pre), violates(d.key, ub, loss_post.get(d.key), post)
+        if (post_v and not pre_v) or (
+                violates(d.key, b, loss_post.get(d.key), post) and not violates(d.key, a, loss_pre.get(d.key), pre)):
+            new_violations.append(d.key)
         flows.append({"flow": d.key, "src": d.src, "dst": d.dst,
                       "pre_delay_ms": None if a is None else round(a[0], 3),
                       "post_delay_ms": None if b is None else round(b[0], 3),
@@ -194,8 +196,7 @@ def answer(predict: Predict, stores: Stores, request: WhatIfRequest, asked: Ques
                       "pre_delay_interval_ms": _interval(pre_b, d.key),
                       "post_delay_interval_ms": _interval(post_b, d.key),
                       "post_jitter_interval_ms": _interval(post_b, d.key, delay=False),
-                      "pre_violation": violates(d.key, ua, loss_pre.get(d.key), pre),
-                      "post_violation": violates(d.key, ub, loss_post.get(d.key), post), "affected": changed,
+                      "pre_violation": pre_v, "post_violation": post_v, "affected": changed,
                       "lost": b is None})
     intents = [intent.check(pre, post) for intent in request.intents()]
     affected = [f for f in flows if f["affected"]]
@@ -227,8 +228,6 @@ def answer(predict: Predict, stores: Stores, request: WhatIfRequest, asked: Ques
                      if abs(post.utilization.get(lid, 0.0) - pre.utilization.get(lid, 0.0)) > 0.01} | down
     devices = {n for f in affected for n in (pre.paths.get(f["flow"], []) + post.paths.get(f["flow"], []))}
     devices |= post.net.failed_nodes
-    new_violations = [f["flow"] for f in flows
-                      if (f["post_violation"] and not f["pre_violation"]) or f["flow"] in point_new]
     reasons = [f"intent failed: {i['policy']} ({i['detail']})" for i in intents if not i["pass"]]
     if new_violations:
         reasons.append(f"{len(new_violations)} flow(s) compliant now would violate the SLO")
