@@ -184,3 +184,26 @@ def test_the_sla_monitor_flags_a_flow_at_risk_when_its_interval_crosses_the_budg
     assert flows and all(f.at_risk == (f.low_ms <= f.budget_ms <= f.high_ms) for f in flows if f.low_ms is not None)
     rows = [monitor.evaluate(w, monitor.stored_flows(w)) for w in windows[-20:]]
     assert all(r["at_risk"] == sum(bool(f.at_risk) for f in monitor.stored_flows(r["window"])) for r in rows)
+
+
+def test_a_measured_delay_at_its_intervals_edge_is_no_anomaly(tmp_path):
+    """After a fault the calibration holds the faulted flows' own scores, so an interval's edge can
+    sit exactly at what they measure (a lab run recorded misses of 0.000 ms): within the tolerance
+    it is no anomaly, beyond it one."""
+    from sync.intervals import ANOMALY_TOLERANCE, IntervalMonitor, IntervalStore, _Pending
+    from traffic.store import Stores
+    from traffic.window import Label
+
+    stores = Stores(tmp_path)
+    mon = IntervalMonitor(stores, "run-edge")
+    hi = 72.595
+    row = {"delay_ms": 3.0, "jitter_ms": 0.1, "category": 0, "delay_lo": 2.0, "delay_hi": 5.0, "anomaly_lo": 0.072,
+           "anomaly_hi": hi, "version": "v2"}
+    keys = ["at-edge", "just-within", "beyond"]
+    mon.pending[7] = _Pending({k: dict(row, flow_key=k) for k in keys}, {k: ["L1"] for k in keys})
+    measured = {"at-edge": hi + 4e-4, "just-within": hi * (1 + ANOMALY_TOLERANCE) - 1e-3,
+                "beyond": hi * (1 + ANOMALY_TOLERANCE) + 0.05}
+    mon._score(7, {k: Label(delay_ms=m, jitter_ms=0.1, sent=20, received=20) for k, m in measured.items()})
+    anomalies = IntervalStore(stores).anomalies("run-edge")
+    assert [a["flow_key"] for a in anomalies] == ["beyond"]
+    assert anomalies[0]["miss_ms"] > 0
