@@ -27,6 +27,8 @@ window and the SLA monitor judges each labeled one):
   (APPROVE, or not), then made on the lab, measured, and undone; the confusion matrix of the
   decision against the measured outcome (the change breaks the SLO when the violation rate gets
   worse than before by more than the plans' gate: 10 % plus 2 points).
+Every measurement skips the windows in which the machine stalled (`apps.plans.measure.steady`;
+each gate row's `stalls_skipped`: how many before and after the change).
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ sys.path.insert(0, str(ROOT))
 from apps.common.config import load_config  # noqa: E402
 from apps.optimize import network_of, optimize  # noqa: E402
 from apps.plans import Gate, merged_policy  # noqa: E402
-from apps.plans.measure import STEADY_SPAN, labeled_windows, measured, settled_after  # noqa: E402
+from apps.plans.measure import STEADY_SPAN, labeled_windows, measured, settled_after, steady  # noqa: E402
 from apps.plans.stage import loop_objective  # noqa: E402
 from apps.whatif import WhatIfRequest, answer  # noqa: E402
 from controller_app.client import ControllerClient  # noqa: E402
@@ -114,11 +116,13 @@ class Lab:
         raise SystemExit(f"bench: {what} in time")
 
     def wait_windows(self, after: int, n: int, timeout: float = 120) -> list[int]:
-        """The first n labeled, complete windows after `after`."""
+        """The first n labeled, complete windows after `after` (a settled lab), the machine's stalls
+        skipped (`apps.plans.measure.steady`)."""
         def check() -> list[int] | None:
             done = self.complete()
-            ws = [r["window"] for r in labeled_windows(self.stores, self.run) if after < r["window"] <= done][:n]
-            return ws if len(ws) >= n else None
+            ws = [r["window"] for r in labeled_windows(self.stores, self.run) if after < r["window"] <= done]
+            kept = steady(self.stores, self.run, ws, n) if len(ws) >= n else []
+            return kept if len(kept) >= n else None
         return self.poll(check, timeout, f"no {n} labeled windows after {after}")
 
     def settled(self, start: int, timeout: float = 240) -> int:
@@ -275,7 +279,8 @@ def gate(lab: Lab, pred: Any, n_changes: int, n: int, seed: int) -> dict[str, An
         rows.append({"change": change, "decision": ans.decision, "risk": ans.risk_score,
                      "before": before["violation_rate"], "after": after["violation_rate"],
                      "p95_before": before["p95_delay_ms"], "p95_after": after["p95_delay_ms"], "breaks_slo": breaks,
-                     "undone": returned["violation_rate"]})
+                     "undone": returned["violation_rate"],
+                     "stalls_skipped": [len(before["skipped_windows"]), len(after["skipped_windows"])]})
         print(f"change {i + 1}/{n_changes}: {change['type']} {ans.decision} risk {ans.risk_score:.2f}; violation "
               f"rate {before['violation_rate']:.2f} -> {after['violation_rate']:.2f} (undone: "
               f"{returned['violation_rate']:.2f})", file=sys.stderr, flush=True)
