@@ -39,6 +39,18 @@ def labeled_windows(stores: Stores, run_id: str) -> list[dict[str, Any]]:
     return [r for r in SlaStore(stores).windows(run_id) if (r.get("labeled") or 0) > 0]
 
 
+def delays_by_window(stores: Stores, run_id: str, windows: list[int]) -> dict[int, dict[str, float]]:
+    """The measured delays (ms) of these windows' labeled flows: window -> flow key -> delay."""
+    by: dict[int, dict[str, float]] = defaultdict(dict)
+    if not windows:
+        return by
+    keep = set(windows)
+    for (w, key), lab in stores.labels_of(run_id, min(windows)).items():
+        if w in keep and lab.delay_ms is not None:
+            by[w][key] = lab.delay_ms
+    return by
+
+
 #: A window is a stall of the machine when at least this share of its labeled flows (and at least
 #: STALL_MIN_FLOWS of them) measure more than STALL_FACTOR times their own median delay over the
 #: windows compared plus STALL_FLOOR_MS. On the two germany_50 runs above, stalled windows had
@@ -53,11 +65,7 @@ def stalled_windows(stores: Stores, run_id: str, windows: list[int]) -> set[int]
     """The windows among `windows` (steady ones, three or more) in which the machine stalled."""
     if len(windows) < 3:
         return set()
-    keep = set(windows)
-    by: dict[int, dict[str, float]] = defaultdict(dict)
-    for (w, key), lab in stores.labels_of(run_id, min(windows)).items():
-        if w in keep and lab.delay_ms is not None:
-            by[w][key] = lab.delay_ms
+    by = delays_by_window(stores, run_id, windows)
     per_flow: dict[str, list[float]] = defaultdict(list)
     for delays in by.values():
         for key, d in delays.items():
@@ -88,10 +96,8 @@ def measured(stores: Stores, run_id: str, windows: list[int]) -> dict[str, Any] 
     if not labeled:
         return None
     violations = sum(rows[w].get("measured_violations") or 0 for w in windows if w in rows)
-    labels = stores.labels_of(run_id, min(windows))
-    keep = set(windows)
-    delays = [lab.delay_ms for (w, _), lab in labels.items() if w in keep and lab.delay_ms is not None]
-    skipped = sorted(w for w in rows if min(windows) < w < max(windows) and w not in keep)
+    delays = [d for flows in delays_by_window(stores, run_id, windows).values() for d in flows.values()]
+    skipped = sorted(w for w in rows if min(windows) < w < max(windows) and w not in set(windows))
     return {"windows": sorted(windows), "skipped_windows": skipped, "labeled": labeled, "violations": int(violations),
             "violation_rate": round(violations / labeled, 4),
             "p95_delay_ms": round(float(np.percentile(delays, 95)), 3) if delays else None,
@@ -113,13 +119,8 @@ STEADY_FLOOR_MS = 1.0
 
 def window_means(stores: Stores, run_id: str, windows: list[int]) -> list[float]:
     """Each window's mean measured delay over its labeled flows (NaN where none)."""
-    if not windows:
-        return []
-    by: dict[int, list[float]] = {w: [] for w in windows}
-    for (w, _), lab in stores.labels_of(run_id, min(windows)).items():
-        if w in by and lab.delay_ms is not None:
-            by[w].append(lab.delay_ms)
-    return [float(np.mean(by[w])) if by[w] else float("nan") for w in windows]
+    by = delays_by_window(stores, run_id, windows)
+    return [float(np.mean(list(by[w].values()))) if by.get(w) else float("nan") for w in windows]
 
 
 def settled_after(stores: Stores, run_id: str, start: int, complete_upto: int, share: float,
