@@ -120,7 +120,7 @@ class Lab:
         skipped (`apps.plans.measure.steady`)."""
         def check() -> list[int] | None:
             done = self.complete()
-            ws = [r["window"] for r in labeled_windows(self.stores, self.run) if after < r["window"] <= done]
+            ws = [r["window"] for r in labeled_windows(self.stores, self.run, after + 1) if r["window"] <= done]
             kept = steady(self.stores, self.run, ws, n) if len(ws) >= n else []
             return kept if len(kept) >= n else None
         return self.poll(check, timeout, f"no {n} labeled windows after {after}")

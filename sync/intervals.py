@@ -140,7 +140,9 @@ class IntervalMonitor:
         self.finish()
 
     def finish(self) -> None:
-        counts = self.stores.label_counts(self.run_id)
+        if not self.pending:
+            return
+        counts = self.stores.label_counts(self.run_id, min(self.pending))  # not the whole run's
         changed = [w for w in sorted(self.pending) if counts.get(w, 0) != self.label_counts.get(w, 0)]
         if not changed:
             return

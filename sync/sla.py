@@ -29,6 +29,7 @@ from topologies import Topology
 from traffic.store import Stores
 from traffic.window import Label, Window
 
+from .intervals import PENDING_WINDOWS
 from .store import LoopStore
 
 DEFAULT_MARGIN_MS = 5.0
@@ -182,8 +183,10 @@ class SlaStore:
             with self.db.conn:
                 self.db["sla_windows"].insert_all(rows, replace=True)
 
-    def windows(self, run_id: str) -> list[dict[str, Any]]:
-        return list(self.db.query("SELECT * FROM sla_windows WHERE run_id = ? ORDER BY window", [run_id]))
+    def windows(self, run_id: str, from_window: int = 0) -> list[dict[str, Any]]:
+        """The run's evaluated windows from `from_window` on, oldest first."""
+        return list(self.db.query("SELECT * FROM sla_windows WHERE run_id = ? AND window >= ? ORDER BY window",
+                                  [run_id, from_window]))
 
     def latest(self, run_id: str, labeled: bool = False) -> dict[str, Any] | None:
         """The newest evaluated window (with labels)."""
@@ -264,13 +267,19 @@ class SlaMonitor:
         self.store.write(rows + self._labeled())
 
     def finish(self) -> None:
-        """The labels written since the last window (the run's last labels come after it)."""
-        self.store.write(self._labeled())
+        """The labels written since the last window (the run's last labels come after it), in
+        any window of the run."""
+        self.store.write(self._labeled(every=True))
 
-    def _labeled(self) -> list[dict[str, Any]]:
-        """Rows for the pending windows whose label count changed, with their labels filled in."""
-        counts = self.stores.label_counts(self.run_id)
-        changed = [w for w in sorted(self.pending) if counts.get(w, 0) != self.label_counts.get(w, 0)]
+    def _labeled(self, every: bool = False) -> list[dict[str, Any]]:
+        """Rows for the pending windows whose label count changed, with their labels filled in:
+        among the last PENDING_WINDOWS windows (each window's work stays the same over a long
+        run), or `every` pending window."""
+        if not self.pending:
+            return []
+        first = min(self.pending) if every else max(min(self.pending), max(self.pending) - PENDING_WINDOWS)
+        counts = self.stores.label_counts(self.run_id, first)
+        changed = [w for w in sorted(self.pending) if w >= first and counts.get(w, 0) != self.label_counts.get(w, 0)]
         if not changed:
             return []
         labels = self.stores.labels_of(self.run_id, changed[0])

@@ -80,9 +80,17 @@ class Packets:
         span = float(self.tx.max() - self.tx.min())
         return (self.tx.size - 1) / span if span > 0 else None
 
+    def select(self, mask: np.ndarray) -> Packets:
+        return Packets(self.seq[mask], self.tx[mask], self.rx[mask], self.size[mask], self.sport)
+
     @classmethod
-    def empty(cls) -> Packets:
-        return cls(np.zeros(0, np.int64), np.zeros(0), np.zeros(0), np.zeros(0, np.int64))
+    def empty(cls, sport: int | None = None) -> Packets:
+        return cls(np.zeros(0, np.int64), np.zeros(0), np.zeros(0), np.zeros(0, np.int64), sport)
+
+    @classmethod
+    def concat(cls, parts: list[Packets]) -> Packets:
+        return cls(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("seq", "tx", "rx", "size")),
+                   parts[0].sport)
 
 
 #: One record of a D-ITG 2.8.1 binary log (ITGSend -l and -x alike), little-endian, 144 bytes: flow,
@@ -109,32 +117,53 @@ def _epoch(h: np.ndarray, m: np.ndarray, s: np.ndarray, ref: float) -> np.ndarra
 class LogReader:
     """Reads a D-ITG binary log as it grows: every `read()` decodes only the whole records
     appended since the last one (a writer may have flushed part of a record) and returns all
-    packets so far. A missing log reads as no packets."""
+    packets so far; `since(t)` returns only the packets sent from `t` on, so a live labeling pass
+    late in a long phase costs what the windows it labels hold, not the whole log. A missing log
+    reads as no packets."""
 
     def __init__(self, path: Path, ref: float) -> None:
         self.path = path
         self.ref = ref
         self.offset = 0
-        self.packets = Packets.empty()
+        self.chunks: list[tuple[float, Packets]] = []  # (latest send time, packets) in the order decoded
+        self.sport: int | None = None
 
-    def read(self) -> Packets:
+    def _decode_new(self) -> None:
         try:
             size = self.path.stat().st_size
         except FileNotFoundError:
-            return self.packets
+            return
         n = (size - self.offset) // RECORD.itemsize
         if n <= 0:
-            return self.packets
+            return
         with self.path.open("rb") as fh:
             fh.seek(self.offset)
             rec = np.frombuffer(fh.read(n * RECORD.itemsize), RECORD)
         self.offset += n * RECORD.itemsize
         lost = (rec["rx_h"] == 0) & (rec["rx_m"] == 0) & (rec["rx_s"] == 0)
         rx = np.where(lost, np.nan, _epoch(rec["rx_h"], rec["rx_m"], rec["rx_s"], self.ref))
-        old = self.packets
-        self.packets = Packets(np.concatenate([old.seq, rec["seq"].astype(np.int64)]),
-                               np.concatenate([old.tx, _epoch(rec["tx_h"], rec["tx_m"], rec["tx_s"], self.ref)]),
-                               np.concatenate([old.rx, rx]),
-                               np.concatenate([old.size, rec["size"].astype(np.int64)]),
-                               old.sport if old.sport is not None else int(rec["sport"][0]))
-        return self.packets
+        if self.sport is None:
+            self.sport = int(rec["sport"][0])
+        tx = _epoch(rec["tx_h"], rec["tx_m"], rec["tx_s"], self.ref)
+        self.chunks.append((float(tx.max()), Packets(rec["seq"].astype(np.int64), tx, rx, rec["size"].astype(np.int64),
+                                                     self.sport)))
+
+    def read(self) -> Packets:
+        """Every packet logged so far."""
+        return self.since(-np.inf)
+
+    def since(self, t: float) -> Packets:
+        """The packets logged so far that were sent at `t` or later."""
+        self._decode_new()
+        recent = [c for top, c in self.chunks if top >= t]
+        if not recent:
+            return Packets.empty(self.sport)
+        if len(recent) == 1 and recent[0].tx.min() >= t:
+            return recent[0]
+        # one piece from `t` on, so the next pass (a later `t`) finds little to copy or mask
+        merged = Packets.concat(recent)
+        keep = merged.tx >= t
+        older, newer = merged.select(~keep), merged.select(keep)
+        self.chunks = [(top, c) for top, c in self.chunks if top < t]
+        self.chunks += [(float(c.tx.max()), c) for c in (older, newer) if c.tx.size]
+        return newer

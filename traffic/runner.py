@@ -41,6 +41,12 @@ RUNAWAY_CHECK_S = 5.0
 #: A sender that achieved less than this share of its asked packet rate fell short (a CPU-starved
 #: machine): the labels then describe less traffic than the features say was offered.
 SHORT_SHARE = 0.9
+#: A live labeling pass relabels this many windows before the last one it labeled: a window whose
+#: features the collector stored after that pass still gets its labels during the phase.
+LATE_FEATURE_WINDOWS = 10
+#: Packets sent this many windows before the first window a pass labels are read too: received
+#: late, they count towards that window's received bitrate.
+RX_MARGIN_WINDOWS = 3
 
 
 def signaling_port(phase: int, flow_no: int) -> int:
@@ -149,6 +155,7 @@ class TrafficRun:
         self.phase_senders: dict[int, list[Sender]] = {}
         self.readers: dict[int, dict[Path, ditg.LogReader]] = {}
         self.readers_lock = threading.Lock()
+        self.live_labeled_upto: dict[int, int] = {}  # phase -> the last window a live pass labeled
         self.t0 = 0.0
         #: Decode the running phase's logs every this many seconds, so labels arrive during the phase
         #: (windows older than label_lag_windows only: later packets of a window may still be in flight).
@@ -288,7 +295,15 @@ class TrafficRun:
     def _label_in_thread(self, idx: int, upto_window: int | None = None) -> int:
         stores = Stores(self.stores.root)  # SQLite connections belong to the thread that made them
         try:
-            return self.label_phase(idx, stores, upto_window, keep_readers=upto_window is not None)
+            if upto_window is None:
+                return self.label_phase(idx, stores)
+            # a live pass labels the windows since the last one (and the few before it, for features
+            # stored late), so late in a long phase it costs no more than early on
+            last = self.live_labeled_upto.get(idx)
+            from_window = None if last is None else last + 1 - LATE_FEATURE_WINDOWS
+            n = self.label_phase(idx, stores, upto_window, keep_readers=True, from_window=from_window)
+            self.live_labeled_upto[idx] = max(upto_window, last if last is not None else upto_window)
+            return n
         finally:
             stores.close()
 
@@ -305,19 +320,22 @@ class TrafficRun:
         return readers
 
     def label_phase(self, idx: int, stores: Stores | None = None, upto_window: int | None = None,
-                    keep_readers: bool = False) -> int:
-        """Decode the phase's D-ITG logs into labels for the windows the traffic store has (up to
-        `upto_window` while the phase still runs: its logs are still being written), except the
-        windows of a label pause (`Stores.pause_labels`)."""
+                    keep_readers: bool = False, from_window: int | None = None) -> int:
+        """Decode the phase's D-ITG logs into labels for the windows the traffic store has (from
+        `from_window` on if given; up to `upto_window` while the phase still runs: its logs are
+        still being written), except the windows of a label pause (`Stores.pause_labels`)."""
         stores = stores or self.stores
-        snaps = stores.snapshot_ids(self.run_id)
+        first = from_window if from_window is not None else 0
+        # packets sent a little before the first window still count towards its received bitrate
+        since = self.t0 + (first - RX_MARGIN_WINDOWS) * self.window_s if from_window is not None else -math.inf
+        snaps = stores.snapshot_ids(self.run_id, first)
         paused = stores.paused_windows(self.run_id, self.t0, self.window_s)
-        present = stores.run_flow_keys(self.run_id)
+        present = stores.run_flow_keys(self.run_id, first)
         rows = []
         keys = {}
         readers = self._readers_of(idx, keep_readers)
         for s in self.phase_senders.get(idx, []):
-            sent, received = readers[s.tx_log].read(), readers[s.rx_log].read()
+            sent, received = readers[s.tx_log].since(since), readers[s.rx_log].since(since)
             sport = sent.sport if sent.sport is not None else received.sport
             if sport is None:
                 continue
@@ -328,7 +346,8 @@ class TrafficRun:
             for w, lab in window_labels(sent, received, self.t0, self.window_s).items():
                 # a label is kept only where the traffic store has the flow's features for the window
                 # and none for a window measured while labels were paused (a training job running)
-                if (w, key) in present and w not in paused and (upto_window is None or w <= upto_window):
+                if (w, key) in present and w not in paused and (upto_window is None or w <= upto_window) \
+                        and w >= first:
                     rows.append({"run_id": self.run_id, "window": w, "flow_key": key, "snapshot_id": snaps[w],
                                  "flow_no": s.flow_no, **lab})
         stores.update_run_flows(self.run_id, idx, keys)

@@ -160,10 +160,10 @@ class Stores:
         """Insert labels not stored yet; return how many were new."""
         if not rows:
             return 0
-        before = self.labels.execute("SELECT count(*) FROM labels").fetchone()[0]
+        before = self.labels.conn.total_changes
         with self.labels.conn:
             self.labels["labels"].insert_all(rows, ignore=True)
-        return self.labels.execute("SELECT count(*) FROM labels").fetchone()[0] - before
+        return self.labels.conn.total_changes - before
 
     def pause_labels(self, run_id: str, at: float, reason: str) -> int:
         """From `at` on, the run's windows get no labels (until `resume_labels`): what the lab
@@ -306,9 +306,10 @@ class Stores:
                                     f"({','.join('?' * len(kinds))})", [run_id, *kinds]).fetchone()[0]
 
     # -- reads: windows ---------------------------------------------------------------------------
-    def snapshot_ids(self, run_id: str) -> dict[int, int]:
+    def snapshot_ids(self, run_id: str, from_window: int = 0) -> dict[int, int]:
+        """Window -> snapshot id, from `from_window` on."""
         return {r["window"]: r["id"] for r in self.traffic.query(
-            "SELECT id, window FROM snapshots WHERE run_id = ?", [run_id])}
+            "SELECT id, window FROM snapshots WHERE run_id = ? AND window >= ?", [run_id, from_window])}
 
     def last_window(self, run_id: str) -> dict[str, Any] | None:
         """The newest window's snapshot row."""
@@ -333,11 +334,11 @@ class Stores:
         return {r["flow_key"]: (r["packets"], r["bytes"]) for r in self.traffic.query(
             "SELECT flow_key, packets, bytes FROM snapshot_flows WHERE snapshot_id = ?", [snapshot_id])}
 
-    def run_flow_keys(self, run_id: str) -> set[tuple[int, str]]:
-        """(window, flow key) of every run flow the traffic store has features for."""
+    def run_flow_keys(self, run_id: str, from_window: int = 0) -> set[tuple[int, str]]:
+        """(window, flow key) of every run flow the traffic store has features for, from `from_window` on."""
         return {(w, k) for w, k in self.traffic.execute(
             "SELECT s.window, f.flow_key FROM snapshot_flows f JOIN snapshots s ON s.id = f.snapshot_id "
-            "WHERE s.run_id = ? AND f.flow_no IS NOT NULL", [run_id])}
+            "WHERE s.run_id = ? AND s.window >= ? AND f.flow_no IS NOT NULL", [run_id, from_window])}
 
     def windows(self, run_id: str, *, after: int = -1, upto: int | None = None, labels: bool = False,
                 links: bool = False, labeled_only: bool = False, run_flows_only: bool = False,
@@ -389,10 +390,10 @@ class Stores:
     def label_count(self, run_id: str) -> int:
         return self.labels.execute("SELECT count(*) FROM labels WHERE run_id = ?", [run_id]).fetchone()[0]
 
-    def label_counts(self, run_id: str) -> dict[int, int]:
-        """Window -> how many labels it has."""
-        return dict(self.labels.execute("SELECT window, count(*) FROM labels WHERE run_id = ? GROUP BY window",
-                                        [run_id]).fetchall())
+    def label_counts(self, run_id: str, from_window: int = 0) -> dict[int, int]:
+        """Window -> how many labels it has, from `from_window` on."""
+        return dict(self.labels.execute("SELECT window, count(*) FROM labels WHERE run_id = ? AND window >= ? "
+                                        "GROUP BY window", [run_id, from_window]).fetchall())
 
     def labeled_windows_from(self, run_id: str, window: int) -> int:
         """How many windows from `window` on have at least one delay label."""

@@ -34,9 +34,9 @@ from traffic.store import Stores
 from .propose import Gate
 
 
-def labeled_windows(stores: Stores, run_id: str) -> list[dict[str, Any]]:
-    """The run's SLA rows with measurements, by window."""
-    return [r for r in SlaStore(stores).windows(run_id) if (r.get("labeled") or 0) > 0]
+def labeled_windows(stores: Stores, run_id: str, from_window: int = 0) -> list[dict[str, Any]]:
+    """The run's SLA rows with measurements, by window, from `from_window` on."""
+    return [r for r in SlaStore(stores).windows(run_id, from_window) if (r.get("labeled") or 0) > 0]
 
 
 def delays_by_window(stores: Stores, run_id: str, windows: list[int]) -> dict[int, dict[str, float]]:
@@ -91,7 +91,7 @@ def measured(stores: Stores, run_id: str, windows: list[int]) -> dict[str, Any] 
     labeled windows among them that were skipped (`skipped_windows`: stalls of the machine)."""
     if not windows:
         return None
-    rows = {r["window"]: r for r in labeled_windows(stores, run_id)}
+    rows = {r["window"]: r for r in labeled_windows(stores, run_id, min(windows))}
     labeled = sum(rows[w]["labeled"] for w in windows if w in rows)
     if not labeled:
         return None
@@ -129,7 +129,7 @@ def settled_after(stores: Stores, run_id: str, start: int, complete_upto: int, s
     first span of `STEADY_SPAN` labeled windows whose mean delay is within `share` (or
     `STEADY_FLOOR_MS`) of the span before it; `start + max_windows` once that many windows are
     complete without it; None while still settling."""
-    ws = [r["window"] for r in labeled_windows(stores, run_id) if start < r["window"] <= complete_upto]
+    ws = [r["window"] for r in labeled_windows(stores, run_id, start + 1) if r["window"] <= complete_upto]
     means = window_means(stores, run_id, ws)
     for i in range(2 * STEADY_SPAN, len(ws) + 1):
         now = np.nanmean(means[i - STEADY_SPAN:i])
@@ -148,7 +148,8 @@ def windows_after(stores: Stores, run_id: str, applied_window: int, gate: Gate, 
     start = settled_after(stores, run_id, skipped, complete_upto, gate.steady_share, gate.max_settle_windows)
     if start is None and not final:
         return []
-    after = [r["window"] for r in labeled_windows(stores, run_id) if (start or skipped) < r["window"] <= complete_upto]
+    first = (start or skipped) + 1
+    after = [r["window"] for r in labeled_windows(stores, run_id, first) if r["window"] <= complete_upto]
     if start is None:  # not settled: nothing is steady to tell a stall from
         return after[:gate.windows]
     return steady(stores, run_id, after, gate.windows)
