@@ -72,7 +72,7 @@ def main() -> int:
         run_id = seed_traffic_run(Path(d), args.topology, sched)
         out["seed_s"] = round(time.perf_counter() - t, 1)
         stores = Stores(d)
-        flows = list(stores.traffic.query("SELECT * FROM run_flows WHERE run_id = ? ORDER BY flow_no", [run_id]))
+        flows = stores.run_flows(run_id)  # one phase
         out["pps_per_flow"] = args.pps
         runs = []
         for _ in ("live", "whole"):  # the same logs, each with its own readers
