@@ -2,7 +2,7 @@
 way, and the twin as a change gate. Prints one JSON document.
 
     sudo .venv/bin/python bench/optimize.py [--topology diamond] [--flows 6] [--load 1.4] [--changes 30]
-        [--windows 5] [--budget 5] [--margin 5] [--frames] [--gate-only] [--data DIR]
+        [--windows 5] [--budget 5] [--margin 5] [--pair-budgets] [--frames] [--gate-only] [--data DIR]
 
 The SLO is the SLA policy's: each flow's budget is its path's propagation plus `--margin` ms
 (written to each lab's `ndt.yaml`; a 50-switch lab's userspace switches add about 5 ms at light
