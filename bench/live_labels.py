@@ -22,7 +22,6 @@ import statistics
 import sys
 import tempfile
 import time
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -33,23 +32,10 @@ sys.path.insert(0, str(ROOT))
 
 from tests.seeded import T0, seed_traffic_run  # noqa: E402
 from topologies import load  # noqa: E402
-from traffic.ditg import RECORD  # noqa: E402
+from traffic.ditg import encode_records  # noqa: E402
 from traffic.runner import Sender, TrafficRun, data_port  # noqa: E402
 from traffic.schedule import parse  # noqa: E402
 from traffic.store import Stores  # noqa: E402
-
-MIDNIGHT = datetime.fromtimestamp(T0).replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
-
-
-def records(seq: np.ndarray, tx: np.ndarray, rx: np.ndarray | None, sport: int) -> bytes:
-    """D-ITG binary records: times of the local day (rx None: the sender's log)."""
-    rec = np.zeros(seq.size, RECORD)
-    rec["seq"], rec["sport"], rec["size"] = seq, sport, 500
-    for t, h, m, s in ((tx, "tx_h", "tx_m", "tx_s"), (rx, "rx_h", "rx_m", "rx_s")):
-        if t is not None:
-            into = t - MIDNIGHT
-            rec[h], rec[m], rec[s] = into // 3600, (into % 3600) // 60, into % 60
-    return rec.tobytes()
 
 
 def main() -> int:
@@ -95,9 +81,9 @@ def main() -> int:
                 tx = T0 + seq / args.pps
                 s = live.phase_senders[0][f["flow_no"]]
                 with s.tx_log.open("ab") as fh:
-                    fh.write(records(seq, tx, None, f["sport"]))
+                    fh.write(encode_records(seq, tx, None, f["sport"]))
                 with s.rx_log.open("ab") as fh:
-                    fh.write(records(seq, tx, tx + args.delay_ms / 1000, f["sport"]))
+                    fh.write(encode_records(seq, tx, tx + args.delay_ms / 1000, f["sport"]))
             now = step_end
             upto = int(now) - 1 - live.label_lag_windows
             t = time.perf_counter()

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from topologies import load
-from traffic.ditg import RECORD, LogReader, Packets, realtime_prefix, sender_args
+from traffic.ditg import LogReader, Packets, encode_records, realtime_prefix, sender_args
 from traffic.flowset import choose_pairs, per_flow_bps
 from traffic.labels import window_labels
 from traffic.runner import RX_MARGIN_WINDOWS
@@ -155,16 +155,10 @@ def test_window_labels_without_a_sender_log_count_what_was_received():
 
 
 def append_log(path: Path, rows: list[tuple[int, float, float | None]]) -> None:
-    """(seq, tx, rx or None) rows appended as D-ITG binary records (times of the local day)."""
-    rec = np.zeros(len(rows), RECORD)
-    for i, (seq, tx, rx) in enumerate(rows):
-        rec[i]["seq"], rec[i]["sport"], rec[i]["size"] = seq, 4000, 500
-        for t, h, m, sec in ((tx, "tx_h", "tx_m", "tx_s"), (rx, "rx_h", "rx_m", "rx_s")):
-            if t is not None:
-                lt = time.localtime(t)
-                rec[i][h], rec[i][m], rec[i][sec] = lt.tm_hour, lt.tm_min, lt.tm_sec + t % 1
+    """(seq, tx, rx) rows appended as D-ITG binary records (every row received)."""
     with path.open("ab") as fh:
-        fh.write(rec.tobytes())
+        fh.write(encode_records(np.array([r[0] for r in rows], dtype=np.int64), np.array([r[1] for r in rows]),
+                                None if not rows or rows[0][2] is None else np.array([r[2] for r in rows]), 4000))
 
 
 def test_live_label_passes_over_a_growing_log_read_only_new_packets_and_label_as_the_whole_log(tmp_path: Path):

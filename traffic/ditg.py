@@ -114,6 +114,18 @@ def _epoch(h: np.ndarray, m: np.ndarray, s: np.ndarray, ref: float) -> np.ndarra
     return t - 86400.0 * (t - ref > 43200) + 86400.0 * (ref - t > 43200)
 
 
+def encode_records(seq: np.ndarray, tx: np.ndarray, rx: np.ndarray | None, sport: int, size: int = 500) -> bytes:
+    """Packets as D-ITG binary log records (the inverse of `LogReader`; for tests and benches):
+    send and receive times as times of the local day (`rx` None: no receive time, a sender's log)."""
+    rec = np.zeros(len(seq), RECORD)
+    rec["seq"], rec["sport"], rec["size"] = seq, sport, size
+    for t, h, m, sec in ((tx, "tx_h", "tx_m", "tx_s"), (rx, "rx_h", "rx_m", "rx_s")):
+        if t is not None and len(t):
+            into = np.asarray(t) - _midnight(float(t[0]))
+            rec[h], rec[m], rec[sec] = into // 3600, (into % 3600) // 60, into % 60
+    return rec.tobytes()
+
+
 class LogReader:
     """Reads a D-ITG binary log as it grows: every `read()` decodes only the whole records
     appended since the last one (a writer may have flushed part of a record) and returns all

@@ -302,7 +302,7 @@ class TrafficRun:
             last = self.live_labeled_upto.get(idx)
             from_window = None if last is None else last + 1 - LATE_FEATURE_WINDOWS
             n = self.label_phase(idx, stores, upto_window, keep_readers=True, from_window=from_window)
-            self.live_labeled_upto[idx] = max(upto_window, last if last is not None else upto_window)
+            self.live_labeled_upto[idx] = upto_window if last is None else max(last, upto_window)
             return n
         finally:
             stores.close()

@@ -97,7 +97,8 @@ def measured(stores: Stores, run_id: str, windows: list[int]) -> dict[str, Any] 
         return None
     violations = sum(rows[w].get("measured_violations") or 0 for w in windows if w in rows)
     delays = [d for flows in delays_by_window(stores, run_id, windows).values() for d in flows.values()]
-    skipped = sorted(w for w in rows if min(windows) < w < max(windows) and w not in set(windows))
+    keep = set(windows)
+    skipped = sorted(w for w in rows if min(windows) < w < max(windows) and w not in keep)
     return {"windows": sorted(windows), "skipped_windows": skipped, "labeled": labeled, "violations": int(violations),
             "violation_rate": round(violations / labeled, 4),
             "p95_delay_ms": round(float(np.percentile(delays, 95)), 3) if delays else None,
