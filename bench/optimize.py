@@ -281,7 +281,8 @@ def gate(lab: Lab, pred: Any, n_changes: int, n: int, seed: int) -> dict[str, An
                                             "slo": obj.slo.model_dump(), "routing": obj.routing.model_dump()
                                             if obj.routing else None})
         try:
-            ans = answer(pred.predict, lab.stores, req).response
+            a = answer(pred.predict, lab.stores, req)
+            ans = a.response
         except Exception as exc:  # noqa: BLE001 - recorded; the change is not made
             rows.append({"change": change, "error": str(exc)})
             before = lab.measure_from(n, settle=0)
@@ -297,7 +298,10 @@ def gate(lab: Lab, pred: Any, n_changes: int, n: int, seed: int) -> dict[str, An
         finally:
             undo()
         returned = lab.measure_from(n, settle=1)  # the network back as it was: the next change's before
-        rows.append({"change": change, "decision": ans.decision, "risk": ans.risk_score,
+        rising = {lid: [round(a.pre_utilization.get(lid, 0.0), 3), round(u, 3)]
+                  for lid, u in a.utilization.items() if u > a.pre_utilization.get(lid, 0.0) + 0.01}
+        rows.append({"change": change, "decision": ans.decision, "risk": ans.risk_score, "reasons": ans.reasons,
+                     "rising_utilization": rising,
                      "before": before["violation_rate"], "after": after["violation_rate"],
                      "p95_before": before["p95_delay_ms"], "p95_after": after["p95_delay_ms"],
                      "breaks_slo": worse(after), "after_again": again and again["violation_rate"],
