@@ -300,7 +300,8 @@ def gate(lab: Lab, pred: Any, n_changes: int, n: int, seed: int) -> dict[str, An
         returned = lab.measure_from(n, settle=1)  # the network back as it was: the next change's before
         rising = {lid: [round(a.pre_utilization.get(lid, 0.0), 3), round(u, 3)]
                   for lid, u in a.utilization.items() if u > a.pre_utilization.get(lid, 0.0) + 0.01}
-        rows.append({"change": change, "decision": ans.decision, "risk": ans.risk_score, "reasons": ans.reasons,
+        rows.append({"change": change, "snapshot_id": w.snapshot_id, "decision": ans.decision,
+                     "risk": ans.risk_score, "reasons": ans.reasons,
                      "rising_utilization": rising,
                      "before": before["violation_rate"], "after": after["violation_rate"],
                      "p95_before": before["p95_delay_ms"], "p95_after": after["p95_delay_ms"],

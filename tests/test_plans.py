@@ -14,7 +14,7 @@ import yaml
 
 from apps.optimize import optimize, parse_objective
 from apps.plans import Gate, PlanError, PlanStore, StalePlan, apply, approve, propose, reject, what_if
-from apps.plans.measure import measured, settled_after, verdict, windows_after, windows_before
+from apps.plans.measure import judged, measured, settled_after, verdict, windows_after, windows_before
 from apps.whatif import WhatIfError, WhatIfRequest, question
 from controller_app.routing import Routing
 from sync.sla import SlaStore
@@ -257,3 +257,39 @@ def test_a_window_in_which_the_machine_stalled_is_skipped_and_named_a_lasting_ch
     after = windows_after(stores, "run-lasting", 7, gate, len(lasting) - 1)
     m = measured(stores, "run-lasting", after)
     assert len(after) == gate.windows and m["skipped_windows"] == [] and m["violation_rate"] == 1.0
+
+
+def test_a_worse_measurement_is_measured_again_before_a_rollback(tmp_path):
+    """The germany_50 change gate: of three changes one measurement found breaking, two measured as
+    before on the next windows (a burst). A plan's failed test is measured again on the next windows
+    and rolled back only when that fails too; until those windows are labeled nothing is decided,
+    unless the run ends."""
+    typical = [5.0, 8.0, 12.0, 6.5, 9.0, 7.0]
+    clean = [[t * (1 + 0.01 * ((w + i) % 3)) for i, t in enumerate(typical)] for w in range(40)]
+
+    def run_with(burst: range, name: str) -> Stores:
+        rows = [[d + 30 if w in burst and i < 2 else d for i, d in enumerate(r)] for w, r in enumerate(clean)]
+        return _run_of(tmp_path / name, rows, f"run-{name}")
+
+    gate = Gate(max_settle_windows=2)
+    predicted = {"p95_delay_ms": 40.0}
+    for name, burst, kept in (("burst", range(8, 20), True), ("lasting", range(8, 40), False)):
+        stores = run_with(burst, name)
+        run = f"run-{name}"
+        before = measured(stores, run, windows_before(stores, run, 6, gate.windows))
+        after_w = windows_after(stores, run, 7, gate, 39)
+        assert set(after_w) <= set(burst) and len(after_w) == gate.windows, after_w
+        assert measured(stores, run, after_w)["violation_rate"] == pytest.approx(2 / 6, abs=1e-3)
+        assert judged(stores, run, before, after_w, predicted, gate, max(after_w) + 2) is None  # waits
+        keep, why, again = judged(stores, run, before, after_w, predicted, gate, 39)
+        assert keep is kept and again is not None, why
+        if kept:
+            assert why[0].startswith("the first 5 windows measured worse") and again["violation_rate"] == 0
+        else:
+            assert "measured again on the next 5 windows" in why[-1] and again["violation_rate"] > 0.3
+        # the run ends before the second measurement: the first decides
+        keep, _, again = judged(stores, run, before, after_w, predicted, gate, max(after_w), final=True)
+        assert keep is False and again is None
+        # without the confirm step the first measurement decides
+        keep, _, again = judged(stores, run, before, after_w, predicted, Gate(max_settle_windows=2, confirm=False), 39)
+        assert keep is False and again is None

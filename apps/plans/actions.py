@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 from traffic.store import Stores
 
-from .measure import improvement, measured, verdict, windows_after, windows_before
+from .measure import improvement, judged, measured, windows_after, windows_before
 from .propose import Gate
 from .store import PlanError, PlanStore
 
@@ -115,9 +115,12 @@ def verify(stores: Stores, plan_id: str, controller: Controller, by: str, comple
     after = measured(stores, plan["run_id"], after_w)
     if after is None:
         return None
-    keep, reasons = verdict(before, after, plan["predicted"]["after"], gate)
-    outcome = {**plan["result"], "measured": {"before": before, "after": after},
-               "improvement": improvement(before, after, plan["predicted"]), "reasons": reasons}
+    judgement = judged(stores, plan["run_id"], before, after_w, plan["predicted"]["after"], gate, complete_upto, final)
+    if judgement is None:
+        return None
+    keep, reasons, again = judgement
+    outcome = {**plan["result"], "measured": {"before": before, "after": after, "again": again},
+               "improvement": improvement(before, again or after, plan["predicted"]), "reasons": reasons}
     if keep:
         return store.transition(plan_id, "verified", by, "; ".join(reasons), result=outcome)
     try:

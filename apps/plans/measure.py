@@ -156,6 +156,31 @@ def windows_after(stores: Stores, run_id: str, applied_window: int, gate: Gate, 
     return steady(stores, run_id, after, gate.windows)
 
 
+def judged(stores: Stores, run_id: str, before: dict[str, Any] | None, after_w: list[int],
+           predicted_after: dict[str, Any], gate: Gate, complete_upto: int,
+           final: bool = False) -> tuple[bool, list[str], dict[str, Any] | None] | None:
+    """The test matrix's verdict on the windows measured after the change, `after_w`: (keep?, the
+    reasons, the second measurement or None). With `gate.confirm`, a worse verdict is measured again
+    on the next `gate.windows` steady windows and the change rolled back only if those are worse
+    too: a burst of a few windows does not last (the germany_50 change gate: of three changes one
+    measurement found breaking, two measured as before on the next windows). None while the second
+    measurement still waits for its windows (`final`: the run ends, what there is decides)."""
+    after = measured(stores, run_id, after_w)
+    keep, reasons = verdict(before, after, predicted_after, gate)
+    if keep or not gate.confirm:
+        return keep, reasons, None
+    later = [r["window"] for r in labeled_windows(stores, run_id, max(after_w) + 1) if r["window"] <= complete_upto]
+    again_w = steady(stores, run_id, later, gate.windows)
+    if len(again_w) < gate.windows and not (final and again_w):
+        return None if not final else (keep, reasons, None)
+    again = measured(stores, run_id, again_w)
+    keep_again, reasons_again = verdict(before, again, predicted_after, gate)
+    if keep_again:
+        return True, [f"the first {len(after_w)} windows measured worse ({'; '.join(reasons)}), the next "
+                      f"{len(again_w)} did not"] + reasons_again, again
+    return False, reasons + [f"measured again on the next {len(again_w)} windows: {'; '.join(reasons_again)}"], again
+
+
 def verdict(before: dict[str, Any] | None, after: dict[str, Any], predicted_after: dict[str, Any],
             gate: Gate) -> tuple[bool, list[str]]:
     """(keep the change?, the reasons): rolled back when the measured violation rate or p95 delay

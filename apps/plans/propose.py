@@ -39,6 +39,7 @@ class Gate:
     margin: float = 0.10        # worse than before by more than this share: roll back
     violation_slack: float = 0.02  # ... and the violation rate by more than this many points
     predicted_margin: float = 1.0  # measured p95 delay over the predicted one by more than this share: roll back
+    confirm: bool = True        # a worse measurement is measured again on the next `windows` before rolling back
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -116,6 +117,8 @@ def test_matrix(plan_id: str, ans: Answer, gate: Gate, pred: dict[str, Any]) -> 
              for f in r["flows"] if f["affected"]]
     return {"plan": plan_id, "windows": gate.windows, "settle_windows": gate.settle_windows,
             "steady_share": gate.steady_share, "max_settle_windows": gate.max_settle_windows,
+            "confirm": "a failed test is measured again on the next windows; rolled back if that fails too"
+            if gate.confirm else "rolled back on the first failed test",
             "measure": ["slo_violation_rate", "p95_delay_ms", "mean_delay_ms"],
             "pass": {"slo_violation_rate": f"after <= before * {1 + gate.margin:g} + {gate.violation_slack:g}",
                      "p95_delay_ms": f"after <= before * {1 + gate.margin:g}",
@@ -175,4 +178,6 @@ def plan_markdown(row: dict[str, Any], result: dict[str, Any], ans: Answer, matr
               f"{matrix['max_settle_windows']} windows after the change); then {matrix['windows']} labeled "
               "windows are measured against as many before the change (`test_matrix.json`):", ""]
     lines += [f"- {k}: {v}" for k, v in matrix["pass"].items()]
+    if matrix.get("confirm"):
+        lines += ["", f"If a test fails: {matrix['confirm']}."]
     return "\n".join(lines) + "\n"
