@@ -13,8 +13,7 @@ Risk score, in [0, 1] and monotone in both terms:
     risk       = 1 - (1 - s) * (1 - h / 2)
 Decision: REJECT when reachability or another intent fails or a flow compliant before violates
 the SLO after; else REVIEW when risk >= 0.3 or a link under its capacity before is at or past it
-after (`OVERLOAD_UTILIZATION`), or the M/M/1 queueing model puts a flow within its budget
-before over it after (`queueing_check`); else APPROVE. A flow newly violates when it does on
+after (`OVERLOAD_UTILIZATION`); else APPROVE. A flow newly violates when it does on
 the decided delays (below) or on the point estimates: where the intervals are wide, a flow's upper
 end may cross its budget before the scenario as well as after, and one that jumps from well inside
 its budget to ten times it must still count (germany_50, the change gate: 90 % intervals put 26 of
@@ -154,24 +153,6 @@ def _interval(bounds: Bounds | None, key: str, delay: bool = True) -> list[float
     return [round(b[0], 3), round(b[1], 3)] if delay else [round(b[2], 3), round(b[3], 3)]
 
 
-def queueing_check(pre: Outcome, post: Outcome, budget: Callable[[str, float | None], float]
-                   ) -> list[tuple[str, float, float]]:
-    """The flows the M/M/1 queueing model (`vtwin.baselines.mm1_predict`: each link a queue at its
-    fluid utilization, each flow's own packets' transmission time) puts within their budget before
-    the scenario and over it after, as (flow, delay before, delay after) in ms. A second opinion
-    on a queue built at 0.5-1.0 of a slow link's capacity, where the twin learned from faster
-    links predicts little; a flow the model has over budget already says nothing."""
-    from vtwin.baselines import mm1_predict
-
-    def delays(o: Outcome) -> dict[str, float]:
-        d, _ = mm1_predict([o.snapshot])
-        return {f.key: float(d[i]) for i, f in enumerate(o.snapshot.flows)}
-
-    a, b = delays(pre), delays(post)
-    return sorted((k, a[k], v) for k, v in b.items()
-                  if k in a and a[k] <= budget(k, pre.propagation_ms(k)) and v > budget(k, post.propagation_ms(k)))
-
-
 def answer(predict: Predict, stores: Stores, request: WhatIfRequest, asked: Question | None = None,
            explain: Explain | None = None) -> Answer:
     """Answer one what-if request; `asked`: the request's `question`, if the caller built it
@@ -261,10 +242,9 @@ def answer(predict: Predict, stores: Stores, request: WhatIfRequest, asked: Ques
         reasons.append(f"{len(new_violations)} flow(s) compliant now would violate the SLO")
     overloaded = sorted((lid, u) for lid, u in post.utilization.items()
                         if u >= OVERLOAD_UTILIZATION > pre.utilization.get(lid, 0.0))
-    queued = queueing_check(pre, post, slo.budget)
     if reasons:
         decision = "REJECT"
-    elif risk >= REVIEW_RISK or overloaded or queued:
+    elif risk >= REVIEW_RISK or overloaded:
         decision = "REVIEW"
         if risk >= REVIEW_RISK:
             reasons.append(f"risk {risk:.2f} is at least {REVIEW_RISK}")
@@ -273,10 +253,6 @@ def answer(predict: Predict, stores: Stores, request: WhatIfRequest, asked: Ques
     else:
         decision = "APPROVE"
         reasons.append("all intents hold and no flow newly violates the SLO")
-    if queued:
-        key, a, b = max(queued, key=lambda x: x[2] - x[1])
-        reasons.append(f"the M/M/1 queueing model puts {len(queued)} flow(s) within budget now over it after "
-                       f"(worst {key}: {a:.1f} -> {b:.1f} ms): a queue the twin may not see")
     reasons.append(f"decided on {decided_on}" + (f" (calibrated on {cal_source})" if cal_source else ""))
     explanations = _explain(explain, post, flows, new_violations, decide, budgets)
     wid = uuid.uuid4().hex[:12]
