@@ -400,3 +400,32 @@ def test_a_window_whose_counters_are_stale_waits_and_shares_the_next_ones_increa
     assert rows == [(0, 1_000_000), (1, 1_000_000), (2, 1_000_000)]
     ctl.poll(T0 + 3.9, 4_000_000)
     assert col.collect([3]) == 1  # fresh counters: stored at once
+
+
+def test_a_flows_rate_is_counted_over_the_time_between_its_stats_replies(tmp_path):
+    """The controller polls every second, not at the windows' edges: a reply 0.3 s early gives a
+    window 0.7 s of packets and the next 1.3 s. A steady 8 Mbit/s flow reads 8 Mbit/s in both, not
+    5.6 and 10.4 (germany_50: 9.3 and 12.4 packets/s for 11.7 sent; the twin planned on the low
+    one); a reply whose time strays past the tolerance is counted over the window's length."""
+    from traffic.collector import Collector
+
+    from .seeded import T0, seed_traffic_run
+
+    seed_traffic_run(tmp_path, "line3", {"flows": 1, "seed": 1, "phases": [
+        {"profile": "deterministic", "load": 0.5, "duration_s": 1}]}, run_id="run-r")
+    stores = Stores(tmp_path)
+    with stores.traffic.conn:
+        stores.traffic.execute("DELETE FROM snapshot_flows")
+        stores.traffic.execute("DELETE FROM snapshots")
+        stores.traffic.execute("UPDATE run_flows SET proto = 'udp', src_ip = '10.0.0.1', dst_ip = '10.0.0.3', "
+                               "dport = 10000")
+    ctl = _PolledController()
+    col = Collector(stores, "run-r", ctl)
+    for window, at in ((0, 0.9), (1, 1.6), (2, 2.9), (3, 3.95)):
+        ctl.poll(T0 + at, int(1_000_000 * at))  # 1 MB/s
+        assert col.collect([window]) == 1
+    ctl.poll(T0 + 6.0, 6_000_000)  # 2.05 s after the last reply: past the tolerance for one window
+    assert col.collect([4]) == 1
+    rates = {w.window: f.measured_bps for w in stores.windows("run-r") for f in w.flows}
+    assert rates[1] == pytest.approx(8e6) and rates[2] == pytest.approx(8e6) and rates[3] == pytest.approx(8e6)
+    assert rates[4] == pytest.approx(8 * 2_050_000)  # counted over the window's 1 s
