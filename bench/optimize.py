@@ -281,8 +281,8 @@ def gate(lab: Lab, pred: Any, n_changes: int, n: int, seed: int) -> dict[str, An
                                             "slo": obj.slo.model_dump(), "routing": obj.routing.model_dump()
                                             if obj.routing else None})
         try:
-            a = answer(pred.predict, lab.stores, req)
-            ans = a.response
+            answered = answer(pred.predict, lab.stores, req)
+            ans = answered.response
         except Exception as exc:  # noqa: BLE001 - recorded; the change is not made
             rows.append({"change": change, "error": str(exc)})
             before = lab.measure_from(n, settle=0)
@@ -298,8 +298,9 @@ def gate(lab: Lab, pred: Any, n_changes: int, n: int, seed: int) -> dict[str, An
         finally:
             undo()
         returned = lab.measure_from(n, settle=1)  # the network back as it was: the next change's before
-        rising = {lid: [round(a.pre_utilization.get(lid, 0.0), 3), round(u, 3)]
-                  for lid, u in a.utilization.items() if u > a.pre_utilization.get(lid, 0.0) + 0.01}
+        was = answered.pre_utilization
+        rising = {lid: [round(was.get(lid, 0.0), 3), round(u, 3)]
+                  for lid, u in answered.utilization.items() if u > was.get(lid, 0.0) + 0.01}
         rows.append({"change": change, "snapshot_id": w.snapshot_id, "decision": ans.decision,
                      "risk": ans.risk_score, "reasons": ans.reasons,
                      "rising_utilization": rising,

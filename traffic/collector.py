@@ -107,8 +107,8 @@ class Collector:
             pp, pb = self.prev.get(key, (0, 0))
             if f["packets"] < pp or f["bytes"] < pb:
                 pp, pb = 0, 0  # its rule was replaced: counters started again
-            per_s = counted_span(f.get("counters_at"), self.prev_at.get(key) if key in self.prev else None,
-                                 k * self.window_s, reset=pp == 0) / k
+            window_span_s = counted_span(f.get("counters_at"), self.prev_at.get(key) if key in self.prev else None,
+                                         k * self.window_s, reset=pp == 0) / k
             seen[key] = (f["packets"], f["bytes"])
             o = offered.get(match_key(f["proto"], f["src_ip"], f["dst_ip"], f["dport"]), {})
             for i in range(k):
@@ -120,7 +120,7 @@ class Collector:
                     "flow_key": key, "ctl_flow_id": f["id"], "src": f["src"], "dst": f["dst"], "proto": f["proto"],
                     "sport": f["sport"], "dport": f["dport"], "links": json.dumps(f["links"]),
                     "packets": p1, "bytes": b1, "window_packets": p1 - p0, "window_bytes": b1 - b0,
-                    "measured_bps": 8.0 * (b1 - b0) / per_s,
+                    "measured_bps": 8.0 * (b1 - b0) / window_span_s,
                     "ctl_rate_bps": f["rate_bps"], "offered_bps": o.get("offered_bps"),
                     "pkt_size": o.get("pkt_size"), "flow_no": o.get("flow_no"),
                 })

@@ -171,8 +171,10 @@ def judged(stores: Stores, run_id: str, before: dict[str, Any] | None, after_w: 
         return keep, reasons, None
     later = [r["window"] for r in labeled_windows(stores, run_id, max(after_w) + 1) if r["window"] <= complete_upto]
     again_w = steady(stores, run_id, later, gate.windows)
-    if len(again_w) < gate.windows and not (final and again_w):
-        return None if not final else (keep, reasons, None)
+    if len(again_w) < gate.windows and not final:
+        return None
+    if not again_w:  # the run ended before the second measurement: the first decides
+        return keep, reasons, None
     again = measured(stores, run_id, again_w)
     keep_again, reasons_again = verdict(before, again, predicted_after, gate)
     if keep_again:
