@@ -203,3 +203,26 @@ def test_a_change_that_takes_a_link_past_its_capacity_is_held_for_review(twin):
     under = cut_to(0.9)
     assert under["post_state"]["max_utilization"] < 1.0
     assert not any("times its capacity" in r for r in under["reasons"])
+
+
+def test_a_demand_reads_its_flows_median_rate_so_one_miscounted_window_does_not_move_it(twin):
+    """A what-if's demands are each flow's median rate over the snapshot's window and the few
+    before it: a window that counted half a flow's packets (a late stats reply) leaves it as it was."""
+    from dataclasses import replace
+
+    from apps.whatif.network import RATE_WINDOWS, steady_rates
+    from vtwin.dataset import sending_rate
+
+    data, snap = twin
+    stores = Stores(data)
+    run = stores.window_by_id(snap, links=False, labels=False).run
+    window = stores.windows(run)[-1]  # the run's last window: flows counted in the windows before it
+    f = next(f for f in window.flows if f.links and f.measured_bps)
+    earlier = [g for w in stores.windows(window.run, after=window.window - RATE_WINDOWS, upto=window.window - 1)
+               for g in w.flows if g.flow_key == f.flow_key]
+    assert len(earlier) >= 2
+    halved = replace(f, measured_bps=f.measured_bps / 2, window_packets=max(1, (f.window_packets or 2) // 2))
+    glitch = replace(window, flows=[halved if g is f else g for g in window.flows])
+    rate = steady_rates(stores, glitch)[f.flow_key]
+    others = sorted(sending_rate(g) for g in earlier)
+    assert others[0] <= rate <= others[-1] and rate > 0.75 * sending_rate(f) > sending_rate(halved)

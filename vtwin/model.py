@@ -13,8 +13,9 @@ propagation delay and, through a learned gate in [0, 1], its full buffer where m
 reaches it than it carries (`features.full_buffer_ms`: the queueing delay an overloaded drop-tail
 link settles at, so that a twin trained on light load still predicts congestion); its jitter is
 the sum of the contributions. Under the queueing delay at each hop lies a floor that is not
-learned: a link's full buffer where more UDP reaches it than 1.1 times its capacity
-(`features.UDP_FULL_MARGIN`, `link_floor`), since such a queue cannot drain; the learned part
+learned: a link's buffer where more UDP reaches it than 1.05 times its capacity, the part of it
+filled since its UDP flows started, all of it once they have settled (`features.UDP_FULL_MARGIN`,
+`features.udp_fill`, `link_floor`), since such a queue cannot drain; the learned part
 meets a network at rates it has seen few of (germany_50 at 0.3-2 Mbit/s) without that knowledge.
 Per hop rather than per link, two flows crossing one link may meet
 different queues there: on the base corpus a TCP flow over an overloaded link measured 2-5 times
