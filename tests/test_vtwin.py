@@ -169,7 +169,7 @@ def test_a_link_overloaded_by_udp_puts_its_full_buffer_under_every_flow_crossing
     g = tensors(1.5)
     l0 = g["path"][0, 0]
     assert g["link_floor"][l0] == pytest.approx(g["link_x"][l0, buf]) and g["link_floor"].sum() == g["link_floor"][l0]
-    # 0.5 s old at 1.5 times the capacity: the queue has grown by 0.5 x 0.5 s of the capacity's time
+    # 0.02 s old at 1.5 times the capacity: the queue has grown by 0.5 x 0.02 s of the capacity's time
     young = graph_tensors([Snapshot(topo, [FlowSpec("young", flow(topo, 0, 1).path, 0, 1.5 * 10e6 / wire, 512.0,
                                                     "udp", 0.02)])])
     filled_ms = 0.02 * (young["link_x"][0, 2] - 1.0) * 1000

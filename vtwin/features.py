@@ -254,9 +254,9 @@ def snapshot_tensors(snap: Snapshot) -> dict[str, np.ndarray]:
     frame_bits = np.where(pps > 0, load / np.where(pps > 0, pps, 1.0), 8 * (512 + HEADER_BYTES))
     buffer_ms = queue * frame_bits / (cap * 1e3)
     full_ms = np.where(arrivals > FULL_MARGIN * cap * 1e6, buffer_ms, 0.0)
-    udp = cols["tcp"] == 0
-    link_age = np.zeros(n)
-    np.maximum.at(link_age, hops[udp[per_hop]], cols["age"][per_hop][udp[per_hop]])
+    udp_hop = cols["tcp"][per_hop] == 0
+    link_age = np.zeros(n)  # the oldest UDP flow over each link
+    np.maximum.at(link_age, hops[udp_hop], cols["age"][per_hop][udp_hop])
     fill = udp_fill(udp_arrivals / (cap * 1e6), buffer_ms, link_age)
     floor_ms = np.where(udp_arrivals > UDP_FULL_MARGIN * cap * 1e6, buffer_ms * fill, 0.0)
     link_x = np.stack([cap, delay, load / (cap * 1e6), nflows, buffer_ms, full_ms], axis=1)
