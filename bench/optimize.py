@@ -2,7 +2,7 @@
 way, and the twin as a change gate. Prints one JSON document.
 
     sudo .venv/bin/python bench/optimize.py [--topology diamond] [--flows 6] [--load 1.4] [--changes 30]
-        [--windows 5] [--budget 5] [--margin 5] [--pair-budgets] [--frames] [--gate-only] [--data DIR]
+        [--windows 5] [--budget 5] [--margin 5] [--pairs-seed 2] [--pair-budgets] [--frames] [--gate-only] [--data DIR]
 
 The SLO is the SLA policy's: each flow's budget is its path's propagation plus `--margin` ms
 (written to each lab's `ndt.yaml`; a 50-switch lab's userspace switches add about 5 ms at light
@@ -64,7 +64,7 @@ from topologies import load  # noqa: E402
 from traffic.flowset import choose_pairs  # noqa: E402
 from traffic.store import Stores  # noqa: E402
 
-BENCH_SEED = 2  # the schedule's seed: its host pairs
+BENCH_SEED = 2  # the schedule's seed by default: its host pairs (--pairs-seed)
 LAG = 7  # windows until a window's labels are complete (live labels after 4 s, 1 s windows)
 
 
@@ -72,14 +72,14 @@ class Lab:
     """The running `ndt run` and what the bench reads and changes on it."""
 
     def __init__(self, data: Path, topo: str, flows: int, load_: float, duration_s: float, margin_ms: float,
-                 scale: float | None = None, pair_budgets: bool = False) -> None:
+                 scale: float | None = None, pair_budgets: bool = False, seed: int = BENCH_SEED) -> None:
         data.mkdir(parents=True, exist_ok=True)
         sla: dict[str, Any] = {"margin_ms": margin_ms}
         if pair_budgets:
-            sla["flows"] = pair_budget_rules(load(topo), flows, margin_ms)
+            sla["flows"] = pair_budget_rules(load(topo), flows, margin_ms, seed)
         (data / "ndt.yaml").write_text(json.dumps({"sla": sla}))
         sched = data.parent / "bench-schedule.json"
-        sched.write_text(json.dumps(bench_schedule(flows, load_, duration_s)))
+        sched.write_text(json.dumps(bench_schedule(flows, load_, duration_s, seed)))
         self.proc = subprocess.Popen([sys.executable, "-m", "apps", "run", topo, "--schedule", str(sched),
                                       "--data", str(data), "--json", "--train-budget", "10",
                                       *(["--capacity-scale", f"{scale:.6g}"] if scale else [])], cwd=ROOT,
@@ -161,26 +161,27 @@ class Lab:
                 self.proc.wait()
 
 
-def pair_budget_rules(topo: Any, flows: int, margin_ms: float) -> list[dict[str, Any]]:
+def pair_budget_rules(topo: Any, flows: int, margin_ms: float, seed: int = BENCH_SEED) -> list[dict[str, Any]]:
     """SLA flow rules: each of the bench's host pairs may take its delay-shortest path's propagation
     (the path the controller starts it on) plus `margin_ms`, wherever a plan routes it."""
     return [{"match": f"{p.src}>{p.dst}",
              "latency_ms": round(sum(topo.link(lk).delay_ms for lk in p.links) + margin_ms, 3)}
-            for p in choose_pairs(topo, flows, BENCH_SEED)]
+            for p in choose_pairs(topo, flows, seed)]
 
 
-def bench_schedule(flows: int, load_: float, duration_s: float) -> dict[str, Any]:
-    """One steady phase of deterministic UDP flows, the busiest link at `load_`."""
-    return {"flows": flows, "seed": BENCH_SEED, "phases": [
+def bench_schedule(flows: int, load_: float, duration_s: float, seed: int = BENCH_SEED) -> dict[str, Any]:
+    """One steady phase of deterministic UDP flows between the host pairs `seed` draws, the busiest
+    link at `load_`."""
+    return {"flows": flows, "seed": seed, "phases": [
         {"profile": "deterministic", "protocol": "udp", "load": load_, "duration_s": duration_s}]}
 
 
-def frame_scale(topo: Any, flows: int, load_: float) -> float:
+def frame_scale(topo: Any, flows: int, load_: float, seed: int = BENCH_SEED) -> float:
     """The capacity scale that keeps the bench's phase within the switches' frame budget."""
     from traffic.corpus import auto_max_mbps
     from traffic.schedule import parse
 
-    sched = parse(bench_schedule(flows, load_, 60), "bench")
+    sched = parse(bench_schedule(flows, load_, 60, seed), "bench")
     return auto_max_mbps(topo, sched) / max(lk.capacity_mbps for lk in topo.links)
 
 
@@ -339,7 +340,9 @@ def main() -> None:
     ap.add_argument("--windows", type=int, default=5)
     ap.add_argument("--changes", type=int, default=30)
     ap.add_argument("--budget", type=float, default=5.0)
-    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--seed", type=int, default=1, help="the change gate's random changes")
+    ap.add_argument("--pairs-seed", type=int, default=BENCH_SEED,
+                    help="the schedule's seed: which host pairs the flows run between")
     ap.add_argument("--margin", type=float, default=5.0, help="SLO: each flow's path propagation + this (ms)")
     ap.add_argument("--pair-budgets", action="store_true",
                     help="SLO: each host pair's shortest propagation + --margin, wherever it is routed")
@@ -358,14 +361,16 @@ def main() -> None:
     topo = load(args.topology)
     out: dict[str, Any] = {"topology": args.topology, "switches": len(topo.nodes), "flows": args.flows,
                            "load": args.load, "gate_load": args.gate_load, "windows_measured": args.windows,
-                           "margin_ms": args.margin, "pair_budgets": args.pair_budgets}
+                           "margin_ms": args.margin, "pair_budgets": args.pair_budgets,
+                           "pairs_seed": args.pairs_seed}
     up_s = 180 + 6 * len(topo.nodes)  # a lab of 50 switches takes 2-3 minutes to come up
-    scale = frame_scale(topo, args.flows, args.load) if args.frames else None
+    scale = frame_scale(topo, args.flows, args.load, args.pairs_seed) if args.frames else None
     out["capacity_scale"] = scale
     t0 = time.monotonic()
     if not args.gate_only:
         lab = Lab(root / "plans" / "data", args.topology, args.flows, args.load,
-                  60 + 5 * (Gate().max_settle_windows + args.windows + LAG), args.margin, scale, args.pair_budgets)
+                  60 + 5 * (Gate().max_settle_windows + args.windows + LAG), args.margin, scale,
+                  args.pair_budgets, args.pairs_seed)
         try:
             lab.wait_run(up_s)
             out["plans"] = plans(lab, predictor(lab.stores), args.windows, args.budget)
@@ -376,7 +381,8 @@ def main() -> None:
     if args.changes:
         n = min(args.windows, 3)
         lab = Lab(root / "gate" / "data", args.topology, args.flows, args.gate_load,
-                  60 + args.changes * 2 * (4 * STEADY_SPAN + n + LAG), args.margin, scale, args.pair_budgets)
+                  60 + args.changes * 2 * (4 * STEADY_SPAN + n + LAG), args.margin, scale,
+                  args.pair_budgets, args.pairs_seed)
         try:
             lab.wait_run(up_s)
             out["gate"] = gate(lab, predictor(lab.stores), args.changes, n, args.seed)
