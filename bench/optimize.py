@@ -12,6 +12,9 @@ it (a detour then spends its budget instead of moving it). `--frames` emulates t
 links at the rate that keeps the congested phase within the frames per second two cores' switches
 carry (`traffic.corpus.auto_max_mbps`, as corpus runs do): on a 50-switch lab at the lab's own
 rates 40 flows at load 1.4 starve the switches of CPU and the delays measure the machine.
+`--pairs-seed` draws other host pairs for the flows (and their pair budgets); a `--load` no routing
+can carry (2.0 and more on germany_50) is where minimizing the highest utilization (the LP) and
+minimizing SLO violations (the twin's objective) part ways.
 
 Two labs, one after the other, each a steady phase under `ndt run` (its loop predicts every
 window and the SLA monitor judges each labeled one):
