@@ -75,14 +75,14 @@ class Lab:
     """The running `ndt run` and what the bench reads and changes on it."""
 
     def __init__(self, data: Path, topo: str, flows: int, load_: float, duration_s: float, margin_ms: float,
-                 scale: float | None = None, pair_budgets: bool = False, seed: int = BENCH_SEED) -> None:
+                 scale: float | None = None, pair_budgets: bool = False, pairs_seed: int = BENCH_SEED) -> None:
         data.mkdir(parents=True, exist_ok=True)
         sla: dict[str, Any] = {"margin_ms": margin_ms}
         if pair_budgets:
-            sla["flows"] = pair_budget_rules(load(topo), flows, margin_ms, seed)
+            sla["flows"] = pair_budget_rules(load(topo), flows, margin_ms, pairs_seed)
         (data / "ndt.yaml").write_text(json.dumps({"sla": sla}))
         sched = data.parent / "bench-schedule.json"
-        sched.write_text(json.dumps(bench_schedule(flows, load_, duration_s, seed)))
+        sched.write_text(json.dumps(bench_schedule(flows, load_, duration_s, pairs_seed)))
         self.proc = subprocess.Popen([sys.executable, "-m", "apps", "run", topo, "--schedule", str(sched),
                                       "--data", str(data), "--json", "--train-budget", "10",
                                       *(["--capacity-scale", f"{scale:.6g}"] if scale else [])], cwd=ROOT,
@@ -164,27 +164,28 @@ class Lab:
                 self.proc.wait()
 
 
-def pair_budget_rules(topo: Any, flows: int, margin_ms: float, seed: int = BENCH_SEED) -> list[dict[str, Any]]:
+def pair_budget_rules(topo: Any, flows: int, margin_ms: float,
+                      pairs_seed: int = BENCH_SEED) -> list[dict[str, Any]]:
     """SLA flow rules: each of the bench's host pairs may take its delay-shortest path's propagation
     (the path the controller starts it on) plus `margin_ms`, wherever a plan routes it."""
     return [{"match": f"{p.src}>{p.dst}",
              "latency_ms": round(sum(topo.link(lk).delay_ms for lk in p.links) + margin_ms, 3)}
-            for p in choose_pairs(topo, flows, seed)]
+            for p in choose_pairs(topo, flows, pairs_seed)]
 
 
-def bench_schedule(flows: int, load_: float, duration_s: float, seed: int = BENCH_SEED) -> dict[str, Any]:
-    """One steady phase of deterministic UDP flows between the host pairs `seed` draws, the busiest
+def bench_schedule(flows: int, load_: float, duration_s: float, pairs_seed: int = BENCH_SEED) -> dict[str, Any]:
+    """One steady phase of deterministic UDP flows between the host pairs `pairs_seed` draws, the busiest
     link at `load_`."""
-    return {"flows": flows, "seed": seed, "phases": [
+    return {"flows": flows, "seed": pairs_seed, "phases": [
         {"profile": "deterministic", "protocol": "udp", "load": load_, "duration_s": duration_s}]}
 
 
-def frame_scale(topo: Any, flows: int, load_: float, seed: int = BENCH_SEED) -> float:
+def frame_scale(topo: Any, flows: int, load_: float, pairs_seed: int = BENCH_SEED) -> float:
     """The capacity scale that keeps the bench's phase within the switches' frame budget."""
     from traffic.corpus import auto_max_mbps
     from traffic.schedule import parse
 
-    sched = parse(bench_schedule(flows, load_, 60, seed), "bench")
+    sched = parse(bench_schedule(flows, load_, 60, pairs_seed), "bench")
     return auto_max_mbps(topo, sched) / max(lk.capacity_mbps for lk in topo.links)
 
 
