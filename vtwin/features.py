@@ -257,8 +257,8 @@ def snapshot_tensors(snap: Snapshot) -> dict[str, np.ndarray]:
     udp_hop = cols["tcp"][per_hop] == 0
     link_age = np.zeros(n)  # the oldest UDP flow over each link
     np.maximum.at(link_age, hops[udp_hop], cols["age"][per_hop][udp_hop])
-    fill = udp_fill(udp_arrivals / (cap * 1e6), buffer_ms, link_age)
-    floor_ms = np.where(udp_arrivals > UDP_FULL_MARGIN * cap * 1e6, buffer_ms * fill, 0.0)
+    udp_load = udp_arrivals / (cap * 1e6)
+    floor_ms = np.where(udp_load > UDP_FULL_MARGIN, buffer_ms * udp_fill(udp_load, buffer_ms, link_age), 0.0)
     link_x = np.stack([cap, delay, load / (cap * 1e6), nflows, buffer_ms, full_ms], axis=1)
     lengths = on.sum(1)
     flow_x = np.stack([offered / 1e6, pkt / 1000.0, lengths.astype(np.float64), cols["tcp"], cols["age"]], axis=1)
