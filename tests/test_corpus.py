@@ -122,7 +122,7 @@ def test_export_and_import_round_trip_a_corpus(tmp_path):
     data = tmp_path / "data"
     sched = {"flows": 3, "phases": [{"profile": "deterministic", "load": 0.4, "duration_s": 6},
                                     {"profile": "exponential", "load": 1.1, "duration_s": 6}]}
-    runs = [seed_traffic_run(data, "diamond", sched, run_id="run-a"),
+    runs = [seed_traffic_run(data, "diamond", sched, run_id="run-a", window_s=2.0),
             seed_traffic_run(data, "mesh6", sched, run_id="run-b", seed=2)]
     (data / "campaign.json").write_text(json.dumps({"spec": "t", "runs": {
         "01-diamond": {"status": "done", "run_id": runs[0]}, "02-mesh6": {"status": "running", "run_id": runs[1]}}}))
@@ -143,6 +143,9 @@ def test_export_and_import_round_trip_a_corpus(tmp_path):
 
     a, b = from_jsonl(out), from_stores(Stores(copy))
     assert [(s.window, s.labeled) for s in a] == [(s.window, s.labeled) for s in b]
+    ages = [[f.age_s for f in s.snapshot.flows] for s in a]
+    assert ages == [[f.age_s for f in s.snapshot.flows] for s in b]  # the file keeps the windows' length
+    assert ages[1][0] == pytest.approx(4.0, rel=0.05)  # the second 2 s window: about 4 s of sending
 
 
 def test_a_file_that_breaks_off_imports_the_runs_before_and_none_of_the_broken_one(tmp_path):

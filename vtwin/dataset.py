@@ -165,7 +165,8 @@ def from_jsonl(path: Path) -> list[Sample]:
             topo = topos.get(rec["run"])
             if topo is None:
                 raise ValueError(f"{path.name}: a window of run {rec['run']!r} comes before its run line")
-            w = Window(rec["run"], rec["window"], phase=rec.get("phase"),
+            w = Window(rec["run"], rec["window"], t_start=rec.get("t_start"), t_end=rec.get("t_end"),
+                       phase=rec.get("phase"),
                        flows=[WindowFlow.from_row(f) for f in rec["flows"]],
                        labels={f["key"]: Label.from_row(f["label"]) for f in rec["flows"] if f.get("label")})
             smp = sample(w, topo)
