@@ -63,6 +63,7 @@ def test_rows_keep_the_papers_units_as_one_flow_on_its_path(imported):
     samples = from_jsonl(out)
     assert len(samples) == split["rows"] == sum(1 for ln in lines if ln["type"] == "window")
     assert all(len(s.snapshot.flows) == 1 and np.isfinite(s.delay_ms).all() for s in samples)
+    assert {s.snapshot.flows[0].process for s in samples} == {"exponential"}  # the pattern's process, an input
     # the connections' rows interleave in the file; each window still gets its own run's path
     runs = [ln["run"] for ln in lines if ln["type"] == "window"]
     assert any(a != b for a, b in pairwise(runs)) and all(s.snapshot.topo.name == s.run for s in samples)

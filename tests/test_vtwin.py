@@ -14,7 +14,7 @@ from topologies import load
 from topologies.routing import path_links, shortest_path
 from traffic.store import Stores
 from vtwin.errors import RegistryError, SnapshotError
-from vtwin.features import FlowSpec, Normalization, Snapshot, graph_tensors
+from vtwin.features import FLOW_COLUMNS, PROCESSES, FlowSpec, Normalization, Snapshot, graph_tensors
 from vtwin.model import build_model, make_predict_fn
 from vtwin.predictor import Predictor
 from vtwin.registry import Registry, parse_uri
@@ -38,7 +38,7 @@ def test_graph_tensors_shapes_masks_and_directions():
     snap = Snapshot(topo, [flow(topo, 0, 1), flow(topo, 0, 2), flow(topo, 2, 0)])
     g = graph_tensors([snap])
     # 0->1 and 0->2 share L0 forward; 2->0 uses both links backwards: 4 directed links
-    assert g["link_x"].shape == (4, 6) and g["flow_x"].shape == (3, 5)
+    assert g["link_x"].shape == (4, 6) and g["flow_x"].shape == (3, len(FLOW_COLUMNS))
     assert g["path"].shape == (3, 2)
     assert g["mask"].tolist() == [[True, False], [True, True], [True, True]]
     assert g["path"][0, 1] == 4  # padding points at the dummy link
@@ -50,6 +50,35 @@ def test_graph_tensors_shapes_masks_and_directions():
     assert g["link_x"][g["path"][0, 0], 4] == pytest.approx(32 * 554 * 8 / 10e3)
     assert not g["link_x"][:, 5].any()  # nothing overloaded: no full buffer
     assert g["link_delay"].tolist() == pytest.approx(g["link_x"][:, 1].tolist()) and not g["link_full"].any()
+
+
+def test_a_flows_inter_departure_process_is_a_one_hot_input_and_an_unknown_one_an_error():
+    import dataclasses
+
+    topo = load("line3")
+    a, b, c = flow(topo, 0, 1), flow(topo, 0, 2), flow(topo, 2, 0)
+    snap = Snapshot(topo, [dataclasses.replace(a, process="exponential"), b,
+                           dataclasses.replace(c, process="constant")])
+    g = graph_tensors([snap])
+    first = FLOW_COLUMNS.index("idt_constant")
+    assert g["flow_x"][:, first:first + len(PROCESSES)].tolist() == [[0, 1, 0, 0], [0, 0, 0, 0], [1, 0, 0, 0]]
+    with pytest.raises(SnapshotError, match="flow 0>1: unknown inter-departure process 'pareto'"):
+        graph_tensors([Snapshot(topo, [dataclasses.replace(a, process="pareto")])])
+
+
+def test_a_flows_process_is_its_own_phases_also_in_a_window_where_the_next_phase_begins():
+    from traffic.schedule import data_port
+    from traffic.window import Window, WindowFlow
+    from vtwin.dataset import flow_process
+
+    schedule = {"phases": [{"profile": "deterministic", "idt": "constant"}, {"profile": "poisson", "idt": "poisson"}]}
+    w = Window("r", 7, phase=0, schedule=schedule)
+    ending = WindowFlow("a", "h1", "h2", "udp", ("L0",), flow_no=0, dport=data_port(0, 0))
+    starting = WindowFlow("b", "h1", "h3", "tcp", ("L0",), flow_no=0, dport=data_port(1, 0))
+    unported = WindowFlow("c", "h1", "h3", "tcp", ("L0",), flow_no=1)
+    other = WindowFlow("d", "h2", "h1", "tcp", ("L0",), dport=data_port(1, 0))  # not the run's: no flow_no
+    assert [flow_process(f, w) for f in (ending, starting, unported, other)] == ["constant", "poisson", "constant", ""]
+    assert flow_process(starting, Window("r", 7, phase=0)) == ""  # no schedule: not known
 
 
 def reference_link_features(snap: Snapshot) -> dict[tuple[str, int], list[float]]:

@@ -71,7 +71,9 @@ def test_more_capacity_on_the_bottleneck_lowers_predicted_delay(twin):
     from apps.whatif import baseline, route, utilization
 
     _, _, net = baseline(stores, snap)
-    util = utilization(route(net)[0])
+    routed = route(net)[0]
+    assert {f.process for f in routed.flows} == {"constant"}  # the run's deterministic phase, as the twin read it
+    util = utilization(routed)
     bottleneck = max(util, key=util.get)
     res = engine(data, {"snapshot_id": snap, "slo": {"latency_ms": 100}, "scenario": {
         "type": "capacity_change", "changes": [{"link": bottleneck, "capacity_mbps": 20}]}})

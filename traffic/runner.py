@@ -27,7 +27,7 @@ from topologies import Topology
 from . import ditg
 from .flowset import OVERHEAD, FlowPair, choose_pairs, per_flow_bps
 from .labels import window_labels
-from .schedule import Phase, Schedule
+from .schedule import Phase, Schedule, data_port
 from .store import Stores, flow_key
 
 #: Seconds a sender may run past its phase before it is counted as failed.
@@ -52,9 +52,6 @@ RX_MARGIN_WINDOWS = 3
 def signaling_port(phase: int, flow_no: int) -> int:
     return 30000 + phase * 100 + flow_no
 
-
-def data_port(phase: int, flow_no: int) -> int:
-    return 10000 + phase * 100 + flow_no
 
 
 class TrafficError(RuntimeError):

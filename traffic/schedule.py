@@ -184,6 +184,30 @@ def parse_phase(p: Any, i: int, name: str) -> Phase:
     return Phase(profile, float(load), float(duration))
 
 
+def data_port(phase: int, flow_no: int) -> int:
+    """The port a phase's flow sends to (the receiver's): which phase a counted flow belongs to."""
+    return 10000 + phase * 100 + flow_no
+
+
+def phase_of_data_port(port: int | None) -> int | None:
+    """The phase whose flow sends to `port` (`data_port`), None for another port."""
+    return (port - 10000) // 100 if isinstance(port, int) and port >= 10000 else None
+
+
+def phase_process(schedule: Any, phase: int | None) -> str:
+    """The inter-departure process (`idt`) of a stored schedule's phase (`Schedule.to_dict`), "" where
+    it does not say. A run imported from the paper's datasets stores the one pattern it ran."""
+    if not isinstance(schedule, dict):
+        return ""
+    phases = schedule.get("phases")
+    if isinstance(phases, list):
+        p = phases[phase] if isinstance(phase, int) and 0 <= phase < len(phases) else None
+        idt = p.get("idt") if isinstance(p, dict) else None
+        return idt if idt in DISTRIBUTIONS else ""
+    prof = PROFILES.get(schedule.get("pattern"))
+    return prof.idt if prof else ""
+
+
 def _number(value: Any, key: str, where: str, integer: bool = False) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ScheduleError(f"{where}: {key} must be a number, got {value!r}")

@@ -355,6 +355,10 @@ class Stores:
             out[s["id"]] = _window(s)
         if not out:
             return []
+        run = list(self.traffic.query("SELECT schedule_json FROM runs WHERE id = ?", [run_id]))
+        schedule = json.loads(run[0]["schedule_json"] or "null") if run else None
+        for w in out.values():
+            w.schedule = schedule
         fcond = cond + (" AND f.flow_no IS NOT NULL" if run_flows_only else "")
         for f in self.traffic.query(f"SELECT f.* FROM snapshot_flows f JOIN snapshots s ON s.id = f.snapshot_id "
                                     f"WHERE {fcond}", args):

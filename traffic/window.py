@@ -126,6 +126,9 @@ class Window:
     flows: list[WindowFlow] = field(default_factory=list)
     links: list[WindowLink] = field(default_factory=list)
     labels: dict[str, Label] = field(default_factory=dict)
+    #: the run's schedule as stored (`Schedule.to_dict`): what its flows were asked to send
+    #: (`vtwin.dataset.flow_process`); None where not known
+    schedule: dict[str, Any] | None = None
 
     @property
     def run_flows(self) -> list[WindowFlow]:

@@ -4,7 +4,8 @@ file. A sample is the window's snapshot (inputs only) plus the labels of the flo
 Flows of the window that are not the traffic run's own (D-ITG signaling, TCP acknowledgements)
 stay in the snapshot, since they load the links, with their measured rate standing in for an
 offered rate and their mean packet size from the counters; they carry no label. Those under
-10 kbit/s are left out (`negligible`).
+10 kbit/s are left out (`negligible`). The run's flows carry their phase's inter-departure process
+(`Window.process`, from the run's schedule); the others none.
 
 A UDP flow of the run enters the snapshot at the rate its ingress switch counted in the window
 (`sending_rate`), not the rate it was asked for: UDP is open loop, so what its sender achieved is
@@ -26,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from topologies import Topology
+from traffic.schedule import phase_of_data_port, phase_process
 from traffic.store import Stores
 from traffic.window import Label, Window, WindowFlow
 
@@ -97,11 +99,22 @@ def flow_age(f: WindowFlow, window_s: float = 1.0) -> float:
     return AGE_CAP_S
 
 
-def _flow_spec(f: WindowFlow, window_s: float) -> FlowSpec | None:
+def flow_process(f: WindowFlow, window: Window) -> str:
+    """A flow's inter-departure process, from its run's schedule: its own phase's (by the port it
+    sends to, `data_port`; else the window's) for a flow the run started, none for the others
+    (D-ITG's signaling, what else the switches counted). A window where one phase ends and the next
+    begins holds flows of both."""
+    if not f.run_flow:
+        return ""
+    phase = phase_of_data_port(f.dport)
+    return phase_process(window.schedule, window.phase if phase is None else phase)
+
+
+def _flow_spec(f: WindowFlow, window: Window) -> FlowSpec | None:
     if not f.links or negligible(f):
         return None  # both hosts on one switch (no link to model), or background too small to matter
     return FlowSpec(f.flow_key, f.links, _node_of_host(f.src), sending_rate(f), packet_size(f), f.proto or "udp",
-                    flow_age(f, window_s))
+                    flow_age(f, window_seconds(window)), flow_process(f, window))
 
 
 def window_seconds(window: Window) -> float:
@@ -114,8 +127,9 @@ def window_seconds(window: Window) -> float:
 def window_snapshot(topo: Topology, window: Window | list[WindowFlow]) -> Snapshot | None:
     """The virtual twin's snapshot of a window (or of some of its flows); None if no flow crosses
     a link. The one place a `Snapshot` is made from measured data."""
-    flows, window_s = (window.flows, window_seconds(window)) if isinstance(window, Window) else (window, 1.0)
-    specs = [s for s in (_flow_spec(f, window_s) for f in flows) if s is not None]
+    if not isinstance(window, Window):
+        window = Window("", 0, flows=window, t_start=0.0, t_end=1.0)
+    specs = [s for s in (_flow_spec(f, window) for f in window.flows) if s is not None]
     return Snapshot(topo, specs) if specs else None
 
 
@@ -156,17 +170,19 @@ def from_jsonl(path: Path) -> list[Sample]:
     `run` names, whose line came before it (runs' windows may interleave)."""
     out = []
     topos: dict[str, Topology] = {}
+    schedules: dict[str, Any] = {}
     with path.open() as fh:
         for line in fh:
             rec = json.loads(line)
             if rec["type"] == "run":
                 topos[rec["id"]] = Topology.from_dict(rec["topology"])
+                schedules[rec["id"]] = rec.get("schedule")
                 continue
             topo = topos.get(rec["run"])
             if topo is None:
                 raise ValueError(f"{path.name}: a window of run {rec['run']!r} comes before its run line")
             w = Window(rec["run"], rec["window"], t_start=rec.get("t_start"), t_end=rec.get("t_end"),
-                       phase=rec.get("phase"),
+                       phase=rec.get("phase"), schedule=schedules[rec["run"]],
                        flows=[WindowFlow.from_row(f) for f in rec["flows"]],
                        labels={f["key"]: Label.from_row(f["label"]) for f in rec["flows"] if f.get("label")})
             smp = sample(w, topo)

@@ -26,9 +26,15 @@ from .errors import SnapshotError
 
 #: Wire overhead per packet added to the payload size (Ethernet + IPv4 + UDP/TCP headers).
 HEADER_BYTES = 42
+#: The inter-departure processes a flow input names (`FlowSpec.process`; the schedules' `idt`).
+PROCESSES = ("constant", "exponential", "poisson", "uniform")
 #: The columns of `flow_x` (raw values, as `graph_tensors` makes them). age_s: how long the flow
-#: has been sending (`FlowSpec.age_s`), capped at AGE_CAP_S.
-FLOW_COLUMNS = ("offered_mbps", "pkt_kbytes", "path_len", "is_tcp", "age_s")
+#: has been sending (`FlowSpec.age_s`), capped at AGE_CAP_S. idt_*: a one-hot of the flow's
+#: inter-departure process, all zero where it is not known (a flow the run did not start): the
+#: schedule says it before anything is measured, RouteNet-Fermi reads it too, and without it the
+#: twin could not tell exponential TCP (a window 40 % around its mean, predicted at a median 0.76 of
+#: measured) from Poisson or uniform TCP at the same rate (README, 'The base model').
+FLOW_COLUMNS = ("offered_mbps", "pkt_kbytes", "path_len", "is_tcp", "age_s") + tuple(f"idt_{p}" for p in PROCESSES)
 #: buffer_ms: the longest queueing delay the link direction's buffer can hold, its packets (the
 #: topology's, else DEFAULT_QUEUE_PKTS) at the mean wire frame of the flows crossing it, drained at
 #: its capacity: what an overloaded link's queueing delay settles at.
@@ -42,7 +48,7 @@ LINK_COLUMNS = ("capacity_mbps", "delay_ms", "utilization", "n_flows", "buffer_m
 #: What the model reads of each column, before standardization (`Normalization`): rates and times
 #: on a log scale, so that a network emulated at 20 Mbit/s, next to a corpus at 0.4-3 Mbit/s, is a
 #: few standard deviations away rather than dozens; utilization and counts as they are.
-FLOW_TRANSFORMS = ("log", None, None, None, None)
+FLOW_TRANSFORMS = ("log", None, None, None, None) + (None,) * len(PROCESSES)
 LINK_TRANSFORMS = ("log", "log1p", None, None, "log1p", "log1p")
 #: The model's inputs by name (the registry and the base model's card record them; a model trained
 #: on other inputs is refused).
@@ -100,6 +106,7 @@ class FlowSpec:
     pkt_size: float = 512.0
     proto: str = "udp"
     age_s: float = AGE_CAP_S  # how long the flow has been sending; unknown: settled
+    process: str = ""  # inter-departure process, one of PROCESSES; "": not known
 
 
 @dataclass
@@ -137,7 +144,7 @@ def _hop_arrays(snap: Snapshot) -> tuple[np.ndarray, np.ndarray, dict[str, np.nd
     """The snapshot checked, and its flows' paths as a [flows, positions] matrix of directed link
     ids (2 x link index, + 1 when crossed from b to a; -1 past the path's end) with the
     capacities of its links (Mbit/s, by link index) and the flows' columns (offered bit/s, packet
-    bytes, TCP or not, age capped at AGE_CAP_S). One Python pass over the flows, then vectorized,
+    bytes, TCP or not, age capped at AGE_CAP_S, process one-hot). One Python pass over the flows, then vectorized,
     one step per position."""
     if not snap.flows:
         raise SnapshotError("the snapshot has no flows")
@@ -186,8 +193,15 @@ def _hop_arrays(snap: Snapshot) -> tuple[np.ndarray, np.ndarray, dict[str, np.nd
         if hit.any():
             i, p = np.argwhere(hit)[0]
             raise SnapshotError(f"flow {flows[i].key}: its path uses link {links[ids[i, p]].id}, which is down")
+    process = np.array([[f.process == p for p in PROCESSES] for f in flows], dtype=np.float64)
+    unnamed = np.flatnonzero((process.sum(axis=1) == 0) & np.array([bool(f.process) for f in flows]))
+    if unnamed.size:
+        f = flows[unnamed[0]]
+        raise SnapshotError(f"flow {f.key}: unknown inter-departure process {f.process!r}; "
+                            f"use one of {', '.join(PROCESSES)}")
     return directed, caps, {"offered": columns[:, 0], "pkt": columns[:, 1], "tcp": columns[:, 2],
-                            "age": np.minimum(columns[:, 4], AGE_CAP_S)}
+                            "age": np.minimum(columns[:, 4], AGE_CAP_S),
+                            "process": process.reshape(len(flows), len(PROCESSES))}
 
 
 def fluid_arrivals(rates: list[float] | np.ndarray, paths: list[list[int]] | np.ndarray,
@@ -261,7 +275,8 @@ def snapshot_tensors(snap: Snapshot) -> dict[str, np.ndarray]:
     floor_ms = np.where(udp_load > UDP_FULL_MARGIN, buffer_ms * udp_fill(udp_load, buffer_ms, link_age), 0.0)
     link_x = np.stack([cap, delay, load / (cap * 1e6), nflows, buffer_ms, full_ms], axis=1)
     lengths = on.sum(1)
-    flow_x = np.stack([offered / 1e6, pkt / 1000.0, lengths.astype(np.float64), cols["tcp"], cols["age"]], axis=1)
+    flow_x = np.concatenate([np.stack([offered / 1e6, pkt / 1000.0, lengths.astype(np.float64), cols["tcp"],
+                                       cols["age"]], axis=1), cols["process"]], axis=1)
     return {"flow_x": flow_x, "link_x": link_x, "path": path, "capacity": cap, "link_delay": delay,
             "link_full": full_ms, "link_floor": floor_ms}
 

@@ -19,7 +19,7 @@ from topologies import Topology
 from topologies.routing import path_links, shortest_path
 from traffic.store import Stores
 from traffic.window import Window
-from vtwin.dataset import negligible, packet_size, sending_rate
+from vtwin.dataset import flow_process, negligible, packet_size, sending_rate
 from vtwin.features import FlowSpec, Snapshot
 
 
@@ -39,6 +39,7 @@ class Demand:
     offered_bps: float
     pkt_size: float
     proto: str
+    process: str = ""  # inter-departure process (`vtwin.features.PROCESSES`), "" where not known
 
 
 @dataclass
@@ -83,7 +84,8 @@ def baseline(stores: Stores, snapshot_id: int) -> tuple[str, int, Network]:
     topo = stores.topology(window.run)
     rates = steady_rates(stores, window)
     demands = [Demand(f.flow_key, int(f.src[1:]) - 1, int(f.dst[1:]) - 1, rates[f.flow_key], packet_size(f),
-                      f.proto or "udp") for f in window.flows if f.links and not negligible(f)]
+                      f.proto or "udp", flow_process(f, window))
+               for f in window.flows if f.links and not negligible(f)]
     if not demands:
         raise WhatIfError(f"snapshot {snapshot_id} has no flow crossing a link")
     return window.run, window.window, Network(topo, demands)
@@ -119,7 +121,8 @@ def route(net: Network) -> tuple[Snapshot, dict[str, list[int]], list[str]]:
             lost.append(d.key)
             continue
         paths[d.key] = nodes
-        flows.append(FlowSpec(d.key, tuple(path_links(net.topo, nodes)), d.src, d.offered_bps, d.pkt_size, d.proto))
+        flows.append(FlowSpec(d.key, tuple(path_links(net.topo, nodes)), d.src, d.offered_bps, d.pkt_size, d.proto,
+                              process=d.process))
     if not flows:
         raise WhatIfError("no flow is left routable in this scenario")
     return Snapshot(net.topo, flows, dict(net.capacity), frozenset(net.down)), paths, lost
