@@ -378,10 +378,14 @@ def test_training_on_a_real_lab_beats_the_untrained_model(traffic_run):
     fit, test = split(samples)
     untrained = build_model(32, 6)
     norm = Normalization.fit([graph_tensors([s.snapshot for s in fit])])
-    before = evaluate(Twin(untrained, norm).predict, test)["overall"]["delay_mape"]
+    before = evaluate(Twin(untrained, norm).predict, test)["overall"]
     res = train(fit, epochs=60, budget_s=40, progress=False)
-    after = evaluate(Twin(res.model, res.norm).predict, test)["overall"]["delay_mape"]
-    assert after < before and after < 50.0, (before, after)
+    after = evaluate(Twin(res.model, res.norm).predict, test)["overall"]
+    # Untrained, the model is its physics (propagation, full buffers): a few % of delay MAPE on the
+    # diamond already (4.6-6.4 %; once 4.6 against 4.9 trained), and no jitter (580-590 %, trained
+    # 36 %). Training must learn the jitter and keep the delay.
+    assert after["jitter_mape"] < before["jitter_mape"] / 2, (before, after)
+    assert after["delay_mape"] < min(50.0, before["delay_mape"] + 1.0), (before, after)
 
 
 def test_train_and_model_commands(tmp_path):

@@ -53,7 +53,6 @@ def signaling_port(phase: int, flow_no: int) -> int:
     return 30000 + phase * 100 + flow_no
 
 
-
 class TrafficError(RuntimeError):
     pass
 

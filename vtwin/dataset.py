@@ -4,8 +4,8 @@ file. A sample is the window's snapshot (inputs only) plus the labels of the flo
 Flows of the window that are not the traffic run's own (D-ITG signaling, TCP acknowledgements)
 stay in the snapshot, since they load the links, with their measured rate standing in for an
 offered rate and their mean packet size from the counters; they carry no label. Those under
-10 kbit/s are left out (`negligible`). The run's flows carry their phase's inter-departure process
-(`Window.process`, from the run's schedule); the others none.
+10 kbit/s are left out (`negligible`). The run's flows carry the inter-departure process their run's
+schedule gave their own phase (`flow_process`); the others none.
 
 A UDP flow of the run enters the snapshot at the rate its ingress switch counted in the window
 (`sending_rate`), not the rate it was asked for: UDP is open loop, so what its sender achieved is
