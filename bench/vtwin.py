@@ -48,7 +48,7 @@ from traffic.store import Stores  # noqa: E402
 from vtwin.baselines import MLPBaseline, mm1_predict  # noqa: E402
 from vtwin.dataset import Sample, from_corpus, from_jsonl, split, steady  # noqa: E402
 from vtwin.evaluate import evaluate, evaluate_by_load, label_floor  # noqa: E402
-from vtwin.features import FlowSpec, Snapshot, graph_tensors  # noqa: E402
+from vtwin.features import PROCESSES, FlowSpec, Snapshot, graph_tensors  # noqa: E402
 from vtwin.twin import Twin  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "robust-ndt" / "topologies"
@@ -57,7 +57,8 @@ TARGETS = {"held_out_delay_mape_pct": 10.0, "unseen_delay_mape_pct": 12.0, "unse
 
 
 def random_snapshot(topo, flows: int, seed: int = 0) -> Snapshot:
-    """`flows` flows between random node pairs on shortest paths, 10-200 kbit/s, 512-byte packets."""
+    """`flows` flows between random node pairs on shortest paths, 10-200 kbit/s, 512-byte packets, TCP or
+    UDP and an inter-departure process at random."""
     rng = random.Random(seed)
     n = len(topo.nodes)
     paths: dict[int, dict] = {}
@@ -67,7 +68,7 @@ def random_snapshot(topo, flows: int, seed: int = 0) -> Snapshot:
         if a not in paths:
             paths[a] = shortest_paths_from(topo, a)
         specs.append(FlowSpec(f"f{i}", tuple(path_links(topo, paths[a][b])), a, rng.uniform(1e4, 2e5), 512.0,
-                              rng.choice(["tcp", "udp"])))
+                              rng.choice(["tcp", "udp"]), process=rng.choice(PROCESSES)))
     return Snapshot(topo, specs)
 
 

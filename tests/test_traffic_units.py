@@ -114,6 +114,9 @@ def test_sender_arguments_follow_the_distributions(tmp_path: Path):
     assert "-U" in args and args[args.index("-U") + 1:args.index("-U") + 3] == ["66.667", "200.000"]
     assert "-e" in args and "-t" in args and args[args.index("-t") + 1] == "5000"
     assert "-D" not in args  # Nagle stays on (sender_args' docstring: the labels the base model learned)
+    udp = sender_args("10.0.0.2", 10001, "UDP", "constant", 100.0, "constant", 512, 5000,
+                      tmp_path / "t", tmp_path / "r")
+    assert "-D" not in udp and udp[udp.index("-C") + 1] == "100.000"
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="real-time priority needs root")

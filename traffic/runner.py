@@ -27,7 +27,7 @@ from topologies import Topology
 from . import ditg
 from .flowset import OVERHEAD, FlowPair, choose_pairs, per_flow_bps
 from .labels import window_labels
-from .schedule import Phase, Schedule, data_port
+from .schedule import Phase, Schedule, data_port, signaling_port
 from .store import Stores, flow_key
 
 #: Seconds a sender may run past its phase before it is counted as failed.
@@ -47,10 +47,6 @@ LATE_FEATURE_WINDOWS = 10
 #: Packets sent this many windows before the first window a pass labels are read too: received
 #: late, they count towards that window's received bitrate.
 RX_MARGIN_WINDOWS = 3
-
-
-def signaling_port(phase: int, flow_no: int) -> int:
-    return 30000 + phase * 100 + flow_no
 
 
 class TrafficError(RuntimeError):

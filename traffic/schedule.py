@@ -184,14 +184,24 @@ def parse_phase(p: Any, i: int, name: str) -> Phase:
     return Phase(profile, float(load), float(duration))
 
 
+#: The ports a run's flows use: phase p's flow n sends its data to DATA_PORT_BASE + 100 p + n and
+#: D-ITG signals on SIGNALING_PORT_BASE + 100 p + n, so a counted flow tells which phase it is of.
+DATA_PORT_BASE, SIGNALING_PORT_BASE = 10000, 30000
+
+
 def data_port(phase: int, flow_no: int) -> int:
-    """The port a phase's flow sends to (the receiver's): which phase a counted flow belongs to."""
-    return 10000 + phase * 100 + flow_no
+    return DATA_PORT_BASE + phase * 100 + flow_no
+
+
+def signaling_port(phase: int, flow_no: int) -> int:
+    return SIGNALING_PORT_BASE + phase * 100 + flow_no
 
 
 def phase_of_data_port(port: int | None) -> int | None:
     """The phase whose flow sends to `port` (`data_port`), None for another port."""
-    return (port - 10000) // 100 if isinstance(port, int) and port >= 10000 else None
+    if isinstance(port, int) and DATA_PORT_BASE <= port < SIGNALING_PORT_BASE:
+        return (port - DATA_PORT_BASE) // 100
+    return None
 
 
 def phase_process(schedule: Any, phase: int | None) -> str:

@@ -28,6 +28,7 @@ from .errors import SnapshotError
 HEADER_BYTES = 42
 #: The inter-departure processes a flow input names (`FlowSpec.process`; the schedules' `idt`).
 PROCESSES = ("constant", "exponential", "poisson", "uniform")
+_PROCESS_CODE = {"": -1, **{p: i for i, p in enumerate(PROCESSES)}}  # "": not known; a name not here: -2
 #: The columns of `flow_x` (raw values, as `graph_tensors` makes them). age_s: how long the flow
 #: has been sending (`FlowSpec.age_s`), capped at AGE_CAP_S. idt_*: a one-hot of the flow's
 #: inter-departure process, all zero where it is not known (a flow the run did not start): the
@@ -158,8 +159,8 @@ def _hop_arrays(snap: Snapshot) -> tuple[np.ndarray, np.ndarray, dict[str, np.nd
     flows = snap.flows
     longest = max(len(f.path) for f in flows)
     ids = np.full((len(flows), max(longest, 1)), -1, dtype=np.int64)
-    columns = np.array([(f.offered_bps, f.pkt_size, f.proto == "tcp", f.src_node, f.age_s) for f in flows],
-                       dtype=np.float64).reshape(len(flows), 5)
+    columns = np.array([(f.offered_bps, f.pkt_size, f.proto == "tcp", f.src_node, f.age_s,
+                         _PROCESS_CODE.get(f.process, -2)) for f in flows], dtype=np.float64).reshape(len(flows), 6)
     for i, f in enumerate(flows):
         try:
             ids[i, : len(f.path)] = [index[lid] for lid in f.path]
@@ -172,6 +173,11 @@ def _hop_arrays(snap: Snapshot) -> tuple[np.ndarray, np.ndarray, dict[str, np.nd
     if invalid.size:
         raise SnapshotError(f"flow {flows[invalid[0]].key}: offered rate and packet size must be positive "
                             "and age not negative")
+    unnamed = np.flatnonzero(columns[:, 5] == -2)
+    if unnamed.size:
+        f = flows[unnamed[0]]
+        raise SnapshotError(f"flow {f.key}: unknown inter-departure process {f.process!r}; "
+                            f"use one of {', '.join(PROCESSES)}")
     ends = snap.topo.link_ends
     node = columns[:, 3].astype(np.int64)
     directed = np.full_like(ids, -1)
@@ -193,15 +199,9 @@ def _hop_arrays(snap: Snapshot) -> tuple[np.ndarray, np.ndarray, dict[str, np.nd
         if hit.any():
             i, p = np.argwhere(hit)[0]
             raise SnapshotError(f"flow {flows[i].key}: its path uses link {links[ids[i, p]].id}, which is down")
-    process = np.array([[f.process == p for p in PROCESSES] for f in flows], dtype=np.float64)
-    unnamed = np.flatnonzero((process.sum(axis=1) == 0) & np.array([bool(f.process) for f in flows]))
-    if unnamed.size:
-        f = flows[unnamed[0]]
-        raise SnapshotError(f"flow {f.key}: unknown inter-departure process {f.process!r}; "
-                            f"use one of {', '.join(PROCESSES)}")
+    process = (columns[:, 5:6] == np.arange(len(PROCESSES))).astype(np.float64)  # not known: all zero
     return directed, caps, {"offered": columns[:, 0], "pkt": columns[:, 1], "tcp": columns[:, 2],
-                            "age": np.minimum(columns[:, 4], AGE_CAP_S),
-                            "process": process.reshape(len(flows), len(PROCESSES))}
+                            "age": np.minimum(columns[:, 4], AGE_CAP_S), "process": process}
 
 
 def fluid_arrivals(rates: list[float] | np.ndarray, paths: list[list[int]] | np.ndarray,
