@@ -149,6 +149,10 @@ def test_export_and_import_round_trip_a_corpus(tmp_path):
     processes = {(s.phase, f.process) for s in a for f in s.snapshot.flows}
     assert processes == {(s.phase, f.process) for s in b for f in s.snapshot.flows}
     assert processes == {(0, "constant"), (1, "exponential")}  # each phase's, from the run's schedule
+    merged = from_jsonl(out, label_window=2)  # 2 s windows merged in pairs: the same from either source
+    assert [(s.window, s.labeled) for s in merged] == [(s.window, s.labeled) for s in
+                                                         from_stores(Stores(copy), label_window=2)]
+    assert 0 < len(merged) <= len(a) // 2 + 2  # about half the windows, each 4 s long
 
 
 def test_a_file_that_breaks_off_imports_the_runs_before_and_none_of_the_broken_one(tmp_path):

@@ -30,6 +30,7 @@ from topologies import Topology
 from traffic.schedule import phase_of_data_port, phase_process
 from traffic.store import Stores
 from traffic.window import Label, Window, WindowFlow
+from traffic.window_merge import coarsen
 
 from .features import AGE_CAP_S, HEADER_BYTES, FlowSpec, Snapshot, merge, snapshot_tensors
 
@@ -147,30 +148,38 @@ def sample(window: Window, topo: Topology) -> Sample | None:
     return Sample(window.run, window.window, window.phase, topo.name, snap, d, j)
 
 
-def from_stores(stores: Stores, runs: list[str] | None = None) -> list[Sample]:
+def from_stores(stores: Stores, runs: list[str] | None = None, label_window: int = 1) -> list[Sample]:
+    """Samples of the stores' runs (all, or those named), with every `label_window` consecutive
+    windows of a phase merged into one (`traffic.window_merge`)."""
     out = []
     for r in stores.runs():
         if runs and r["id"] not in runs:
             continue
         topo = Topology.from_dict(json.loads(r["topology_json"]))
-        out += [s for s in (sample(w, topo) for w in stores.windows(r["id"], labeled_only=True)) if s is not None]
+        windows = coarsen(stores.windows(r["id"], labels=True, labeled_only=label_window == 1), label_window)
+        out += [s for s in (sample(w, topo) for w in windows) if s is not None]
     return out
 
 
-def from_corpus(stores: Stores) -> list[Sample]:
+def from_corpus(stores: Stores, label_window: int = 1) -> list[Sample]:
     """Samples of a corpus' done runs (`traffic.campaign`), or of every run without a campaign record."""
     from traffic.campaign import done_run_ids
 
     runs = done_run_ids(stores.root)
-    return from_stores(stores, runs) if runs else ([] if runs is not None else from_stores(stores))
+    if runs is not None and not runs:
+        return []
+    return from_stores(stores, runs, label_window)
 
 
-def from_jsonl(path: Path) -> list[Sample]:
+def from_jsonl(path: Path, label_window: int = 1) -> list[Sample]:
     """Samples of an exported (or imported) JSON Lines file: each window belongs to the run its
     `run` names, whose line came before it (runs' windows may interleave)."""
+    if label_window != 1:
+        coarsen([], label_window)  # the same error for a bad window here as from the stores
     out = []
     topos: dict[str, Topology] = {}
     schedules: dict[str, Any] = {}
+    windows: dict[str, list[Window]] = defaultdict(list)
     with path.open() as fh:
         for line in fh:
             rec = json.loads(line)
@@ -185,9 +194,9 @@ def from_jsonl(path: Path) -> list[Sample]:
                        phase=rec.get("phase"), schedule=schedules[rec["run"]],
                        flows=[WindowFlow.from_row(f) for f in rec["flows"]],
                        labels={f["key"]: Label.from_row(f["label"]) for f in rec["flows"] if f.get("label")})
-            smp = sample(w, topo)
-            if smp is not None:
-                out.append(smp)
+            windows[rec["run"]].append(w)
+    for run, ws in windows.items():
+        out += [s for s in (sample(w, topos[run]) for w in coarsen(ws, label_window)) if s is not None]
     return out
 
 

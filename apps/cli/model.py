@@ -76,16 +76,17 @@ def cmd_model(args: argparse.Namespace) -> None:
                                              (f"; {r['archived']} archived" if r["archived"] else "")))
 
 
-def _corpus_samples(data: str) -> tuple[list, dict[str, Any]]:
+def _corpus_samples(data: str, label_window: int = 1) -> tuple[list, dict[str, Any]]:
     from traffic.campaign import STATE_FILE
     from traffic.store import Stores
     from vtwin.dataset import from_corpus
 
     stores = Stores(data)
-    samples = from_corpus(stores)
+    samples = from_corpus(stores, label_window)
     if not samples:
         raise CliError(f"{stores.root}: no labeled window of a done run ('ndt dataset build')")
-    info: dict[str, Any] = {"data": str(stores.root), "runs": len({s.run for s in samples})}
+    info: dict[str, Any] = {"data": str(stores.root), "runs": len({s.run for s in samples}),
+                            "label_window": label_window}
     record = stores.root / STATE_FILE
     if record.exists():
         info["spec"] = json.loads(record.read_text()).get("spec")
@@ -98,9 +99,11 @@ def cmd_base_build(args: argparse.Namespace) -> None:
     from vtwin.base_model import build
     from vtwin.dataset import split
 
-    samples, corpus = _corpus_samples(args.data)
+    if args.label_window < 1:
+        raise CliError(f"--label-window must be a whole number of windows, at least 1, got {args.label_window}")
+    samples, corpus = _corpus_samples(args.data, args.label_window)
     fit, held = split(samples)
-    unseen = _corpus_samples(args.unseen)[0] if args.unseen else None
+    unseen = _corpus_samples(args.unseen, args.label_window)[0] if args.unseen else None
     if unseen:
         overlap = {s.topology for s in unseen} & {s.topology for s in samples}
         if overlap:
@@ -111,7 +114,8 @@ def cmd_base_build(args: argparse.Namespace) -> None:
               file=sys.stderr)
     command = "ndt model base build --data CORPUS" + (" --unseen DATA" if args.unseen else "") + \
         f" --budget {args.budget:g} --epochs {args.epochs} --patience {args.patience} --seed {args.seed}" \
-        f" --halve-after {args.halve_after} --state {args.state} --iterations {args.iterations} --loss {args.loss}"
+        f" --halve-after {args.halve_after} --state {args.state} --iterations {args.iterations} --loss {args.loss}" \
+        + (f" --label-window {args.label_window}" if args.label_window != 1 else "")
     card = build(fit, held, corpus=corpus, unseen=unseen, state=args.state, iterations=args.iterations,
                  epochs=args.epochs, budget_s=args.budget, patience=args.patience, seed=args.seed,
                  halve_after=args.halve_after, loss=args.loss,
@@ -204,6 +208,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--state", type=int, default=24)
     t.add_argument("--iterations", type=int, default=3)
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--label-window", type=int, default=1, metavar="K",
+                   help="label over K consecutive windows of a phase merged into one (default 1: the runs' own)")
     t.add_argument("--json", action="store_true")
     t.set_defaults(func=cmd_base_build)
     t = bsub.add_parser("show", help="the base model's card")
