@@ -101,12 +101,17 @@ def merge(windows: list[Window]) -> Window:
     )
 
 
+def check_label_window(k: int) -> int:
+    """`k` if it is a label window (a whole number of windows, at least 1); else ValueError."""
+    if not isinstance(k, int) or k < 1:
+        raise ValueError(f"a label window is a whole number of windows, at least 1, got {k!r}")
+    return k
+
+
 def coarsen(windows: list[Window], k: int) -> list[Window]:
     """The windows of one run with every k consecutive windows of a phase merged (see the module's
     docstring); `k` = 1 returns them as they are."""
-    if k < 1:
-        raise ValueError(f"a label window is a whole number of windows, at least 1, got {k}")
-    if k == 1:
+    if check_label_window(k) == 1:
         return list(windows)
     phases: dict[int, list[Window]] = defaultdict(list)
     out: list[Window] = []

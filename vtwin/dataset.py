@@ -30,7 +30,7 @@ from topologies import Topology
 from traffic.schedule import phase_of_data_port, phase_process
 from traffic.store import Stores
 from traffic.window import Label, Window, WindowFlow
-from traffic.window_merge import coarsen
+from traffic.window_merge import check_label_window, coarsen
 
 from .features import AGE_CAP_S, HEADER_BYTES, FlowSpec, Snapshot, merge, snapshot_tensors
 
@@ -173,9 +173,9 @@ def from_corpus(stores: Stores, label_window: int = 1) -> list[Sample]:
 
 def from_jsonl(path: Path, label_window: int = 1) -> list[Sample]:
     """Samples of an exported (or imported) JSON Lines file: each window belongs to the run its
-    `run` names, whose line came before it (runs' windows may interleave)."""
-    if label_window != 1:
-        coarsen([], label_window)  # the same error for a bad window here as from the stores
+    `run` names, whose line came before it (runs' windows may interleave); with every
+    `label_window` consecutive windows of a phase merged into one (`traffic.window_merge`)."""
+    check_label_window(label_window)
     out = []
     topos: dict[str, Topology] = {}
     schedules: dict[str, Any] = {}
@@ -194,7 +194,12 @@ def from_jsonl(path: Path, label_window: int = 1) -> list[Sample]:
                        phase=rec.get("phase"), schedule=schedules[rec["run"]],
                        flows=[WindowFlow.from_row(f) for f in rec["flows"]],
                        labels={f["key"]: Label.from_row(f["label"]) for f in rec["flows"] if f.get("label")})
-            windows[rec["run"]].append(w)
+            if label_window == 1:
+                smp = sample(w, topo)
+                if smp is not None:
+                    out.append(smp)
+            else:
+                windows[rec["run"]].append(w)  # merged once the file is read: a run's windows may interleave
     for run, ws in windows.items():
         out += [s for s in (sample(w, topos[run]) for w in coarsen(ws, label_window)) if s is not None]
     return out
