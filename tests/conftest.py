@@ -250,6 +250,11 @@ def traffic_run(tmp_path_factory, private_run_dir):
             "l": sqlite3.connect(data / "labels.db", check_same_thread=False)}
 
 
+#: The SLA margin of the two-phase loop (ms over the path's propagation): with the relay's delays
+#: exact, its UDP phase measures 0.2-0.4 ms above propagation (10th-95th percentile) and its TCP
+#: phase 2.0-5.0 ms (median 3.8), so at the default 5 ms the TCP phase violated in 6 % of its
+#: flow-windows, at 3 ms in 67 %, the UDP phase in none at either.
+LOOP_SLA_MARGIN_MS = 3.0
 TWO_PHASE = {"flows": 6, "seed": 3, "phases": [
     {"profile": "deterministic", "load": 0.3, "duration_s": 50},
     {"profile": "exponential", "load": 0.5, "duration_s": 110},
@@ -276,7 +281,9 @@ def two_phase_loop(tmp_path_factory, private_run_dir) -> dict:
     if lab_missing():
         pytest.skip(lab_missing())
     data = tmp_path_factory.mktemp("loop") / "data"
-    out = run_loop(data, TWO_PHASE)
+    config = data.parent / "ndt.yaml"
+    config.write_text(f"sla: {{margin_ms: {LOOP_SLA_MARGIN_MS}}}\n")
+    out = run_loop(data, TWO_PHASE, "--config", str(config))
     return {"out": out, "data": data, "t": sqlite3.connect(data / "traffic.db", check_same_thread=False),
             "l": sqlite3.connect(data / "labels.db", check_same_thread=False)}
 
