@@ -48,6 +48,7 @@ import numpy as np  # noqa: E402
 from topologies import load  # noqa: E402
 from topologies.routing import path_links, shortest_paths_from  # noqa: E402
 from traffic.store import Stores  # noqa: E402
+from traffic.window_merge import check_label_window  # noqa: E402
 from vtwin.baselines import MLPBaseline, mm1_predict  # noqa: E402
 from vtwin.dataset import Sample, from_corpus, from_jsonl, split, steady  # noqa: E402
 from vtwin.evaluate import evaluate, evaluate_by_load, label_floor  # noqa: E402
@@ -292,8 +293,10 @@ def main() -> int:
     ap.add_argument("--label-window", type=int, default=1, metavar="K",
                     help="score labels over K consecutive windows of a phase merged into one (default 1)")
     args = ap.parse_args()
-    if args.label_window < 1:
-        ap.error(f"--label-window must be at least 1, got {args.label_window}")
+    try:
+        check_label_window(args.label_window)
+    except ValueError as exc:
+        ap.error(f"--label-window: {exc}")
     out: dict = {"bench": "vtwin", "inference": inference(args.repeats), "synth700": synth700()}
     if args.corpus:
         out["fidelity"] = fidelity(args.corpus, args.unseen, args.model, args.budget, args.label_window)

@@ -58,7 +58,7 @@ def _merge_flow(flows: list[WindowFlow], n: int) -> WindowFlow:
     last = flows[-1]
     return replace(
         last,
-        offered_bps=_mean([f.offered_bps for f in flows], sum(f.offered_bps is not None for f in flows) or 1),
+        offered_bps=_mean([f.offered_bps for f in flows], sum(f.offered_bps is not None for f in flows)),
         measured_bps=_mean([f.measured_bps for f in flows], n),
         ctl_rate_bps=_mean([f.ctl_rate_bps for f in flows], n),
         window_packets=_sum([f.window_packets for f in flows]),

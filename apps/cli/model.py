@@ -96,11 +96,14 @@ def _corpus_samples(data: str, label_window: int = 1) -> tuple[list, dict[str, A
 def cmd_base_build(args: argparse.Namespace) -> None:
     from pathlib import Path
 
+    from traffic.window_merge import check_label_window
     from vtwin.base_model import build
     from vtwin.dataset import split
 
-    if args.label_window < 1:
-        raise CliError(f"--label-window must be a whole number of windows, at least 1, got {args.label_window}")
+    try:
+        check_label_window(args.label_window)
+    except ValueError as exc:
+        raise CliError(f"--label-window: {exc}") from None
     samples, corpus = _corpus_samples(args.data, args.label_window)
     fit, held = split(samples)
     unseen = _corpus_samples(args.unseen, args.label_window)[0] if args.unseen else None
