@@ -109,3 +109,13 @@ def test_phase_means_skip_the_first_window_and_keep_unlabeled_flows_unlabeled():
     assert with_first[0].delay_ms[0] == pytest.approx(124 / 3, rel=1e-5)
     none_labeled = _samples({0: [np.nan, np.nan]})
     assert steady(none_labeled) == []
+
+
+def test_a_run_keeps_only_its_windows_inside_phases_where_it_has_any():
+    from vtwin.dataset import within_phases
+
+    # windows 0 and 4: before the first phase starts and after the last one ends (senders draining)
+    s = _samples({w: [10.0, 20.0] for w in range(5)}, phase_of={0: None, 1: 0, 2: 0, 3: 1, 4: None})
+    assert [m.window for m in within_phases(s)] == [1, 2, 3]
+    unphased = _samples({w: [10.0, 20.0] for w in range(3)}, phase_of={0: None, 1: None, 2: None})
+    assert within_phases(unphased) == unphased  # a run without phases keeps every window

@@ -157,8 +157,21 @@ def from_stores(stores: Stores, runs: list[str] | None = None, label_window: int
             continue
         topo = Topology.from_dict(json.loads(r["topology_json"]))
         windows = coarsen(stores.windows(r["id"], labels=True, labeled_only=label_window == 1), label_window)
-        out += [s for s in (sample(w, topo) for w in windows) if s is not None]
+        out += within_phases([s for s in (sample(w, topo) for w in windows) if s is not None])
     return out
+
+
+def within_phases(samples: list[Sample]) -> list[Sample]:
+    """The samples of one run that lie in its schedule's phases, where it has any: the windows
+    before the first phase starts and after the last one ends (the senders starting, or draining
+    after they stopped) are not a traffic state the schedule describes, yet their TCP flows still
+    carry their phase's offered rate. On the fixed-relay base corpus, such windows of Janetbackbone
+    (TCP flows the fluid model called overloaded, measured 2-5 ms against a full buffer's 200-400 ms)
+    were held out as a group of their own and made 17 of the held-out windows' 31 % MAPE points.
+    A run without phases keeps every window."""
+    if all(s.phase is None for s in samples):
+        return samples
+    return [s for s in samples if s.phase is not None]
 
 
 def from_corpus(stores: Stores, label_window: int = 1) -> list[Sample]:
@@ -202,7 +215,10 @@ def from_jsonl(path: Path, label_window: int = 1) -> list[Sample]:
                 windows[rec["run"]].append(w)  # merged once the file is read: a run's windows may interleave
     for run, ws in windows.items():
         out += [s for s in (sample(w, topos[run]) for w in coarsen(ws, label_window)) if s is not None]
-    return out
+    by_run: dict[str, list[Sample]] = defaultdict(list)
+    for s in out:
+        by_run[s.run].append(s)
+    return [s for part in by_run.values() for s in within_phases(part)]
 
 
 def split(samples: list[Sample], held_out: float = 0.2) -> tuple[list[Sample], list[Sample]]:
