@@ -162,13 +162,14 @@ def from_stores(stores: Stores, runs: list[str] | None = None, label_window: int
 
 
 def within_phases(samples: list[Sample]) -> list[Sample]:
-    """The samples of one run that lie in its schedule's phases, where it has any: the windows
-    before the first phase starts and after the last one ends (the senders starting, or draining
-    after they stopped) are not a traffic state the schedule describes, yet their TCP flows still
-    carry their phase's offered rate, and `split` held the last of them out as a group of their
-    own. Few (the fixed-relay base corpus of 2026-12-07: 22 of 4,691 windows, 179 of 40,785
-    labeled flow-windows) but far off: one Janetbackbone window's labels averaged 21.8 ms where its
-    phases' uncongested ones measured 2.8-5.5. A run without phases keeps every window."""
+    """The samples of one run that lie in its schedule's phases, where it has any. A window
+    outside them (before the first phase starts, after the last one ends, or in a gap between
+    two: the senders starting or draining) is not a traffic state the schedule describes, yet its
+    TCP flows still carry their phase's offered rate, and `split` held the last of such windows
+    out as a group of their own. Few (the fixed-relay base corpus of 2026-12-07: 22 of 4,691
+    windows, 179 of 40,785 labeled flow-windows) but far off: Janetbackbone's 9 such labels
+    averaged 21.8 ms where its uncongested phases measured 2.8-5.5 ms on average. A run without
+    phases keeps every window."""
     if all(s.phase is None for s in samples):
         return samples
     return [s for s in samples if s.phase is not None]
