@@ -119,3 +119,8 @@ def test_a_run_keeps_only_its_windows_inside_phases_where_it_has_any():
     assert [m.window for m in within_phases(s)] == [1, 2, 3]
     unphased = _samples({w: [10.0, 20.0] for w in range(3)}, phase_of={0: None, 1: None, 2: None})
     assert within_phases(unphased) == unphased  # a run without phases keeps every window
+    from dataclasses import replace
+
+    both = s + [replace(m, run="r2") for m in unphased]  # one list, two runs: each by its own phases
+    assert [(m.run, m.window) for m in within_phases(both)] == [("r", 1), ("r", 2), ("r", 3),
+                                                                ("r2", 0), ("r2", 1), ("r2", 2)]

@@ -157,12 +157,12 @@ def from_stores(stores: Stores, runs: list[str] | None = None, label_window: int
             continue
         topo = Topology.from_dict(json.loads(r["topology_json"]))
         windows = coarsen(stores.windows(r["id"], labels=True, labeled_only=label_window == 1), label_window)
-        out += within_phases([s for s in (sample(w, topo) for w in windows) if s is not None])
-    return out
+        out += [s for s in (sample(w, topo) for w in windows) if s is not None]
+    return within_phases(out)
 
 
 def within_phases(samples: list[Sample]) -> list[Sample]:
-    """The samples of one run that lie in its schedule's phases, where it has any. A window
+    """The samples that lie in their run's schedule's phases, for each run that has any. A window
     outside them (before the first phase starts, after the last one ends, or in a gap between
     two: the senders starting or draining) is not a traffic state the schedule describes, yet its
     TCP flows still carry their phase's offered rate, and `split` held the last of such windows
@@ -170,9 +170,8 @@ def within_phases(samples: list[Sample]) -> list[Sample]:
     windows, 179 of 40,785 labeled flow-windows) but far off: Janetbackbone's 9 such labels
     averaged 21.8 ms where its uncongested phases measured 2.8-5.5 ms on average. A run without
     phases keeps every window."""
-    if all(s.phase is None for s in samples):
-        return samples
-    return [s for s in samples if s.phase is not None]
+    phased = {s.run for s in samples if s.phase is not None}
+    return [s for s in samples if s.phase is not None or s.run not in phased]
 
 
 def from_corpus(stores: Stores, label_window: int = 1) -> list[Sample]:
@@ -216,10 +215,7 @@ def from_jsonl(path: Path, label_window: int = 1) -> list[Sample]:
                 windows[rec["run"]].append(w)  # merged once the file is read: a run's windows may interleave
     for run, ws in windows.items():
         out += [s for s in (sample(w, topos[run]) for w in coarsen(ws, label_window)) if s is not None]
-    by_run: dict[str, list[Sample]] = defaultdict(list)
-    for s in out:
-        by_run[s.run].append(s)
-    return [s for part in by_run.values() for s in within_phases(part)]
+    return within_phases(out)
 
 
 def split(samples: list[Sample], held_out: float = 0.2) -> tuple[list[Sample], list[Sample]]:
