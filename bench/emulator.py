@@ -10,6 +10,12 @@ flows at load 0.1 for 60 s) and prints JSON with, per topology:
   sends a frame at once while its bucket (15 KB) holds tokens, so a lightly loaded link does not
   serialize: the overhead can come out negative, and the delay above propagation alone is given
   beside it;
+- the labels' spread within the phase (`label_spread`): each flow's window labels against the
+  flow's own MAPE-optimal constant (the 1/y-weighted median of its windows), the floor no
+  predictor whose inputs are constant over the phase gets under; the share of flow-windows
+  above 1.2 and 2 times their flow's median; and the share of packets that arrived more than
+  5 ms later than their flow's 10th percentile, which on a light load is the emulator stalling
+  (every flow at once), not a queue;
 - CPU during the phase: the machine's idle share and each part's share of one core (the lab's
   ovs-vswitchd and ovsdb-server daemons, the delay relay, the controller, the collector, D-ITG's
   senders and receivers, the rest), read from /proc without touching any process; the frames
@@ -35,6 +41,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -43,8 +51,10 @@ from ptwin.lab import LabConfig  # noqa: E402
 from ptwin.state import CLOCK_TICKS, proc_stat, read_state  # noqa: E402
 from ptwin.switchd import PORTS_PER_DAEMON  # noqa: E402
 from topologies import load  # noqa: E402
+from traffic.ditg import LogReader  # noqa: E402
 from traffic.flowset import OVERHEAD  # noqa: E402
 from traffic.store import Stores  # noqa: E402
+from vtwin.evaluate import weighted_median  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from lab_scale import rss_mb  # noqa: E402
@@ -170,6 +180,45 @@ def overheads(data: Path, mean_size: int, protocol: str) -> dict:
             "share_within_goal": round(sum(ok) / len(ok), 3)}
 
 
+def label_spread(data: Path) -> dict:
+    """How much a flow's window labels vary within the phase (see the module's docstring)."""
+    stores = Stores(data)
+    run_id = stores.runs()[0]["id"]
+    per_flow: dict[str, list[float]] = {}
+    for w in stores.windows(run_id, labels=True, run_flows_only=True):
+        for f in w.flows:
+            lab = w.labels.get(f.flow_key)
+            if lab is not None and lab.delay_ms is not None and lab.delay_ms > 0:
+                per_flow.setdefault(f.flow_key, []).append(lab.delay_ms)
+    ape, ratio = [], []
+    for ys in per_flow.values():
+        if len(ys) >= 3:
+            c, med = weighted_median(np.array(ys)), statistics.median(ys)
+            ape += [abs(c - y) / y for y in ys]
+            ratio += [y / med for y in ys]
+    if not ape:
+        return {}
+    return {"label_floor_mape": round(100 * statistics.fmean(ape), 2),
+            "label_floor_mape_median": round(100 * statistics.median(ape), 2),
+            "flow_windows_above_1_2x_median_share": round(sum(r > 1.2 for r in ratio) / len(ratio), 4),
+            "flow_windows_above_2x_median_share": round(sum(r > 2 for r in ratio) / len(ratio), 4)}
+
+
+def late_packets(data: Path, late_s: float = 0.005) -> dict:
+    """Share of received packets whose one-way delay exceeds their flow's 10th percentile by more
+    than `late_s`, read from the run's D-ITG logs."""
+    stores = Stores(data)
+    run = stores.runs()[0]
+    late = total = 0
+    for rx_log in sorted((data / "runs" / run["id"] / "logs").glob("*.rx")):
+        p = LogReader(rx_log, float(run["t0"])).read()
+        d = (p.rx - p.tx)[np.isfinite(p.rx)]
+        if d.size >= 10:
+            late += int((d > np.percentile(d, 10) + late_s).sum())
+            total += int(d.size)
+    return {"packets_late_5ms_share": round(late / total, 4) if total else None}
+
+
 def measure(spec: str, args: argparse.Namespace, work: Path) -> dict:
     topo = load(spec)
     scale = args.capacity_scale if args.capacity_scale == "auto" else float(args.capacity_scale)
@@ -212,6 +261,7 @@ def measure(spec: str, args: argparse.Namespace, work: Path) -> dict:
             "profile": args.profile, "load": args.load, "mean_size": args.mean_size, "flows": args.flows,
             "sent_share": [p.get("sent_share") for p in summary["phases"]],
             **overheads(data, args.mean_size, protocol),
+            "label_spread": {**label_spread(data), **late_packets(data)},
             "cpu_idle_share": round((idle1 - idle0) / max(1, total1 - total0), 3),
             "cpu_cores_by_part": (shares := sampler.shares(seconds)),
             "switch_frames_per_s": round(frames_per_s),

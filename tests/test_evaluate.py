@@ -96,6 +96,37 @@ def test_the_floor_answers_each_window_by_its_flows_other_windows():
     assert label_floor(other_phase) is None
 
 
+def test_the_mapes_own_centre_is_the_median_weighted_by_one_over_the_label():
+    from vtwin.evaluate import weighted_median
+
+    y = np.array([10.0, 10.0, 100.0])
+    c = weighted_median(y)
+    assert c == 10.0  # the mean (40) would score 200 %, the median here the same 10 as the weighted
+    candidates = np.linspace(1, 120, 2381)
+    best = candidates[np.argmin([np.mean(np.abs(x - y) / y) for x in candidates])]
+    assert np.mean(np.abs(c - y) / y) <= np.mean(np.abs(best - y) / y) + 1e-12
+    # weights 1/y pull it below the plain median: 2, 4, 8 -> weights .5, .25, .125
+    assert weighted_median(np.array([8.0, 2.0, 4.0])) == 2.0
+
+
+def test_the_mape_floor_answers_each_flow_by_its_best_constant_in_hindsight_or_from_reference():
+    from vtwin.evaluate import mape_floor
+
+    held = _samples({0: [10.0, 20.0], 1: [10.0, 20.0], 2: [30.0, 20.0]})
+    floor = mape_floor(held)  # first flow: constant 10 scores 0, 0, 20/30; second flow: 0
+    assert floor["overall"]["delay_mape"] == pytest.approx(100 * (2 / 3) / 6, abs=1e-3)
+    assert floor["overall"]["flows"] == 6
+    assert floor["stable"]["flows"] + floor["overloaded"]["flows"] == 6
+    # jitter labels are a tenth of the delays: the same relative errors
+    assert floor["overall"]["jitter_mape"] == pytest.approx(floor["overall"]["delay_mape"], abs=1e-3)
+    # from reference windows: the first two (10 and 20) answer the third
+    ref = mape_floor(held[2:], reference=held[:2])
+    assert ref["overall"]["delay_mape"] == pytest.approx(100 * np.mean([20 / 30, 0]), abs=1e-3)
+    # a flow-window without reference in its phase is left out
+    assert mape_floor(held[2:], reference=_samples({0: [10.0, 20.0]}, phase_of={0: 1})) is None
+    assert mape_floor([]) is None
+
+
 def test_phase_means_skip_the_first_window_and_keep_unlabeled_flows_unlabeled():
     from vtwin.dataset import steady
 

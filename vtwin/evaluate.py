@@ -124,6 +124,62 @@ def _phase_labels(samples: list) -> dict[tuple[str, Any, str], list[tuple[int, f
     return out
 
 
+def weighted_median(values: np.ndarray) -> float:
+    """The constant c that minimizes the mean of |c - y| / y over `values` (all positive): their
+    median weighted by 1/y, the MAPE's own centre (below the mean and the median)."""
+    v = np.sort(np.asarray(values, dtype=float))
+    cum = np.cumsum(1.0 / v)
+    return float(v[np.searchsorted(cum, cum[-1] / 2)])
+
+
+def mape_floor(samples: list, reference: list | None = None, limit: float = 1.0) -> dict[str, Any] | None:
+    """The delay and jitter MAPE of answering each flow-window with the one constant per flow and
+    phase that minimizes the MAPE (`weighted_median`): chosen from `reference`'s windows of the
+    same flow and phase (the training windows, for held-out ones: what remembering the flow's
+    earlier windows scores), else in hindsight from `samples`' own windows. The hindsight figure
+    bounds every twin whose inputs are constant over a phase: none scores a lower MAPE on these
+    labels, whatever it learns (a flow's age, which grows within a phase, is the one input that
+    is not constant). Given overall and for flows under and over `limit` utilization (as
+    `evaluate_by_load`); flow-windows with no reference are left out, and jitter labels at or
+    under MIN_JITTER_MS as in `scores`."""
+    if not samples:
+        return None
+    over = path_utilization(samples) >= limit
+    mine: dict[tuple, list[tuple[float, float, bool]]] = defaultdict(list)
+    at = 0
+    for s in samples:
+        for f, d, j in zip(s.snapshot.flows, s.delay_ms, s.jitter_ms, strict=True):
+            if np.isfinite(d) and d > 0:
+                mine[(s.run, s.phase, f.key)].append((float(d), float(j), bool(over[at])))
+            at += 1
+    ref = _phase_labels(reference) if reference is not None else None
+    errs: dict[str, dict[bool, list[float]]] = {"delay": {False: [], True: []}, "jitter": {False: [], True: []}}
+    for key, pts in mine.items():
+        if ref is not None:
+            d_ref = [p[1] for p in ref.get(key, []) if p[1] > 0]
+            j_ref = [p[2] for p in ref.get(key, []) if np.isfinite(p[2]) and p[2] > MIN_JITTER_MS]
+        else:
+            d_ref = [p[0] for p in pts]
+            j_ref = [p[1] for p in pts if np.isfinite(p[1]) and p[1] > MIN_JITTER_MS]
+        c_d = weighted_median(np.array(d_ref)) if d_ref else None
+        c_j = weighted_median(np.array(j_ref)) if j_ref else None
+        for d, j, o in pts:
+            if c_d is not None:
+                errs["delay"][o].append(abs(c_d - d) / d)
+            if c_j is not None and np.isfinite(j) and j > MIN_JITTER_MS:
+                errs["jitter"][o].append(abs(c_j - j) / j)
+
+    def pct(v: list[float]) -> float | None:
+        return round(100.0 * float(np.mean(v)), 3) if v else None
+
+    out: dict[str, Any] = {}
+    for name, sel in (("overall", (False, True)), ("stable", (False,)), ("overloaded", (True,))):
+        d = [e for o in sel for e in errs["delay"][o]]
+        j = [e for o in sel for e in errs["jitter"][o]]
+        out[name] = {"delay_mape": pct(d), "jitter_mape": pct(j), "flows": len(d)}
+    return out if out["overall"]["flows"] else None
+
+
 def label_floor(samples: list, reference: list | None = None) -> dict[str, Any] | None:
     """The labels' own floor: the scores of a hindsight predictor that answers each flow-window
     with its flow's mean label over other windows of the same phase, those of `reference` (the
