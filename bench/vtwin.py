@@ -7,7 +7,8 @@ Prints JSON with
   synth_topology_700 with 5000 flows (from the snapshot, median of 5 after the first);
 - fidelity on a corpus (`ndt dataset build`): delay and jitter MAPE and both NMSE definitions
   (ours: / variance; the paper's: / mean y^2) of the GNN, the M/M/1 model and the per-flow MLP on
-  the corpus' windows held out by time (the last 20 % of every run's phases), split into flows
+  the corpus' windows held out by time (the last 20 % of every run's phases; a corpus' windows are
+  those of one traffic state, `vtwin.dataset.one_state`), split into flows
   whose path stays under 100 % computed utilization and flows crossing an overloaded link; and on
   every topology of `--unseen` (a corpus of networks not in the training one), each on its own;
 - beside each, the labels' own floor (`vtwin.evaluate.label_floor`): the scores of answering each

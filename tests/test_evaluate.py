@@ -155,3 +155,22 @@ def test_a_run_keeps_only_its_windows_inside_phases_where_it_has_any():
     both = s + [replace(m, run="r2") for m in unphased]  # one list, two runs: each by its own phases
     assert [(m.run, m.window) for m in within_phases(both)] == [("r", 1), ("r", 2), ("r", 3),
                                                                 ("r2", 0), ("r2", 1), ("r2", 2)]
+
+
+def test_a_window_counts_only_if_it_saw_one_traffic_state():
+    from traffic.schedule import data_port
+    from traffic.window import Window, WindowFlow
+    from vtwin.dataset import one_state
+
+    def wf(phase: int, packets: int | None, window_packets: int | None, run: bool = True) -> WindowFlow:
+        return WindowFlow("k", "h1", "h2", "udp", ("L0",), window_packets=window_packets, packets=packets,
+                          flow_no=0 if run else None, dport=data_port(phase, 0) if run else 5001)
+
+    assert one_state(Window("r", 5, flows=[wf(1, 500, 100), wf(1, 300, 100)]))
+    # one phase ending and the next beginning in the same window, both settled by their counters
+    assert not one_state(Window("r", 5, flows=[wf(1, 500, 100), wf(2, 400, 100)]))
+    # a run flow whose entry was installed during the window: its sender was starting
+    assert not one_state(Window("r", 5, flows=[wf(1, 500, 100), wf(1, 40, 40)]))
+    # not the run's own (D-ITG's signaling, anything else the switches counted): says nothing
+    assert one_state(Window("r", 5, flows=[wf(1, 500, 100), wf(2, 40, 40, run=False)]))
+    assert one_state(Window("r", 5, flows=[wf(1, None, None)]))  # counters not read: kept
