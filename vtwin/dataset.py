@@ -153,9 +153,9 @@ def one_state(window: Window) -> bool:
     and the next beginning inside it, the senders of both counted at their full rates), and no
     run flow in its first window (its flow entry installed during the window: a sender starting,
     TCP in slow start, its label over part of the window). Neither is a state any snapshot
-    describes. On the unseen corpus of 2026-12-07 the two kinds were 25 of 175 windows of each
-    network and scored 43-284 % delay MAPE (mixed) and 24-41 % (starting) against 12-28 % for
-    the rest (README, 'One traffic state per window')."""
+    describes. On the unseen corpus of 2026-12-07 the two kinds were 25 of about 175 windows of
+    each network and the shipped model scored 13-120 % delay MAPE on them (two phases) and 18-44 %
+    (starting) against 12-28 % on the rest (README, 'One traffic state per window')."""
     phases = set()
     for f in window.flows:
         if f.run_flow:
