@@ -138,8 +138,9 @@ def mape_floor(samples: list, reference: list | None = None, limit: float = 1.0)
     same flow and phase (the training windows, for held-out ones: what remembering the flow's
     earlier windows scores), else in hindsight from `samples`' own windows. The hindsight figure
     bounds every twin whose inputs are constant over a phase: none scores a lower MAPE on these
-    labels, whatever it learns (a flow's age, which grows within a phase, is the one input that
-    is not constant). Given overall and for flows under and over `limit` utilization (as
+    labels, whatever it learns. ndt's twin reads two inputs that move within a phase, a flow's
+    age and a UDP flow's rate as counted in the window, so for it the bound is close, not
+    strict. Given overall and for flows under and over `limit` utilization (as
     `evaluate_by_load`); flow-windows with no reference are left out, and jitter labels at or
     under MIN_JITTER_MS as in `scores`."""
     if not samples:
