@@ -10,9 +10,9 @@ flows at load 0.1 for 60 s) and prints JSON with, per topology:
   sends a frame at once while its bucket (15 KB) holds tokens, so a lightly loaded link does not
   serialize: the overhead can come out negative, and the delay above propagation alone is given
   beside it;
-- the labels' spread within the phase (`label_spread`): each flow's window labels against the
-  flow's own MAPE-optimal constant (the 1/y-weighted median of its windows), the floor no
-  predictor whose inputs are constant over the phase gets under; the share of flow-windows
+- the labels' spread within the phase (`label_spread`): the MAPE's own floor of its samples
+  (`vtwin.evaluate.mape_floor`: each flow's windows against the flow's MAPE-optimal constant,
+  the floor no predictor whose inputs are constant over the phase gets under); the share of flow-windows
   above 1.2 and 2 times their flow's median; and the share of packets that arrived more than
   5 ms later than their flow's 10th percentile, which on a light load is the emulator stalling
   (every flow at once), not a queue;
@@ -54,7 +54,8 @@ from topologies import load  # noqa: E402
 from traffic.ditg import LogReader  # noqa: E402
 from traffic.flowset import OVERHEAD  # noqa: E402
 from traffic.store import Stores  # noqa: E402
-from vtwin.evaluate import weighted_median  # noqa: E402
+from vtwin.dataset import from_stores  # noqa: E402
+from vtwin.evaluate import mape_floor  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from lab_scale import rss_mb  # noqa: E402
@@ -181,25 +182,20 @@ def overheads(data: Path, mean_size: int, protocol: str) -> dict:
 
 
 def label_spread(data: Path) -> dict:
-    """How much a flow's window labels vary within the phase (see the module's docstring)."""
-    stores = Stores(data)
-    run_id = stores.runs()[0]["id"]
+    """How much a flow's window labels vary within the phase (see the module's docstring): the
+    MAPE's own floor of the run's samples (`vtwin.evaluate.mape_floor`, in hindsight) and the
+    share of flow-windows above 1.2 and 2 times their flow's median."""
+    samples = from_stores(Stores(data))
+    floor = mape_floor(samples)
     per_flow: dict[str, list[float]] = {}
-    for w in stores.windows(run_id, labels=True, run_flows_only=True):
-        for f in w.flows:
-            lab = w.labels.get(f.flow_key)
-            if lab is not None and lab.delay_ms is not None and lab.delay_ms > 0:
-                per_flow.setdefault(f.flow_key, []).append(lab.delay_ms)
-    ape, ratio = [], []
-    for ys in per_flow.values():
-        if len(ys) >= 3:
-            c, med = weighted_median(np.array(ys)), statistics.median(ys)
-            ape += [abs(c - y) / y for y in ys]
-            ratio += [y / med for y in ys]
-    if not ape:
+    for s in samples:
+        for f, d in zip(s.snapshot.flows, s.delay_ms, strict=True):
+            if np.isfinite(d) and d > 0:
+                per_flow.setdefault(f.key, []).append(float(d))
+    ratio = [y / statistics.median(ys) for ys in per_flow.values() if len(ys) >= 3 for y in ys]
+    if floor is None or not ratio:
         return {}
-    return {"label_floor_mape": round(100 * statistics.fmean(ape), 2),
-            "label_floor_mape_median": round(100 * statistics.median(ape), 2),
+    return {"label_floor_mape": floor["overall"]["delay_mape"],
             "flow_windows_above_1_2x_median_share": round(sum(r > 1.2 for r in ratio) / len(ratio), 4),
             "flow_windows_above_2x_median_share": round(sum(r > 2 for r in ratio) / len(ratio), 4)}
 

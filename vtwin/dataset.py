@@ -22,7 +22,7 @@ import json
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -168,31 +168,38 @@ def one_state(window: Window) -> bool:
 
 
 def from_stores(stores: Stores, runs: list[str] | None = None, label_window: int = 1) -> list[Sample]:
-    """Samples of the stores' runs (all, or those named) from their windows of one traffic state
-    (`one_state`), with every `label_window` consecutive windows of a phase merged into one
-    (`traffic.window_merge`)."""
+    """Samples of the stores' runs (all, or those named), from each run's `state_windows`."""
     out = []
     for r in stores.runs():
         if runs and r["id"] not in runs:
             continue
         topo = Topology.from_dict(json.loads(r["topology_json"]))
-        windows = coarsen([w for w in stores.windows(r["id"], labels=True, labeled_only=label_window == 1)
-                           if one_state(w)], label_window)
+        windows = state_windows(stores.windows(r["id"], labels=True, labeled_only=label_window == 1), label_window)
         out += [s for s in (sample(w, topo) for w in windows) if s is not None]
-    return within_phases(out)
+    return out
 
 
-def within_phases(samples: list[Sample]) -> list[Sample]:
-    """The samples that lie in their run's schedule's phases, for each run that has any. A window
-    outside them (before the first phase starts, after the last one ends, or in a gap between
+def state_windows(windows: list[Window], label_window: int = 1) -> list[Window]:
+    """The windows of one run that samples are made of: those inside its phases (`within_phases`)
+    that saw one traffic state (`one_state`), every `label_window` consecutive windows of a phase
+    merged into one (`traffic.window_merge`). Filtered before any snapshot is built."""
+    return coarsen([w for w in within_phases(windows) if one_state(w)], label_window)
+
+
+_Phased = TypeVar("_Phased", Window, Sample)
+
+
+def within_phases(items: list[_Phased]) -> list[_Phased]:
+    """The windows (or samples) that lie in their run's schedule's phases, for each run that has
+    any. A window outside them (before the first phase starts, after the last one ends, or in a gap between
     two: the senders starting or draining) is not a traffic state the schedule describes, yet its
     TCP flows still carry their phase's offered rate, and `split` held the last of such windows
     out as a group of their own. Few (the fixed-relay base corpus of 2026-12-07: 22 of 4,691
     windows, 179 of 40,785 labeled flow-windows) but far off: Janetbackbone's 9 such labels
     averaged 21.8 ms where its uncongested phases measured 2.8-5.5 ms on average. A run without
     phases keeps every window."""
-    phased = {s.run for s in samples if s.phase is not None}
-    return [s for s in samples if s.phase is not None or s.run not in phased]
+    phased = {s.run for s in items if s.phase is not None}
+    return [s for s in items if s.phase is not None or s.run not in phased]
 
 
 def from_corpus(stores: Stores, label_window: int = 1) -> list[Sample]:
@@ -206,12 +213,10 @@ def from_corpus(stores: Stores, label_window: int = 1) -> list[Sample]:
 
 
 def from_jsonl(path: Path, label_window: int = 1) -> list[Sample]:
-    """Samples of an exported (or imported) JSON Lines file: each window belongs to the run its
-    `run` names, whose line came before it (runs' windows may interleave); its windows of one
-    traffic state (`one_state`), with every
-    `label_window` consecutive windows of a phase merged into one (`traffic.window_merge`)."""
+    """Samples of an exported (or imported) JSON Lines file, from each run's `state_windows`: each
+    window belongs to the run its `run` names, whose line came before it (runs' windows may
+    interleave; the samples come run by run, in the order the runs first appear)."""
     check_label_window(label_window)
-    out = []
     topos: dict[str, Topology] = {}
     schedules: dict[str, Any] = {}
     windows: dict[str, list[Window]] = defaultdict(list)
@@ -222,24 +227,15 @@ def from_jsonl(path: Path, label_window: int = 1) -> list[Sample]:
                 topos[rec["id"]] = Topology.from_dict(rec["topology"])
                 schedules[rec["id"]] = rec.get("schedule")
                 continue
-            topo = topos.get(rec["run"])
-            if topo is None:
+            if rec["run"] not in topos:
                 raise ValueError(f"{path.name}: a window of run {rec['run']!r} comes before its run line")
-            w = Window(rec["run"], rec["window"], t_start=rec.get("t_start"), t_end=rec.get("t_end"),
-                       phase=rec.get("phase"), schedule=schedules[rec["run"]],
-                       flows=[WindowFlow.from_row(f) for f in rec["flows"]],
-                       labels={f["key"]: Label.from_row(f["label"]) for f in rec["flows"] if f.get("label")})
-            if not one_state(w):
-                continue
-            if label_window == 1:
-                smp = sample(w, topo)
-                if smp is not None:
-                    out.append(smp)
-            else:
-                windows[rec["run"]].append(w)  # merged once the file is read: a run's windows may interleave
-    for run, ws in windows.items():
-        out += [s for s in (sample(w, topos[run]) for w in coarsen(ws, label_window)) if s is not None]
-    return within_phases(out)
+            windows[rec["run"]].append(Window(
+                rec["run"], rec["window"], t_start=rec.get("t_start"), t_end=rec.get("t_end"),
+                phase=rec.get("phase"), schedule=schedules[rec["run"]],
+                flows=[WindowFlow.from_row(f) for f in rec["flows"]],
+                labels={f["key"]: Label.from_row(f["label"]) for f in rec["flows"] if f.get("label")}))
+    return [s for run, ws in windows.items()
+            for s in (sample(w, topos[run]) for w in state_windows(ws, label_window)) if s is not None]
 
 
 def split(samples: list[Sample], held_out: float = 0.2) -> tuple[list[Sample], list[Sample]]:
