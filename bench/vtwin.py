@@ -247,7 +247,8 @@ def fidelity(corpus: str, unseen: str | None, model: str, budget: float, label_w
                                                   if k in ("delay_mape", "jitter_mape", "delay_nmse_db",
                                                            "delay_nmse_power_db", "flows")}
     if unseen:
-        other = read(unseen, label_window if unseen_window is None else unseen_window)
+        out["unseen_label_window"] = label_window if unseen_window is None else unseen_window
+        other = read(unseen, out["unseen_label_window"])
         overlap = {s.topology for s in other} & set(out["corpus"]["topologies"])
         if overlap:
             raise SystemExit(f"bench/vtwin.py: --unseen topologies {sorted(overlap)} are in the corpus")
@@ -320,12 +321,13 @@ def main() -> int:
                 check_label_window(k)
         except ValueError as exc:
             ap.error(f"{flag}: {exc}")
+    if args.unseen_label_window is not None and not args.unseen:
+        ap.error("--unseen-label-window needs --unseen")
     out: dict = {"bench": "vtwin", "inference": inference(args.repeats), "synth700": synth700()}
     if args.corpus:
-        unseen_window = args.label_window if args.unseen_label_window is None else args.unseen_label_window
-        out["fidelity"] = fidelity(args.corpus, args.unseen, args.model, args.budget, args.label_window, unseen_window)
+        out["fidelity"] = fidelity(args.corpus, args.unseen, args.model, args.budget, args.label_window,
+                                   args.unseen_label_window)
         out["fidelity"]["label_window"] = args.label_window
-        out["fidelity"]["unseen_label_window"] = unseen_window
     out["targets"] = verdict(out)
     print(json.dumps(out, indent=1))
     return 0
