@@ -215,7 +215,7 @@ def fidelity(corpus: str, unseen: str | None, model: str, budget: float, label_w
     out: dict = {"corpus": {"data": corpus, "topologies": sorted({s.topology for s in samples}),
                             "train_windows": len(fit), "held_out_windows": len(held),
                             "held_out_labeled_flows": sum(s.labeled for s in held)},
-           "overload_age": overload_age(samples)}
+           "overload_age": overload_age(samples), "label_window": label_window}
     if model == "base":
         from vtwin.base_model import load as load_base
 
@@ -316,9 +316,10 @@ def main() -> int:
                          "phases while the held-out windows stay at 1 s")
     args = ap.parse_args()
     for flag, k in (("--label-window", args.label_window), ("--unseen-label-window", args.unseen_label_window)):
+        if k is None:
+            continue
         try:
-            if k is not None:
-                check_label_window(k)
+            check_label_window(k)
         except ValueError as exc:
             ap.error(f"{flag}: {exc}")
     if args.unseen_label_window is not None and not args.unseen:
@@ -327,7 +328,6 @@ def main() -> int:
     if args.corpus:
         out["fidelity"] = fidelity(args.corpus, args.unseen, args.model, args.budget, args.label_window,
                                    args.unseen_label_window)
-        out["fidelity"]["label_window"] = args.label_window
     out["targets"] = verdict(out)
     print(json.dumps(out, indent=1))
     return 0
