@@ -65,7 +65,7 @@ def main() -> int:
             r = TrafficRun(parse(sched, "bench"), stores, {}, load(args.topology), None,  # type: ignore[arg-type]
                            progress=False)
             r.run_id, r.t0 = run_id, T0
-            r.phase_senders[0] = [Sender(f["flow_no"], r.pairs[f["flow_no"]], "udp", data_port(0, f["flow_no"]),
+            r.phase_senders[0] = [Sender(f["flow_no"], r.pairs[0][f["flow_no"]], "udp", data_port(0, f["flow_no"]),
                                          None, Path(d) / f"{f['flow_no']}.out",  # type: ignore[arg-type]
                                          Path(d) / f"{f['flow_no']}.tx", Path(d) / f"{f['flow_no']}.rx",
                                          T0) for f in flows]

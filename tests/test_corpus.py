@@ -38,10 +38,32 @@ def test_the_shipped_corpus_covers_twelve_networks_of_8_to_60_nodes_and_every_pa
     assert len(unseen.runs) >= 3 and not base_names & {r.key.split("-", 1)[1] for r in unseen.runs}
 
 
+@pytest.mark.parametrize(("short", "long"), [("base", "base-long"), ("unseen", "unseen-long")])
+def test_a_long_spec_is_its_short_one_with_phases_three_times_as_long(short, long):
+    a, b = load_spec(short), load_spec(long)
+    assert [r.key for r in a.runs] == [r.key for r in b.runs]
+    for ra, rb in zip(a.runs, b.runs, strict=True):
+        assert (ra.topology.name, ra.queue, ra.failed) == (rb.topology.name, rb.queue, rb.failed)
+        assert ra.capacity_scale() == rb.capacity_scale()  # the same link rates
+        pa, pb = ra.schedule.phases, rb.schedule.phases
+        assert [(p.profile, p.load) for p in pa] == [(p.profile, p.load) for p in pb]
+        assert all(q.duration_s == 3 * p.duration_s for p, q in zip(pa, pb, strict=True))
+
+
+def test_base_pairs_is_the_base_corpus_with_a_flow_set_a_phase():
+    a, b = load_spec("base"), load_spec("base-pairs")
+    assert [r.key for r in a.runs] == [r.key for r in b.runs]
+    for ra, rb in zip(a.runs, b.runs, strict=True):
+        assert (ra.topology.name, ra.queue, ra.failed, ra.schedule.phases) == \
+            (rb.topology.name, rb.queue, rb.failed, rb.schedule.phases)
+        assert (ra.schedule.pairs, rb.schedule.pairs) == ("run", "phase")
+        assert ra.fingerprint != rb.fingerprint  # a run of one is never resumed as the other's
+
+
 def test_automatic_link_rates_keep_every_run_within_the_switches_frame_budget():
     from traffic.corpus import FRAME_BUDGET, busiest_frames
 
-    for spec in (load_spec("base"), load_spec("unseen")):
+    for spec in (load_spec("base"), load_spec("unseen"), load_spec("base-pairs")):
         for run in spec.runs:
             frames = busiest_frames(run.topology, run.schedule, run.capacity_scale())
             at_cap = frames < FRAME_BUDGET and run.max_mbps == 20  # the lab's own ceiling came first
@@ -59,6 +81,7 @@ def test_automatic_link_rates_keep_every_run_within_the_switches_frame_budget():
     ("profiles: [gaussian]\nruns: [line3]\n", "unknown profile 'gaussian'; use one of exponential"),
     ("runs: [{topology: line3, flows: 99}]\n", "flows must be between 1 and 90, got 99"),
     ("runs: [{topology: line3, fail: 1}]\n", "cannot fail 1 link(s) of line3 without cutting it"),
+    ("pairs: path\nruns: [line3]\n", "pairs must be one of run, phase, got 'path'"),
     ("runs: []\n", "'runs' must be a non-empty list"),
     ("runs: [line3\n", "spec.yaml: not valid YAML"),
     ("profiles: [{profile: exponential, protocol: UDP}]\nruns: [line3]\n", "UDP with exponentially distributed sizes"),
@@ -72,7 +95,7 @@ def test_a_bad_spec_is_one_error_line_that_names_the_problem(tmp_path, text, mes
 
 def test_an_unknown_spec_name_lists_the_built_in_ones(tmp_path):
     r = ndt("dataset", "status", "nosuch", "--data", str(tmp_path), check=False)
-    assert r.returncode == 1 and "not built in (base, unseen, unseen-long)" in r.stderr
+    assert r.returncode == 1 and "not built in (base, base-long, base-pairs, unseen, unseen-long)" in r.stderr
 
 
 def test_failed_links_keep_the_network_connected_and_are_reproducible():

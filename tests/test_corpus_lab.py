@@ -1,7 +1,8 @@
 """`ndt dataset build` on real labs: a two-run campaign interrupted with Ctrl-C in its second run
 ends with its lab down and its first run kept, and the same command then builds only what is
 missing; killed outright (SIGKILL) in its first run, it leaves its lab up, and the next build
-takes that lab down, deletes the half run and builds it again. Every run ends labeled, once."""
+takes that lab down, deletes the half run and builds it again. Every run ends labeled, once; the
+second run's phases (`pairs: phase`) each run their flows between host pairs of their own."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ profiles: [deterministic, exponential]
 flows: 2
 runs:
   - {topology: line3, queue: 8}
-  - {topology: diamond, fail: 1, max_mbps: 5}
+  - {topology: diamond, fail: 1, max_mbps: 5, pairs: phase}
 """
 PORTS = ["--of-port", str(TEST_OF_PORT), "--rest-port", str(TEST_REST_PORT)]
 
@@ -83,6 +84,14 @@ def finish(spec: Path, data: Path) -> dict:
         assert r["status"] == "done" and r["labels"] > 0 and stores.label_count(r["run_id"]) == r["labels"]
     assert out["labeled_flow_windows"] == sum(r["labels"] for r in out["runs"])
     assert out["runs"][1]["failed"] and out["runs"][1]["topology"].startswith("diamond-without-")
+    # the line's one flow set in both phases; the diamond's phases each with the pairs drawn for it
+    # (h1>h2, h3>h2, then h1>h3, h1>h2), labeled in each phase
+    pairs = [{(f["phase_idx"], f["src"], f["dst"]) for f in stores.run_flows(run)} for run in ids]
+    assert pairs[0] == {(i, s, d) for i in (0, 1) for s, d in (("h2", "h1"), ("h3", "h1"))}, pairs[0]
+    assert pairs[1] == {(0, "h1", "h2"), (0, "h3", "h2"), (1, "h1", "h3"), (1, "h1", "h2")}, pairs[1]
+    labeled = {(w.phase, f.src, f.dst) for w in stores.windows(ids[1], labels=True, labeled_only=True)
+               for f in w.run_flows if f.flow_key in w.labels and w.labels[f.flow_key].delay_ms is not None}
+    assert {(0, "h3", "h2"), (1, "h1", "h3")} <= labeled, labeled  # each phase's own pair, measured
     assert not lab_recorded()
     return out
 

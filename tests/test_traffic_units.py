@@ -25,7 +25,7 @@ from traffic.ditg import LogReader, Packets, encode_records, realtime_prefix, se
 from traffic.flowset import choose_pairs, per_flow_bps
 from traffic.labels import window_labels
 from traffic.runner import RX_MARGIN_WINDOWS
-from traffic.schedule import BUILTIN, ScheduleError, load_schedule
+from traffic.schedule import BUILTIN, ScheduleError, load_schedule, parse
 from traffic.store import SCHEMA_VERSION, StoreError, Stores
 
 from .conftest import ROOT, ndt, wait_for
@@ -63,6 +63,7 @@ def test_schedule_files_yaml_and_json(tmp_path: Path):
     ("phases:\n  - {protocol: sctp, load: 1, duration_s: 5}\n", "unknown protocol"),
     ("flows: 0\nphases:\n  - {profile: poisson, load: 1, duration_s: 5}\n", "flows must be between"),
     ("phase: []\n", "unknown key"),
+    ("pairs: flow\nphases:\n  - {profile: poisson, load: 1, duration_s: 5}\n", "pairs must be one of run, phase"),
     ("phases: [\n", "not valid YAML"),
 ])
 def test_malformed_schedules_give_one_clear_error(tmp_path: Path, content: str, match: str):
@@ -83,6 +84,27 @@ def test_a_flow_count_the_topology_cannot_host_is_one_error_line(tmp_path: Path)
     sched.write_text(json.dumps({"flows": 7, "phases": [{"profile": "deterministic", "load": 0.3, "duration_s": 5}]}))
     r = ndt("run", "line3", "--schedule", str(sched), check=False)  # refused before any lab is built
     assert r.returncode == 1 and r.stderr.count("\n") == 1 and "only 6 distinct host pairs" in r.stderr, r.stderr
+
+
+def test_a_schedule_keeps_its_flow_set_for_the_run_or_draws_one_a_phase(tmp_path: Path):
+    from traffic.flowset import phase_pairs
+
+    topo = load("Abilene")
+    phases = [{"profile": "deterministic", "load": 0.5, "duration_s": 5}] * 4
+    run = parse({"flows": 5, "seed": 3, "phases": phases}, "s")
+    assert run.pairs == "run" and "pairs" not in run.to_dict()  # the stored form of today's schedules
+    sets = [[(p.src, p.dst) for p in phase_pairs(topo, run, i)] for i in range(4)]
+    assert all(s == [(p.src, p.dst) for p in choose_pairs(topo, 5, 3)] for s in sets)
+    own = parse({**run.to_dict(), "pairs": "phase"}, "s")
+    f = tmp_path / "s.json"
+    f.write_text(json.dumps(own.to_dict()))
+    assert load_schedule(str(f)) == own
+    sets = [tuple((p.src, p.dst) for p in phase_pairs(topo, own, i)) for i in range(4)]
+    assert len(set(sets)) == 4 and all(len(set(s)) == 5 for s in sets)
+    assert sets == [tuple((p.src, p.dst) for p in phase_pairs(topo, own, i)) for i in range(4)]  # reproducible
+    for i in range(4):  # each phase's set shares links as the run's does
+        pairs = phase_pairs(topo, own, i)
+        assert all(set(p.hops) & {h for q in pairs[:k] for h in q.hops} for k, p in enumerate(pairs[1:], 1))
 
 
 def test_unknown_schedule_name():

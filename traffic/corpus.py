@@ -7,6 +7,7 @@
     loads: [0.3, 0.6, 0.9, 1.2]       # offered load of each phase, x the most shared link's capacity
     profiles: [exponential, poisson, uniform, deterministic, {profile: deterministic, protocol: TCP}]
     flows: 10                         # default flows per run
+    pairs: run                        # one flow set a run (default), or `phase`: one a phase
     runs:
       - topology: Abilene             # anything `ndt lab up` takes
         queue: 16                     # buffer of links without one of their own (packets)
@@ -37,12 +38,12 @@ import networkx as nx
 
 from topologies import Topology, TopologyError, load
 
-from .schedule import Phase, Schedule, ScheduleError, parse_phase
+from .schedule import PAIRS, Phase, Schedule, ScheduleError, parse_phase
 
 BUILTIN_DIR = Path(__file__).resolve().parent / "corpora"
 #: Keys a run may set; the same keys at the top level are every run's defaults.
-RUN_KEYS = ("topology", "flows", "queue", "max_mbps", "fail", "seed", "phase_s", "loads", "profiles")
-TOP_KEYS = ("name", "seed", "runs", "phase_s", "loads", "profiles", "flows", "queue", "max_mbps", "fail")
+RUN_KEYS = ("topology", "flows", "queue", "max_mbps", "fail", "seed", "phase_s", "loads", "profiles", "pairs")
+TOP_KEYS = ("name", "seed", "runs", "phase_s", "loads", "profiles", "flows", "queue", "max_mbps", "fail", "pairs")
 #: Frames per second through the switch daemons that two cores carry with room to spare (README,
 #: "What runs out on PASSION": about 2,800 at 200 us of ovs-vswitchd CPU each).
 FRAME_BUDGET = 2500.0
@@ -50,7 +51,7 @@ FRAME_BUDGET = 2500.0
 TCP_FRAMES = 1.5
 DEFAULTS: dict[str, Any] = {"phase_s": 12.0, "loads": [0.3, 0.6, 0.9, 1.2], "flows": 10, "queue": None,
                             "max_mbps": "auto", "fail": 0,
-                            "profiles": ["exponential", "poisson", "uniform", "deterministic"]}
+                            "profiles": ["exponential", "poisson", "uniform", "deterministic"], "pairs": "run"}
 
 
 class CorpusError(ValueError):
@@ -176,7 +177,10 @@ def _run(entry: Any, i: int, defaults: dict[str, Any], seed: int, path: Path) ->
                 phases.append(parse_phase({**p, "load": load_, "duration_s": phase_s}, len(phases), where))
             except ScheduleError as exc:
                 raise CorpusError(str(exc).replace(f"schedule {where}", where)) from None
-    schedule = Schedule(name=f"corpus-{topo.name}", phases=tuple(phases), flows=flows, seed=run_seed)
+    if c["pairs"] not in PAIRS:
+        raise CorpusError(f"{where}: pairs must be one of {', '.join(PAIRS)}, got {c['pairs']!r}")
+    schedule = Schedule(name=f"corpus-{topo.name}", phases=tuple(phases), flows=flows, seed=run_seed,
+                        pairs=c["pairs"])
     try:
         from .flowset import check_flow_count
 
@@ -194,12 +198,15 @@ def _run(entry: Any, i: int, defaults: dict[str, Any], seed: int, path: Path) ->
 def busiest_frames(topo: Topology, schedule: Schedule, scale: float = 1.0) -> float:
     """Frames per second the switches receive in the schedule's busiest phase, the topology's
     capacities times `scale`: each flow's packets once per switch on its path."""
-    from .flowset import choose_pairs, per_flow_bps
+    from .flowset import per_flow_bps, phase_pairs
 
-    pairs = choose_pairs(topo, schedule.flows, schedule.seed)
-    switches = sum(len(p.links) + 1 for p in pairs)
-    return max(scale * per_flow_bps(topo, pairs, p.load) / (8 * p.profile.mean_size) * switches
-               * (TCP_FRAMES if p.profile.protocol == "TCP" else 1.0) for p in schedule.phases)
+    frames = []
+    for i, p in enumerate(schedule.phases):
+        pairs = phase_pairs(topo, schedule, i)
+        switches = sum(len(pair.links) + 1 for pair in pairs)
+        frames.append(scale * per_flow_bps(topo, pairs, p.load) / (8 * p.profile.mean_size) * switches
+                      * (TCP_FRAMES if p.profile.protocol == "TCP" else 1.0))
+    return max(frames)
 
 
 def auto_max_mbps(topo: Topology, schedule: Schedule) -> float:

@@ -11,7 +11,7 @@ from topologies import Topology
 from topologies.addressing import Plan
 from topologies.routing import path_links, shortest_path
 
-from .schedule import ScheduleError
+from .schedule import Schedule, ScheduleError
 
 #: Header bytes on the wire per packet besides the D-ITG payload (Ethernet + IPv4 + UDP/TCP).
 OVERHEAD = {"UDP": 14 + 20 + 8, "TCP": 14 + 20 + 20}
@@ -61,6 +61,19 @@ def choose_pairs(topo: Topology, n: int, seed: int) -> list[FlowPair]:
         if len(chosen) == n:
             return chosen
     return chosen + rest[: n - len(chosen)]
+
+
+#: Seeds of a schedule's phases' own flow sets (`pairs: phase`): phase i draws with the run's seed
+#: plus PHASE_SEED_STEP x (i + 1), so no phase repeats the run's own set by construction.
+PHASE_SEED_STEP = 7919
+
+
+def phase_pairs(topo: Topology, schedule: Schedule, idx: int) -> list[FlowPair]:
+    """The host pairs phase `idx` of `schedule` runs its flows between: the run's one flow set, or,
+    with `pairs: phase`, one of the phase's own (the same way chosen: each flow after the first
+    shares a link direction with an earlier one), reproducible from the schedule's seed."""
+    seed = schedule.seed if schedule.pairs == "run" else schedule.seed + PHASE_SEED_STEP * (idx + 1)
+    return choose_pairs(topo, schedule.flows, seed)
 
 
 def per_flow_bps(topo: Topology, pairs: list[FlowPair], load: float) -> float:

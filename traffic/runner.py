@@ -25,7 +25,7 @@ from ptwin.state import CLOCK_TICKS, adopt, cpu_ticks, process_record, release, 
 from topologies import Topology
 
 from . import ditg
-from .flowset import OVERHEAD, FlowPair, choose_pairs, per_flow_bps
+from .flowset import OVERHEAD, FlowPair, per_flow_bps, phase_pairs
 from .labels import window_labels
 from .schedule import Phase, Schedule, data_port, signaling_port
 from .store import Stores, flow_key
@@ -138,7 +138,7 @@ class TrafficRun:
         self.run_id = time.strftime("run-%Y%m%d-%H%M%S-") + f"{os.getpid() % 10000:04d}"
         self.dir = stores.root / "runs" / self.run_id
         self.logs = self.dir / "logs"
-        self.pairs = choose_pairs(topo, schedule.flows, schedule.seed)
+        self.pairs = {i: phase_pairs(topo, schedule, i) for i in range(len(schedule.phases))}  # phase -> pairs
         self.receivers: list[dict[str, Any]] = []
         self.collector: subprocess.Popen | None = None
         self.collector_adopted: Path | None = None
@@ -162,9 +162,10 @@ class TrafficRun:
     def _start_receivers(self, idx: int) -> dict[int, int]:
         """One ITGRecv per flow, each on its own signaling port: ITGRecv ends itself when two of its
         flows close at once ("Cannot send ack closed flow"), so flows must not share one."""
-        ports = {no: signaling_port(idx, no) for no in range(len(self.pairs))}
+        pairs = self.pairs[idx]
+        ports = {no: signaling_port(idx, no) for no in range(len(pairs))}
         procs = []
-        for no, pair in enumerate(self.pairs):
+        for no, pair in enumerate(pairs):
             log = open(self.logs / f"p{idx}-f{no}.recv", "wb")
             recv = [*ditg.realtime_prefix(), "ITGRecv", "-Sp", str(ports[no])]
             proc = subprocess.Popen(host_command(self._pid(pair.dst), recv), stdout=log,
@@ -176,7 +177,7 @@ class TrafficRun:
         self.receivers += procs
         self.stores.event(self.run_id, time.time(), "receivers", {r["what"]: r["pid"] for r in procs})
         deadline = time.monotonic() + 15
-        pending = {(pair.dst, ports[no]) for no, pair in enumerate(self.pairs)}
+        pending = {(pair.dst, ports[no]) for no, pair in enumerate(pairs)}
         while pending and time.monotonic() < deadline:
             for host in {h for h, _ in pending}:
                 r = subprocess.run(host_command(self._pid(host), ["ss", "-ltnH"]), capture_output=True, text=True,
@@ -225,7 +226,7 @@ class TrafficRun:
     # -- phases -----------------------------------------------------------------------------------
     def _start_phase(self, idx: int, phase: Phase) -> list[Sender]:
         prof = phase.profile
-        bps = per_flow_bps(self.topo, self.pairs, phase.load)
+        bps = per_flow_bps(self.topo, self.pairs[idx], phase.load)
         wire = prof.mean_size + OVERHEAD[prof.protocol]
         pps = bps / (8.0 * wire)
         sig_ports = self._start_receivers(idx)
@@ -234,7 +235,7 @@ class TrafficRun:
                                  "load": phase.load, "planned_s": phase.duration_s, "start_at": start, "end_at": None})
         senders = []
         rows = []
-        for no, pair in enumerate(self.pairs):
+        for no, pair in enumerate(self.pairs[idx]):
             dport = data_port(idx, no)
             tx_log, rx_log = self.logs / f"p{idx}-f{no}.tx", self.logs / f"p{idx}-f{no}.rx"
             args = ditg.sender_args(pair.dst_ip, dport, prof.protocol, prof.idt, pps, prof.size,
@@ -354,7 +355,7 @@ class TrafficRun:
             "id": self.run_id, "topology": self.topo.name, "schedule": self.schedule.name,
             "schedule_json": self.schedule.to_dict(), "topology_json": self.topo.to_dict(),
             "window_s": self.window_s, "t0": self.t0,
-            "started_at": time.time(), "ended_at": None, "status": "running", "flows": len(self.pairs),
+            "started_at": time.time(), "ended_at": None, "status": "running", "flows": self.schedule.flows,
             "seed": self.schedule.seed})
         status = "failed"
         summary: dict[str, Any] = {"run": self.run_id, "phases": []}

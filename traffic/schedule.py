@@ -13,6 +13,8 @@ from typing import Any
 
 DISTRIBUTIONS = ("constant", "exponential", "poisson", "uniform")
 PROTOCOLS = ("TCP", "UDP")
+#: A schedule's flows keep their host pairs for the whole run, or change them every phase.
+PAIRS = ("run", "phase")
 
 
 class ScheduleError(ValueError):
@@ -50,6 +52,9 @@ class Schedule:
     flows: int = 6
     seed: int = 1
     notes: tuple[str, ...] = field(default=())
+    #: Whose host pairs the flows run between: "run", one flow set for every phase (the same paths
+    #: under each load and profile), or "phase", each phase its own (`traffic.flowset.phase_pairs`).
+    pairs: str = "run"
 
     @property
     def duration_s(self) -> float:
@@ -68,7 +73,8 @@ class Schedule:
             d = {"profile": p.profile.name} if p.profile.name in PROFILES else {}
             phases.append({**d, "protocol": p.profile.protocol, "idt": p.profile.idt, "size": p.profile.size,
                            "mean_size": p.profile.mean_size, "load": p.load, "duration_s": p.duration_s})
-        return {"name": self.name, "flows": self.flows, "seed": self.seed, "phases": phases}
+        out = {"name": self.name, "flows": self.flows, "seed": self.seed, "phases": phases}
+        return out if self.pairs == "run" else {**out, "pairs": self.pairs}  # unchanged for one flow set
 
 
 BUILTIN: dict[str, dict[str, Any]] = {
@@ -129,7 +135,7 @@ def load_schedule(spec: str) -> Schedule:
 def parse(data: Any, name: str) -> Schedule:
     if not isinstance(data, dict):
         raise ScheduleError(f"schedule {name}: must be a mapping with 'phases'")
-    unknown = set(data) - {"name", "flows", "seed", "phases"}
+    unknown = set(data) - {"name", "flows", "seed", "phases", "pairs"}
     if unknown:
         raise ScheduleError(f"schedule {name}: unknown key(s) {', '.join(sorted(unknown))}")
     phases = data.get("phases")
@@ -139,8 +145,11 @@ def parse(data: Any, name: str) -> Schedule:
     if not 1 <= flows <= 90:
         raise ScheduleError(f"schedule {name}: flows must be between 1 and 90, got {flows}")
     seed = _number(data.get("seed", 1), "seed", name, integer=True)
+    pairs = data.get("pairs", "run")
+    if pairs not in PAIRS:
+        raise ScheduleError(f"schedule {name}: pairs must be one of {', '.join(PAIRS)}, got {pairs!r}")
     return Schedule(name=str(data.get("name", name)), flows=int(flows), seed=int(seed),
-                    phases=tuple(parse_phase(p, i, name) for i, p in enumerate(phases)))
+                    phases=tuple(parse_phase(p, i, name) for i, p in enumerate(phases)), pairs=pairs)
 
 
 def parse_phase(p: Any, i: int, name: str) -> Phase:

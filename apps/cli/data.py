@@ -40,7 +40,7 @@ def cmd_traffic_run(args: argparse.Namespace) -> None:
                      progress=not args.json)
     if not args.json:
         print(f"run {run.run_id}: schedule {schedule.name}, {len(schedule.phases)} phase(s), "
-              f"{schedule.duration_s:g} s, {len(run.pairs)} flows, data in {stores.root}", file=sys.stderr)
+              f"{schedule.duration_s:g} s, {schedule.flows} flows, data in {stores.root}", file=sys.stderr)
     result = run.run()
 
     def render(r: dict[str, Any]) -> None:
