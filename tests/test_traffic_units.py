@@ -87,7 +87,7 @@ def test_a_flow_count_the_topology_cannot_host_is_one_error_line(tmp_path: Path)
 
 
 def test_a_schedule_keeps_its_flow_set_for_the_run_or_draws_one_a_phase(tmp_path: Path):
-    from traffic.flowset import phase_pairs
+    from traffic.flowset import flow_sets, phase_pairs
 
     topo = load("Abilene")
     phases = [{"profile": "deterministic", "load": 0.5, "duration_s": 5}] * 4
@@ -102,6 +102,8 @@ def test_a_schedule_keeps_its_flow_set_for_the_run_or_draws_one_a_phase(tmp_path
     sets = [tuple((p.src, p.dst) for p in phase_pairs(topo, own, i)) for i in range(4)]
     assert len(set(sets)) == 4 and all(len(set(s)) == 5 for s in sets)
     assert sets == [tuple((p.src, p.dst) for p in phase_pairs(topo, own, i)) for i in range(4)]  # reproducible
+    assert flow_sets(topo, own) == [phase_pairs(topo, own, i) for i in range(4)]
+    assert flow_sets(topo, run) == [phase_pairs(topo, run, 0)] * 4
     for i in range(4):  # each phase's set shares links as the run's does
         pairs = phase_pairs(topo, own, i)
         assert all(set(p.hops) & {h for q in pairs[:k] for h in q.hops} for k, p in enumerate(pairs[1:], 1))

@@ -38,7 +38,7 @@ import networkx as nx
 
 from topologies import Topology, TopologyError, load
 
-from .schedule import PAIRS, Phase, Schedule, ScheduleError, parse_phase
+from .schedule import Phase, Schedule, ScheduleError, check_pairs, parse_phase
 
 BUILTIN_DIR = Path(__file__).resolve().parent / "corpora"
 #: Keys a run may set; the same keys at the top level are every run's defaults.
@@ -177,8 +177,10 @@ def _run(entry: Any, i: int, defaults: dict[str, Any], seed: int, path: Path) ->
                 phases.append(parse_phase({**p, "load": load_, "duration_s": phase_s}, len(phases), where))
             except ScheduleError as exc:
                 raise CorpusError(str(exc).replace(f"schedule {where}", where)) from None
-    if c["pairs"] not in PAIRS:
-        raise CorpusError(f"{where}: pairs must be one of {', '.join(PAIRS)}, got {c['pairs']!r}")
+    try:
+        check_pairs(c["pairs"])
+    except ScheduleError as exc:
+        raise CorpusError(f"{where}: {exc}") from None
     schedule = Schedule(name=f"corpus-{topo.name}", phases=tuple(phases), flows=flows, seed=run_seed,
                         pairs=c["pairs"])
     try:
@@ -198,15 +200,11 @@ def _run(entry: Any, i: int, defaults: dict[str, Any], seed: int, path: Path) ->
 def busiest_frames(topo: Topology, schedule: Schedule, scale: float = 1.0) -> float:
     """Frames per second the switches receive in the schedule's busiest phase, the topology's
     capacities times `scale`: each flow's packets once per switch on its path."""
-    from .flowset import per_flow_bps, phase_pairs
+    from .flowset import flow_sets, per_flow_bps
 
-    frames = []
-    for i, p in enumerate(schedule.phases):
-        pairs = phase_pairs(topo, schedule, i)
-        switches = sum(len(pair.links) + 1 for pair in pairs)
-        frames.append(scale * per_flow_bps(topo, pairs, p.load) / (8 * p.profile.mean_size) * switches
-                      * (TCP_FRAMES if p.profile.protocol == "TCP" else 1.0))
-    return max(frames)
+    return max(scale * per_flow_bps(topo, pairs, p.load) / (8 * p.profile.mean_size)
+               * sum(len(pair.links) + 1 for pair in pairs) * (TCP_FRAMES if p.profile.protocol == "TCP" else 1.0)
+               for p, pairs in zip(schedule.phases, flow_sets(topo, schedule), strict=True))
 
 
 def auto_max_mbps(topo: Topology, schedule: Schedule) -> float:

@@ -76,6 +76,13 @@ def phase_pairs(topo: Topology, schedule: Schedule, idx: int) -> list[FlowPair]:
     return choose_pairs(topo, schedule.flows, seed)
 
 
+def flow_sets(topo: Topology, schedule: Schedule) -> list[list[FlowPair]]:
+    """Every phase's host pairs (`phase_pairs`), in phase order; a run's one flow set is drawn once."""
+    if schedule.pairs == "run":
+        return [phase_pairs(topo, schedule, 0)] * len(schedule.phases)
+    return [phase_pairs(topo, schedule, i) for i in range(len(schedule.phases))]
+
+
 def per_flow_bps(topo: Topology, pairs: list[FlowPair], load: float) -> float:
     """The rate each flow gets so the most loaded link direction carries `load` x its capacity."""
     count = Counter(hop for p in pairs for hop in p.hops)

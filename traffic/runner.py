@@ -25,7 +25,7 @@ from ptwin.state import CLOCK_TICKS, adopt, cpu_ticks, process_record, release, 
 from topologies import Topology
 
 from . import ditg
-from .flowset import OVERHEAD, FlowPair, per_flow_bps, phase_pairs
+from .flowset import OVERHEAD, FlowPair, flow_sets, per_flow_bps
 from .labels import window_labels
 from .schedule import Phase, Schedule, data_port, signaling_port
 from .store import Stores, flow_key
@@ -138,7 +138,7 @@ class TrafficRun:
         self.run_id = time.strftime("run-%Y%m%d-%H%M%S-") + f"{os.getpid() % 10000:04d}"
         self.dir = stores.root / "runs" / self.run_id
         self.logs = self.dir / "logs"
-        self.pairs = {i: phase_pairs(topo, schedule, i) for i in range(len(schedule.phases))}  # phase -> pairs
+        self.pairs = flow_sets(topo, schedule)  # by phase
         self.receivers: list[dict[str, Any]] = []
         self.collector: subprocess.Popen | None = None
         self.collector_adopted: Path | None = None

@@ -132,6 +132,13 @@ def load_schedule(spec: str) -> Schedule:
     return parse(data, path.stem)
 
 
+def check_pairs(pairs: Any) -> str:
+    """`pairs` if it is one of PAIRS, else a ScheduleError saying which are."""
+    if pairs not in PAIRS:
+        raise ScheduleError(f"pairs must be one of {', '.join(PAIRS)}, got {pairs!r}")
+    return pairs
+
+
 def parse(data: Any, name: str) -> Schedule:
     if not isinstance(data, dict):
         raise ScheduleError(f"schedule {name}: must be a mapping with 'phases'")
@@ -146,8 +153,10 @@ def parse(data: Any, name: str) -> Schedule:
         raise ScheduleError(f"schedule {name}: flows must be between 1 and 90, got {flows}")
     seed = _number(data.get("seed", 1), "seed", name, integer=True)
     pairs = data.get("pairs", "run")
-    if pairs not in PAIRS:
-        raise ScheduleError(f"schedule {name}: pairs must be one of {', '.join(PAIRS)}, got {pairs!r}")
+    try:
+        check_pairs(pairs)
+    except ScheduleError as exc:
+        raise ScheduleError(f"schedule {name}: {exc}") from None
     return Schedule(name=str(data.get("name", name)), flows=int(flows), seed=int(seed),
                     phases=tuple(parse_phase(p, i, name) for i, p in enumerate(phases)), pairs=pairs)
 
