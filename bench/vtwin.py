@@ -24,7 +24,7 @@ Prints JSON with
   steady state a RouteNet-style twin predicts;
 - the targets of issue 14 and whether each is met.
 
-    .venv/bin/python bench/vtwin.py [--corpus DATA] [--unseen DATA] [--model base|train] [--budget S]
+    .venv/bin/python bench/vtwin.py [--corpus DATA [DATA ...]] [--unseen DATA] [--model base|train] [--budget S]
                                     [--label-window K] [--unseen-label-window K]
 
 `--model base` (default) scores the shipped base model (vtwin/base, or $NDT_BASE_MODEL): it was
@@ -57,7 +57,7 @@ from topologies.routing import path_links, shortest_paths_from  # noqa: E402
 from traffic.store import Stores  # noqa: E402
 from traffic.window_merge import check_label_window  # noqa: E402
 from vtwin.baselines import MLPBaseline, mm1_predict  # noqa: E402
-from vtwin.dataset import Sample, from_corpus, from_jsonl, split, steady  # noqa: E402
+from vtwin.dataset import Sample, from_corpus, from_jsonl, joined, split, steady  # noqa: E402
 from vtwin.evaluate import evaluate, evaluate_by_load, label_floor, mape_floor  # noqa: E402
 from vtwin.features import PROCESSES, FlowSpec, Snapshot, graph_tensors  # noqa: E402
 from vtwin.twin import Twin  # noqa: E402
@@ -208,11 +208,14 @@ def scored(models: dict, samples: list[Sample]) -> dict:
     return {k: evaluate(f, samples)["overall"] for k, f in models.items()}
 
 
-def fidelity(corpus: str, unseen: str | None, model: str, budget: float, label_window: int = 1,
+def fidelity(corpora: list[str], unseen: str | None, model: str, budget: float, label_window: int = 1,
              unseen_window: int | None = None) -> dict:
-    samples = read(corpus, label_window)
+    try:
+        samples = joined([read(c, label_window) for c in corpora])
+    except ValueError as exc:
+        raise SystemExit(f"bench/vtwin.py: --corpus: {exc}") from None
     fit, held = split(samples)
-    out: dict = {"corpus": {"data": corpus, "topologies": sorted({s.topology for s in samples}),
+    out: dict = {"corpus": {"data": " + ".join(corpora), "topologies": sorted({s.topology for s in samples}),
                             "train_windows": len(fit), "held_out_windows": len(held),
                             "held_out_labeled_flows": sum(s.labeled for s in held)},
            "overload_age": overload_age(samples), "label_window": label_window}
@@ -304,7 +307,8 @@ def floors(scored_set: dict, key: str) -> dict | None:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--corpus", help="the training corpus (data directory or .jsonl)")
+    ap.add_argument("--corpus", nargs="+", help="the training corpus (data directory or .jsonl); several "
+                    "are scored as one (the model trained on them together: 'ndt model base build --data A B')")
     ap.add_argument("--unseen", help="a corpus of networks not in the training one")
     ap.add_argument("--model", choices=["base", "train"], default="base")
     ap.add_argument("--budget", type=float, default=1800.0, help="training time budget with --model train (s)")

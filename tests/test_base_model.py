@@ -152,3 +152,19 @@ def test_ndt_model_base_build_trains_with_the_loss_it_is_told_and_records_it(tmp
     bad = ndt("model", "base", "build", "--data", str(corpus), "--out", str(tmp_path / "x"), "--loss", "mse",
               check=False)
     assert bad.returncode != 0 and "invalid choice: 'mse'" in bad.stderr and not (tmp_path / "x").exists()
+
+
+def test_ndt_model_base_build_trains_on_several_corpora_together_and_refuses_one_given_twice(tmp_path):
+    first, second = tmp_path / "first", tmp_path / "second"
+    seed_traffic_run(first, "mesh6", TRAFFIC_SCHEDULE, run_id="run-first", seed=4)
+    seed_traffic_run(second, "diamond", TRAFFIC_SCHEDULE, run_id="run-second", seed=5)
+    out = tmp_path / "built"
+    card = json.loads(ndt("model", "base", "build", "--data", str(first), str(second), "--out", str(out),
+                          "--budget", "20", "--epochs", "2", "--state", "8", "--iterations", "2", "--json").stdout)
+    corpus = card["corpus"]
+    assert corpus["runs"] == 2 and [p["data"] for p in corpus["parts"]] == [str(first), str(second)]
+    assert {"mesh6", "diamond"} <= set(corpus["topologies"])
+    assert "--data CORPUS1 CORPUS2" in card["training"]["command"] and load(out).card["corpus"] == corpus
+    twice = ndt("model", "base", "build", "--data", str(first), str(first), "--out", str(tmp_path / "x"),
+                check=False)
+    assert twice.returncode != 0 and "give each corpus once" in twice.stderr and not (tmp_path / "x").exists()

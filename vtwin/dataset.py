@@ -212,6 +212,21 @@ def from_corpus(stores: Stores, label_window: int = 1) -> list[Sample]:
     return from_stores(stores, runs, label_window)
 
 
+def joined(parts: list[list[Sample]]) -> list[Sample]:
+    """Several corpora's samples as one training set (e.g. base, whose runs keep one flow set,
+    and base-pairs, whose phases each draw their own). Runs are told apart by their ids, which
+    `split` groups on, so a run id in two parts (one corpus given twice, or a copy of one) raises
+    ValueError rather than merging two runs' phases."""
+    seen: dict[str, int] = {}
+    for i, part in enumerate(parts):
+        for run in {s.run for s in part}:
+            if run in seen and seen[run] != i:
+                raise ValueError(f"run {run} is in corpus {seen[run] + 1} and in corpus {i + 1}: "
+                                 "give each corpus once")
+            seen[run] = i
+    return [s for part in parts for s in part]
+
+
 def from_jsonl(path: Path, label_window: int = 1) -> list[Sample]:
     """Samples of an exported (or imported) JSON Lines file, from each run's `state_windows`: each
     window belongs to the run its `run` names, whose line came before it (runs' windows may

@@ -93,6 +93,24 @@ def _corpus_samples(data: str, label_window: int = 1) -> tuple[list, dict[str, A
     return samples, info
 
 
+def _corpora_samples(dirs: list[str], label_window: int = 1) -> tuple[list, dict[str, Any]]:
+    """One or more corpora's samples as one training set and the card's record of them: one
+    corpus' record as `_corpus_samples` gives it, several summed, each kept under 'parts'."""
+    from vtwin.dataset import joined
+
+    if len(dirs) == 1:
+        return _corpus_samples(dirs[0], label_window)
+    parts = [_corpus_samples(d, label_window) for d in dirs]
+    try:
+        samples = joined([p[0] for p in parts])
+    except ValueError as exc:
+        raise CliError(f"--data: {exc}") from None
+    infos = [p[1] for p in parts]
+    return samples, {"data": " + ".join(i["data"] for i in infos), "runs": sum(i["runs"] for i in infos),
+                     "label_window": label_window,
+                     "spec": " + ".join(str(i.get("spec") or "?") for i in infos), "parts": infos}
+
+
 def cmd_base_build(args: argparse.Namespace) -> None:
     from pathlib import Path
 
@@ -104,7 +122,7 @@ def cmd_base_build(args: argparse.Namespace) -> None:
         check_label_window(args.label_window)
     except ValueError as exc:
         raise CliError(f"--label-window: {exc}") from None
-    samples, corpus = _corpus_samples(args.data, args.label_window)
+    samples, corpus = _corpora_samples(args.data, args.label_window)
     fit, held = split(samples)
     unseen = _corpus_samples(args.unseen, args.label_window)[0] if args.unseen else None
     if unseen:
@@ -115,7 +133,8 @@ def cmd_base_build(args: argparse.Namespace) -> None:
         print(f"training the base model on {len(fit)} windows ({sum(s.labeled for s in fit)} labeled flows) of "
               f"{len({s.topology for s in samples})} topologies, holding out {len(held)}; budget {args.budget:g} s",
               file=sys.stderr)
-    command = "ndt model base build --data CORPUS" + (" --unseen DATA" if args.unseen else "") + \
+    corpora = "CORPUS" if len(args.data) == 1 else " ".join(f"CORPUS{i + 1}" for i in range(len(args.data)))
+    command = f"ndt model base build --data {corpora}" + (" --unseen DATA" if args.unseen else "") + \
         f" --budget {args.budget:g} --epochs {args.epochs} --patience {args.patience} --seed {args.seed}" \
         f" --halve-after {args.halve_after} --state {args.state} --iterations {args.iterations} --loss {args.loss}" \
         + (f" --label-window {args.label_window}" if args.label_window != 1 else "")
@@ -195,7 +214,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     b = msub.add_parser("base", help="the base model shipped in vtwin/base: build it from a corpus, show its card")
     bsub = b.add_subparsers(dest="base_action", required=True, parser_class=Parser)
     t = bsub.add_parser("build", help="train the base model on a corpus ('ndt dataset build'), write it and its card")
-    t.add_argument("--data", required=True, help="the corpus' data directory")
+    t.add_argument("--data", required=True, nargs="+", metavar="CORPUS",
+                   help="the corpus' data directory; several train on them together (e.g. base and base-pairs)")
     t.add_argument("--unseen", default=None, help="a data directory of networks not in the corpus, to score on")
     t.add_argument("--out", default=None, help="folder to write model.npz and card.json to "
                                                   "(default $NDT_BASE_MODEL, else vtwin/base)")
