@@ -25,14 +25,15 @@ Prints JSON with
 - the targets of issue 14 and whether each is met.
 
     .venv/bin/python bench/vtwin.py [--corpus DATA [DATA ...]] [--unseen DATA] [--model base|train] [--budget S]
-                                    [--label-window K] [--unseen-label-window K]
+                                    [--label-window K [K ...]] [--unseen-label-window K]
 
 `--model base` (default) scores the shipped base model (vtwin/base, or $NDT_BASE_MODEL): it was
 trained on the same split of the same corpus, so its held-out windows are these. `--model train`
 trains a new GNN on the corpus' training windows within `--budget` seconds. Without --corpus only
 the speed figures are measured. `--label-window K` scores labels over K consecutive windows of a
-phase merged into one (`traffic.window_merge`; both corpora): fewer, longer windows whose labels
-average K times the packets. `--unseen-label-window K` sets it for the unseen corpus alone: on
+phase merged into one (`traffic.window_merge`; every corpus, or one K per --corpus, e.g. 1 for an
+8 s-phase corpus beside 8 for a 24 s-phase one): fewer, longer windows whose labels average K times
+the packets. `--unseen-label-window K` sets it for the unseen corpus alone: on
 `unseen-long` (24 s phases) at 8 s the MAPE's floor lies under the issue's targets (README, 'Long
 labels with the fixed relay'), while the held-out windows of an 8 s-phase corpus stay at 1 s.
 """
@@ -55,7 +56,7 @@ import numpy as np  # noqa: E402
 from topologies import load  # noqa: E402
 from topologies.routing import path_links, shortest_paths_from  # noqa: E402
 from traffic.store import Stores  # noqa: E402
-from traffic.window_merge import check_label_window  # noqa: E402
+from traffic.window_merge import corpus_label_windows  # noqa: E402
 from vtwin.baselines import MLPBaseline, mm1_predict  # noqa: E402
 from vtwin.dataset import Sample, from_corpus, from_jsonl, joined, split, steady  # noqa: E402
 from vtwin.evaluate import evaluate, evaluate_by_load, label_floor, mape_floor  # noqa: E402
@@ -208,17 +209,18 @@ def scored(models: dict, samples: list[Sample]) -> dict:
     return {k: evaluate(f, samples)["overall"] for k, f in models.items()}
 
 
-def fidelity(corpora: list[str], unseen: str | None, model: str, budget: float, label_window: int = 1,
-             unseen_window: int | None = None) -> dict:
+def fidelity(corpora: list[str], unseen: str | None, model: str, budget: float, windows: list[int],
+             unseen_window: int = 1) -> dict:
     try:
-        samples = joined([read(c, label_window) for c in corpora])
+        samples = joined([read(c, k) for c, k in zip(corpora, windows, strict=True)])
     except ValueError as exc:
         raise SystemExit(f"bench/vtwin.py: --corpus: {exc}") from None
     fit, held = split(samples)
     out: dict = {"corpus": {"data": " + ".join(corpora), "topologies": sorted({s.topology for s in samples}),
                             "train_windows": len(fit), "held_out_windows": len(held),
                             "held_out_labeled_flows": sum(s.labeled for s in held)},
-           "overload_age": overload_age(samples), "label_window": label_window}
+           "overload_age": overload_age(samples),
+           "label_window": windows[0] if len(set(windows)) == 1 else windows}
     if model == "base":
         from vtwin.base_model import load as load_base
 
@@ -250,7 +252,7 @@ def fidelity(corpora: list[str], unseen: str | None, model: str, budget: float, 
                                                   if k in ("delay_mape", "jitter_mape", "delay_nmse_db",
                                                            "delay_nmse_power_db", "flows")}
     if unseen:
-        out["unseen_label_window"] = label_window if unseen_window is None else unseen_window
+        out["unseen_label_window"] = unseen_window
         other = read(unseen, out["unseen_label_window"])
         overlap = {s.topology for s in other} & set(out["corpus"]["topologies"])
         if overlap:
@@ -313,25 +315,23 @@ def main() -> int:
     ap.add_argument("--model", choices=["base", "train"], default="base")
     ap.add_argument("--budget", type=float, default=1800.0, help="training time budget with --model train (s)")
     ap.add_argument("--repeats", type=int, default=30)
-    ap.add_argument("--label-window", type=int, default=1, metavar="K",
-                    help="score labels over K consecutive windows of a phase merged into one (default 1)")
+    ap.add_argument("--label-window", type=int, nargs="+", default=[1], metavar="K",
+                    help="score labels over K consecutive windows of a phase merged into one (default 1); one K "
+                         "for every --corpus or one each")
     ap.add_argument("--unseen-label-window", type=int, metavar="K",
-                    help="the same for --unseen alone (default: --label-window), e.g. 8 on `unseen-long`'s 24 s "
-                         "phases while the held-out windows stay at 1 s")
+                    help="the same for --unseen alone (default: the one --label-window, else 1), e.g. 8 on "
+                         "`unseen-long`'s 24 s phases while the held-out windows stay at 1 s")
     args = ap.parse_args()
-    for flag, k in (("--label-window", args.label_window), ("--unseen-label-window", args.unseen_label_window)):
-        if k is None:
-            continue
-        try:
-            check_label_window(k)
-        except ValueError as exc:
-            ap.error(f"{flag}: {exc}")
+    try:
+        windows, unseen_window = corpus_label_windows(args.label_window, len(args.corpus or [None]),
+                                                      args.unseen_label_window)
+    except ValueError as exc:
+        ap.error(str(exc))
     if args.unseen_label_window is not None and not args.unseen:
         ap.error("--unseen-label-window needs --unseen")
     out: dict = {"bench": "vtwin", "inference": inference(args.repeats), "synth700": synth700()}
     if args.corpus:
-        out["fidelity"] = fidelity(args.corpus, args.unseen, args.model, args.budget, args.label_window,
-                                   args.unseen_label_window)
+        out["fidelity"] = fidelity(args.corpus, args.unseen, args.model, args.budget, windows, unseen_window)
     out["targets"] = verdict(out)
     print(json.dumps(out, indent=1))
     return 0

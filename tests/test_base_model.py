@@ -160,11 +160,24 @@ def test_ndt_model_base_build_trains_on_several_corpora_together_and_refuses_one
     seed_traffic_run(second, "diamond", TRAFFIC_SCHEDULE, run_id="run-second", seed=5)
     out = tmp_path / "built"
     card = json.loads(ndt("model", "base", "build", "--data", str(first), str(second), "--out", str(out),
-                          "--budget", "20", "--epochs", "2", "--state", "8", "--iterations", "2", "--json").stdout)
+                          "--budget", "20", "--epochs", "2", "--state", "8", "--iterations", "2",
+                          "--label-window", "1", "2", "--json").stdout)
     corpus = card["corpus"]
     assert corpus["runs"] == 2 and [p["data"] for p in corpus["parts"]] == [str(first), str(second)]
+    assert [p["label_window"] for p in corpus["parts"]] == [1, 2] and corpus["label_window"] == [1, 2]
     assert {"mesh6", "diamond"} <= set(corpus["topologies"])
     assert "--data CORPUS1 CORPUS2" in card["training"]["command"] and load(out).card["corpus"] == corpus
+    assert "--label-window 1 2" in card["training"]["command"]
+    # the second corpus' phases labeled over 2 s windows: it trained on the merged windows
+    from vtwin.dataset import from_corpus
+
+    merged = len(from_corpus(Stores(first), 1)) + len(from_corpus(Stores(second), 2))
+    assert corpus["train_windows"] + corpus["held_out_windows"] == merged < \
+        len(from_corpus(Stores(first), 1)) + len(from_corpus(Stores(second), 1))
+    miscounted = ndt("model", "base", "build", "--data", str(first), str(second), "--label-window", "1", "2", "4",
+                     "--out", str(tmp_path / "y"), check=False)
+    assert miscounted.returncode != 0 and "one for each of the 2 corpora" in miscounted.stderr
+    assert not (tmp_path / "y").exists()
     twice = ndt("model", "base", "build", "--data", str(first), str(first), "--out", str(tmp_path / "x"),
                 check=False)
     assert twice.returncode != 0 and "give each corpus once" in twice.stderr and not (tmp_path / "x").exists()

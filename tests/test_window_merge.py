@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from traffic.window import Label, Window, WindowFlow, WindowLink
-from traffic.window_merge import coarsen, merge, merge_labels
+from traffic.window_merge import coarsen, corpus_label_windows, merge, merge_labels
 from vtwin.dataset import flow_age, window_seconds
 
 
@@ -56,3 +56,13 @@ def test_coarsening_keeps_phases_apart_and_drops_the_leftovers_from_a_phase_star
 def test_a_label_window_under_one_is_refused():
     with pytest.raises(ValueError, match="at least 1"):
         coarsen([], 0)
+
+
+def test_label_windows_are_one_for_every_corpus_or_one_each_and_the_unseen_one_follows_a_single_k():
+    assert corpus_label_windows([8], 3) == ([8, 8, 8], 8)
+    assert corpus_label_windows([1, 8], 2) == ([1, 8], 1)
+    assert corpus_label_windows([1, 8], 2, unseen=8) == ([1, 8], 8)
+    with pytest.raises(ValueError, match="one for each of the 2 corpora"):
+        corpus_label_windows([1, 2, 4], 2)
+    with pytest.raises(ValueError, match="--unseen-label-window: a label window"):
+        corpus_label_windows([1], 1, unseen=0)

@@ -108,6 +108,22 @@ def check_label_window(k: int) -> int:
     return k
 
 
+def corpus_label_windows(given: list[int], corpora: int, unseen: int | None = None) -> tuple[list[int], int]:
+    """Each of `corpora` corpora's label window and an unseen corpus': `given` (`--label-window`)
+    is one K for every corpus or one per corpus (1 for an 8 s-phase corpus beside 8 for a 24 s-phase
+    one); `unseen` (`--unseen-label-window`) defaults to the one K, else to 1. ValueError (naming
+    the flag) otherwise."""
+    if len(given) not in (1, corpora):
+        raise ValueError(f"--label-window: give one K, or one for each of the {corpora} corpora (got {len(given)})")
+    for flag, k in [("--label-window", k) for k in given] + [("--unseen-label-window", unseen)] * (unseen is not None):
+        try:
+            check_label_window(k)
+        except ValueError as exc:
+            raise ValueError(f"{flag}: {exc}") from None
+    windows = given * corpora if len(given) == 1 else list(given)
+    return windows, unseen if unseen is not None else (given[0] if len(given) == 1 else 1)
+
+
 def coarsen(windows: list[Window], k: int) -> list[Window]:
     """The windows of one run with every k consecutive windows of a phase merged (see the module's
     docstring); `k` = 1 returns them as they are."""

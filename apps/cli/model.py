@@ -93,38 +93,39 @@ def _corpus_samples(data: str, label_window: int = 1) -> tuple[list, dict[str, A
     return samples, info
 
 
-def _corpora_samples(dirs: list[str], label_window: int = 1) -> tuple[list, dict[str, Any]]:
+def _corpora_samples(dirs: list[str], windows: list[int]) -> tuple[list, dict[str, Any]]:
     """One or more corpora's samples as one training set and the card's record of them: one
-    corpus' record as `_corpus_samples` gives it, several summed, each kept under 'parts'."""
+    corpus' record as `_corpus_samples` gives it, several summed, each kept under 'parts'.
+    `windows` holds each corpus' label window (`--label-window`, one value for all or one each)."""
     from vtwin.dataset import joined
 
     if len(dirs) == 1:
-        return _corpus_samples(dirs[0], label_window)
-    parts = [_corpus_samples(d, label_window) for d in dirs]
+        return _corpus_samples(dirs[0], windows[0])
+    parts = [_corpus_samples(d, k) for d, k in zip(dirs, windows, strict=True)]
     try:
         samples = joined([p[0] for p in parts])
     except ValueError as exc:
         raise CliError(f"--data: {exc}") from None
     infos = [p[1] for p in parts]
     return samples, {"data": " + ".join(i["data"] for i in infos), "runs": sum(i["runs"] for i in infos),
-                     "label_window": label_window,
+                     "label_window": windows[0] if len(set(windows)) == 1 else windows,
                      "spec": " + ".join(str(i.get("spec") or "?") for i in infos), "parts": infos}
 
 
 def cmd_base_build(args: argparse.Namespace) -> None:
     from pathlib import Path
 
-    from traffic.window_merge import check_label_window
+    from traffic.window_merge import corpus_label_windows
     from vtwin.base_model import build
     from vtwin.dataset import split
 
     try:
-        check_label_window(args.label_window)
+        windows, unseen_window = corpus_label_windows(args.label_window, len(args.data), args.unseen_label_window)
     except ValueError as exc:
-        raise CliError(f"--label-window: {exc}") from None
-    samples, corpus = _corpora_samples(args.data, args.label_window)
+        raise CliError(str(exc)) from None
+    samples, corpus = _corpora_samples(args.data, windows)
     fit, held = split(samples)
-    unseen = _corpus_samples(args.unseen, args.label_window)[0] if args.unseen else None
+    unseen = _corpus_samples(args.unseen, unseen_window)[0] if args.unseen else None
     if unseen:
         overlap = {s.topology for s in unseen} & {s.topology for s in samples}
         if overlap:
@@ -137,7 +138,8 @@ def cmd_base_build(args: argparse.Namespace) -> None:
     command = f"ndt model base build --data {corpora}" + (" --unseen DATA" if args.unseen else "") + \
         f" --budget {args.budget:g} --epochs {args.epochs} --patience {args.patience} --seed {args.seed}" \
         f" --halve-after {args.halve_after} --state {args.state} --iterations {args.iterations} --loss {args.loss}" \
-        + (f" --label-window {args.label_window}" if args.label_window != 1 else "")
+        + (f" --label-window {' '.join(map(str, args.label_window))}" if set(windows) != {1} else "") \
+        + (f" --unseen-label-window {unseen_window}" if args.unseen and unseen_window != windows[0] else "")
     card = build(fit, held, corpus=corpus, unseen=unseen, state=args.state, iterations=args.iterations,
                  epochs=args.epochs, budget_s=args.budget, patience=args.patience, seed=args.seed,
                  halve_after=args.halve_after, loss=args.loss,
@@ -231,8 +233,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--state", type=int, default=24)
     t.add_argument("--iterations", type=int, default=3)
     t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--label-window", type=int, default=1, metavar="K",
-                   help="label over K consecutive windows of a phase merged into one (default 1: the runs' own)")
+    t.add_argument("--label-window", type=int, nargs="+", default=[1], metavar="K",
+                   help="label over K consecutive windows of a phase merged into one (default 1: the runs' own); "
+                        "one K for every corpus or one per --data corpus")
+    t.add_argument("--unseen-label-window", type=int, default=None, metavar="K",
+                   help="the same for --unseen (default: the one --label-window, else 1)")
     t.add_argument("--json", action="store_true")
     t.set_defaults(func=cmd_base_build)
     t = bsub.add_parser("show", help="the base model's card")
