@@ -28,7 +28,8 @@ Prints JSON with
                                     [--label-window K [K ...]] [--unseen-label-window K]
 
 `--model base` (default) scores the shipped base model (vtwin/base, or $NDT_BASE_MODEL): it was
-trained on the same split of the same corpus, so its held-out windows are these. `--model train`
+trained on the same split of the same corpora, so its held-out windows are these when --corpus
+names the corpora its card does (the shipped one: `--corpus BASE BASE_PAIRS`). `--model train`
 trains a new GNN on the corpus' training windows within `--budget` seconds. Without --corpus only
 the speed figures are measured. `--label-window K` scores labels over K consecutive windows of a
 phase merged into one (`traffic.window_merge`; every corpus, or one K per --corpus, e.g. 1 for an
