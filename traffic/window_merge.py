@@ -115,7 +115,10 @@ def corpus_label_windows(given: list[int], corpora: int, unseen: int | None = No
     the flag) otherwise."""
     if len(given) not in (1, corpora):
         raise ValueError(f"--label-window: give one K, or one for each of the {corpora} corpora (got {len(given)})")
-    for flag, k in [("--label-window", k) for k in given] + [("--unseen-label-window", unseen)] * (unseen is not None):
+    named = [("--label-window", k) for k in given]
+    if unseen is not None:
+        named.append(("--unseen-label-window", unseen))
+    for flag, k in named:
         try:
             check_label_window(k)
         except ValueError as exc:
